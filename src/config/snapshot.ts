@@ -1,0 +1,105 @@
+/**
+ * The compiled configuration: what the primary hands every worker. It is plain data (structured-clone
+ * safe, deep-frozen after compile) with every name already resolved to an index, so the hot path never
+ * looks anything up by name. Written by src/config/compile.ts in the primary, read by src/worker/*.
+ */
+import type { RuleNode } from './rule-ast.js';
+
+export const SNAPSHOT_VERSION = 1;
+
+export type Strategy = 'leastconn' | 'roundrobin';
+
+export interface EntryPointSpec {
+  readonly name: string;
+  /** Host to bind ('' = all interfaces, IPv4 and IPv6). IPv6 literals without brackets. */
+  readonly host: string;
+  readonly port: number;
+  /** True when this entry point terminates TLS (it serves routers that carry `tls`). */
+  readonly tls: boolean;
+}
+
+export interface CertificateSpec {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** DNS names (CN and SANs, lowercased; wildcards kept as `*.example.com`) read from the certificate. */
+  readonly names: readonly string[];
+}
+
+export interface RouterSpec {
+  readonly name: string;
+  readonly rule: string;
+  /** Parsed rule; workers compile it into a matcher (functions cannot cross threads). */
+  readonly ast: RuleNode;
+  readonly priority: number;
+  readonly service: number;
+  /** Indexes into Snapshot.entryPoints. */
+  readonly entryPoints: readonly number[];
+  readonly tls: boolean;
+}
+
+export interface TransportSpec {
+  readonly name: string;
+  readonly insecureSkipVerify: boolean;
+  /** PEM text of every configured root CA, concatenated; '' = the system's roots. */
+  readonly rootCAs: string;
+  /** SNI and certificate name to use toward the backend; '' = the backend URL's host. */
+  readonly serverName: string;
+  readonly dialTimeoutMs: number;
+}
+
+export interface BackendSpec {
+  /** Global backend index: the slot of its counters in the SharedArrayBuffer. */
+  readonly index: number;
+  readonly service: number;
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /** https/wss: TLS toward the backend. */
+  readonly tls: boolean;
+  /** Path prefix from the server URL (Traefik prepends it to the request path); '' when none. */
+  readonly pathPrefix: string;
+}
+
+export interface ServiceSpec {
+  readonly name: string;
+  readonly strategy: Strategy;
+  /** Connect attempts on other backends after the first fails. */
+  readonly retries: number;
+  readonly passHostHeader: boolean;
+  /** Index into Snapshot.transports. */
+  readonly transport: number;
+  /** Global backend indexes, in config order. */
+  readonly backends: readonly number[];
+}
+
+export interface WebSocketSettings {
+  /** Largest message accepted on either leg; larger closes with 1009. */
+  readonly maxMessageSize: number;
+  /** Client send buffer above which Sluice stops reading that client's upstream socket. */
+  readonly clientHighWaterMark: number;
+  /** Hard cap of the client send buffer (uWS maxBackpressure); past it the client is closed with 1013. */
+  readonly clientMaxBuffer: number;
+  /** Upstream socket write buffer past which the client is closed with 1013. */
+  readonly upstreamWriteBudget: number;
+  /** Seconds without traffic before uWS pings/closes the client (0 = off). */
+  readonly idleTimeoutSeconds: number;
+  /** Time allowed for the backend to answer the upgrade. */
+  readonly handshakeTimeoutMs: number;
+}
+
+export interface Snapshot {
+  readonly version: number;
+  /** The config file this came from (for messages). */
+  readonly source: string;
+  readonly workers: number;
+  readonly entryPoints: readonly EntryPointSpec[];
+  readonly certificates: readonly CertificateSpec[];
+  /** Sorted: highest priority first, then longer rule, then name. */
+  readonly routers: readonly RouterSpec[];
+  readonly services: readonly ServiceSpec[];
+  readonly backends: readonly BackendSpec[];
+  readonly transports: readonly TransportSpec[];
+  readonly websocket: WebSocketSettings;
+  /** Grace period for SIGTERM: clients are closed with 1001, then the process exits. */
+  readonly shutdownGraceMs: number;
+}
