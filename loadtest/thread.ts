@@ -1,0 +1,292 @@
+/**
+ * One load thread (a piscina task that lives for the whole run): it opens its share of the
+ * connections, drives the scenario's traffic when the conductor says start, counts only what falls
+ * inside the measured window, and returns its counters and encoded histograms packed with msgpackr.
+ *
+ * Send times ride in the first 8 payload bytes as this thread's performance.now(); the reply comes
+ * back to the same thread, so the clock that stamps is the clock that reads and no cross-thread
+ * epoch is needed.
+ */
+import { performance } from 'node:perf_hooks';
+import { pack } from 'msgpackr';
+import type * as hdr from 'hdr-histogram-js';
+import { encodeHistogram, newHistogram, recordMicros } from './histogram.js';
+import type { ControlMessage, SlowResult, ThreadMessage, ThreadResult, ThreadTask } from './protocol.js';
+import { LeanWebSocket, OPEN, parseTarget, type ClientEvents, type Target } from './ws-client.js';
+import { startChurn, startEchoTicker, startThroughput, type Traffic } from './traffic.js';
+import type { LoadOptions } from './options.js';
+
+/** Connection flags in LeanWebSocket.tag: this one stops reading (slow-consumer); its writes were refused once. */
+export const SLOW = 1;
+export const EVER_BLOCKED = 2;
+
+export class ThreadRun implements ClientEvents {
+  readonly options: LoadOptions;
+  readonly task: ThreadTask;
+  readonly targets: Target[];
+  readonly open = new Set<LeanWebSocket>();
+  /** Connections in the order they were opened; traffic is scheduled over this list. */
+  readonly held: LeanWebSocket[] = [];
+
+  running = false;
+  measuring = false;
+  stopping = false;
+  measureStart = Infinity;
+  measureEnd = 0;
+
+  attempted = 0;
+  opened = 0;
+  settled = 0;
+  peakOpen = 0;
+  failures: Record<string, number> = {};
+  closedEarly: Record<string, number> = {};
+  sent = 0;
+  received = 0;
+  corrupt = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
+  upgrades = 0;
+  rawSent = 0;
+  rawReceived = 0;
+  failureCount = 0;
+  readonly slow: SlowResult = {
+    connections: 0,
+    sent: 0,
+    bytesSent: 0,
+    everBlocked: 0,
+    blockedAtStop: 0,
+    closed: {},
+    receivedAfterResume: 0,
+    bytesReceivedAfterResume: 0,
+  };
+
+  readonly rtt: hdr.Histogram = newHistogram();
+  readonly upgradeLatency: hdr.Histogram = newHistogram();
+  readonly lag: hdr.Histogram = newHistogram();
+  /** Latencies since the last progress message; reset each second. */
+  readonly recent: hdr.Histogram = newHistogram();
+
+  private traffic: Traffic | null = null;
+  private churnConnectionCounter = 0;
+  private readySent = false;
+
+  constructor(task: ThreadTask) {
+    this.task = task;
+    this.options = task.options;
+    this.targets = this.options.urls.map(parseTarget);
+  }
+
+  /** Opens connection number `index` (global numbering picks its URL and source address). */
+  connect(index: number): LeanWebSocket {
+    const addrs = this.options.localAddresses;
+    this.attempted++;
+    return new LeanWebSocket(this.targets[index % this.targets.length] as Target, this, {
+      localAddress: addrs.length > 0 ? addrs[index % addrs.length] : undefined,
+      timeoutMs: this.options.connectTimeoutMs,
+      insecure: this.options.insecure,
+    });
+  }
+
+  /** A fresh global-ish index for churn, interleaved between threads so addresses rotate evenly. */
+  nextChurnIndex(): number {
+    return this.churnConnectionCounter++ * this.options.threads + this.task.thread;
+  }
+
+  onOpen(client: LeanWebSocket): void {
+    this.opened++;
+    this.settled++;
+    this.open.add(client);
+    if (this.open.size > this.peakOpen) this.peakOpen = this.open.size;
+    const micros = (client.openedAt - client.startedAt) * 1000;
+    if (this.options.scenario === 'churn') {
+      if (!this.measuring) return this.traffic?.onOpen(client);
+      this.upgrades++;
+      recordMicros(this.upgradeLatency, micros);
+      recordMicros(this.recent, micros);
+      this.traffic?.onOpen(client);
+      return;
+    }
+    this.upgrades++;
+    recordMicros(this.upgradeLatency, micros);
+    if (this.options.scenario === 'connect') recordMicros(this.recent, micros);
+    if (this.options.scenario === 'slow-consumer' && this.slow.connections < this.slowShare()) {
+      client.tag |= SLOW;
+      this.slow.connections++;
+    }
+    this.held.push(client);
+    this.maybeReady();
+  }
+
+  onMessage(client: LeanWebSocket, sentAt: number, length: number, now: number): void {
+    this.rawReceived++;
+    if ((client.tag & SLOW) !== 0) {
+      this.slow.receivedAfterResume++;
+      this.slow.bytesReceivedAfterResume += length;
+      return;
+    }
+    if (sentAt >= this.measureStart) {
+      this.received++;
+      client.received++;
+      this.bytesReceived += length;
+      if (length !== this.options.size) this.corrupt++;
+      const micros = (now - sentAt) * 1000;
+      recordMicros(this.rtt, micros);
+      recordMicros(this.recent, micros);
+    }
+    this.traffic?.onMessage(client);
+  }
+
+  onClose(client: LeanWebSocket): void {
+    const wasOpen = this.open.delete(client);
+    if (!client.wasOpen) {
+      this.settled++;
+      // Churn counts failures only inside the measured window; held scenarios count every attempt.
+      if (this.options.scenario !== 'churn' || this.measuring) {
+        const reason = client.failure ?? 'closed';
+        this.failures[reason] = (this.failures[reason] ?? 0) + 1;
+        this.failureCount++;
+      }
+      this.maybeReady();
+    } else if (wasOpen && client.failure !== null && !this.stopping) {
+      const reason = client.peerCloseCode > 0 ? `close ${client.peerCloseCode}` : client.failure;
+      const into = (client.tag & SLOW) !== 0 ? this.slow.closed : this.closedEarly;
+      into[reason] = (into[reason] ?? 0) + 1;
+      this.failureCount++;
+    }
+    this.traffic?.onClose(client);
+  }
+
+  /** This thread's part of --slow, spread like the connections so every thread has both kinds. */
+  private slowShare(): number {
+    const { slow, threads } = this.options;
+    return Math.floor(slow / threads) + (this.task.thread < slow % threads ? 1 : 0);
+  }
+
+  private maybeReady(): void {
+    if (!this.readySent && this.options.scenario !== 'churn' && this.settled >= this.task.count) this.ready();
+  }
+
+  private ready(): void {
+    this.readySent = true;
+    this.post({ type: 'ready' });
+  }
+
+  post(message: ThreadMessage): void {
+    this.task.port.postMessage(message);
+  }
+
+  /** Opens this thread's connections at its share of --rate; stops early if the run is stopped. */
+  rampUp(): void {
+    if (this.options.scenario === 'churn') return this.ready();
+    const perSecond = this.options.rate / this.options.threads;
+    const started = performance.now();
+    const step = (): void => {
+      if (this.stopping) return;
+      const due = Math.min(this.task.count, Math.floor(((performance.now() - started) * perSecond) / 1000) + 1);
+      while (this.attempted < due) this.connect(this.task.firstIndex + this.attempted);
+      if (this.attempted < this.task.count) setTimeout(step, 5);
+    };
+    step();
+  }
+
+  control(message: ControlMessage): void {
+    if (message.type === 'start' && !this.running && !this.stopping) {
+      this.running = true;
+      const o = this.options;
+      if (o.scenario === 'echo' || o.scenario === 'slow-consumer') this.traffic = startEchoTicker(this);
+      else if (o.scenario === 'throughput') this.traffic = startThroughput(this);
+      else if (o.scenario === 'churn') this.traffic = startChurn(this);
+    } else if (message.type === 'measure' && !this.measuring && !this.stopping) {
+      this.measuring = true;
+      this.measureStart = performance.now();
+      this.sent = this.received = this.corrupt = this.bytesSent = this.bytesReceived = 0;
+      this.rtt.reset();
+      this.lag.reset();
+      if (this.options.scenario === 'churn') {
+        this.upgrades = 0;
+        this.upgradeLatency.reset();
+      }
+    } else if (message.type === 'stop') {
+      this.stopping = true;
+      this.running = false;
+      this.measureEnd = this.measuring ? performance.now() : this.measureStart;
+      this.traffic?.stop();
+    }
+  }
+
+  /** After stop: wait (bounded by --drain) for replies still on their way, then close everything. */
+  async finish(): Promise<ThreadResult> {
+    const deadline = performance.now() + this.options.drain * 1000;
+    for (const c of this.held) {
+      if ((c.tag & SLOW) !== 0 && c.state === OPEN) {
+        if (c.blocked) this.slow.blockedAtStop++;
+        c.socket.resume();
+      }
+    }
+    const resumedAt = performance.now();
+    const waitingForSlow = (): boolean => this.slow.connections > 0 && performance.now() - resumedAt < 300;
+    while (performance.now() < deadline && (this.outstanding() > 0 || waitingForSlow())) await sleep(10);
+    for (const c of this.open) c.close(1000, 1000);
+    const closeDeadline = performance.now() + 1500;
+    while (this.open.size > 0 && performance.now() < closeDeadline) await sleep(10);
+    for (const c of this.open) c.socket.destroy();
+    return {
+      attempted: this.attempted,
+      opened: this.opened,
+      peakOpen: this.peakOpen,
+      failures: this.failures,
+      closedEarly: this.closedEarly,
+      sent: this.sent,
+      received: this.received,
+      corrupt: this.corrupt,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
+      upgrades: this.upgrades,
+      measuredMs: Math.max(0, this.measureEnd - (Number.isFinite(this.measureStart) ? this.measureStart : this.measureEnd)),
+      rtt: encodeHistogram(this.rtt),
+      upgrade: encodeHistogram(this.upgradeLatency),
+      lag: encodeHistogram(this.lag),
+      slow: this.options.scenario === 'slow-consumer' ? this.slow : null,
+    };
+  }
+
+  /** Measured messages still unanswered on connections that can still answer them. */
+  private outstanding(): number {
+    if (this.sent - this.received <= 0) return 0;
+    for (const c of this.held) if ((c.tag & SLOW) === 0 && c.state === OPEN && c.sent > c.received) return 1;
+    return 0;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The piscina task: runs until the conductor says stop, then resolves with msgpackr-packed ThreadResult. */
+export default async function runThread(task: ThreadTask): Promise<Uint8Array> {
+  const run = new ThreadRun(task);
+  const stopped = new Promise<void>((resolve) => {
+    task.port.on('message', (message: ControlMessage) => {
+      run.control(message);
+      if (message.type === 'stop') resolve();
+    });
+  });
+  const progress = setInterval(() => {
+    run.post({
+      type: 'progress',
+      open: run.open.size,
+      rawSent: run.rawSent,
+      rawReceived: run.rawReceived,
+      upgrades: run.upgrades,
+      failures: run.failureCount,
+      recent: encodeHistogram(run.recent),
+    });
+    run.recent.reset();
+  }, 1000);
+  run.rampUp();
+  await stopped;
+  const result = await run.finish();
+  clearInterval(progress);
+  task.port.close();
+  return pack(result);
+}
