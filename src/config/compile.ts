@@ -1,0 +1,424 @@
+/**
+ * Turns a checked config (validate.ts) into the Snapshot the workers run: cross-references resolved to
+ * indexes, TLS decided per entry point, certificate and CA files read and checked, defaults that depend on
+ * other keys applied, routers sorted. Problems found here join the same list as validation's; the caller
+ * throws when the list is not empty, so a partly built snapshot never escapes.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+
+import { formatDuration, formatSize } from './duration.js';
+import { Problems, indexPath, keyPath, unknownName } from './errors.js';
+import { parseRule } from './rule-parser.js';
+import type { RuleNode } from './rule-ast.js';
+import { defaultOf } from './schema.js';
+import {
+  SNAPSHOT_VERSION,
+  type BackendSpec,
+  type CertificateSpec,
+  type EntryPointSpec,
+  type RouterSpec,
+  type ServiceSpec,
+  type Snapshot,
+  type TransportSpec,
+  type Strategy,
+  type WebSocketSettings,
+} from './snapshot.js';
+import type { CertificateFiles, CheckedConfig } from './validate.js';
+
+export interface CompileContext {
+  /** The config file as the user named it; becomes Snapshot.source. */
+  readonly source: string;
+  /** Relative file paths in the config (certificates, CAs) are resolved from here. */
+  readonly baseDir: string;
+  /** `--workers` on the command line; wins over the file. */
+  readonly workers?: number | undefined;
+}
+
+/** Built-in transport for services that name none; a user transport called 'default' replaces it. */
+const DEFAULT_TRANSPORT: TransportSpec = {
+  name: 'default',
+  insecureSkipVerify: defaultOf('http.serversTransports.<name>.insecureSkipVerify') as boolean,
+  rootCAs: '',
+  serverName: '',
+  dialTimeoutMs: defaultOf('http.serversTransports.<name>.forwardingTimeouts.dialTimeout') as number,
+};
+
+/** Compile only runs the fallbacks below for values that failed validation; they keep the types whole. */
+const numberDefault = (path: string): number => defaultOf(path) as number;
+
+type MutableEntryPoint = { -readonly [K in keyof EntryPointSpec]: EntryPointSpec[K] };
+
+/** uWebSockets.js checks idleTimeout in whole seconds, 0 or 8..960, and aborts the process otherwise. */
+const IDLE_TIMEOUT_MIN_S = 8;
+const IDLE_TIMEOUT_MAX_S = 960;
+
+export function compile(config: CheckedConfig, context: CompileContext, problems: Problems): Snapshot {
+  const entryPointConfigs = Object.entries(config.entryPoints ?? {});
+  const entryPoints = entryPointConfigs.map(([name, ep]): MutableEntryPoint => ({
+    name,
+    host: ep.address?.host ?? '',
+    port: ep.address?.port ?? 0,
+    tls: ep.http?.tls !== undefined,
+  }));
+  checkPortsUnique(entryPoints, problems);
+  if (config.entryPoints !== undefined && entryPoints.length === 0) {
+    problems.add('entryPoints', 'no entry points (expected at least one, like web: { address: ":8080" })');
+  }
+
+  const transports = compileTransports(config, context, problems);
+  const { services, backends } = compileServices(config, transports, problems);
+  const routers = compileRouters(config, entryPoints, services, problems);
+  const certificates = compileCertificates(config, context, problems);
+
+  const declaredCertificates =
+    (config.tls?.certificates?.length ?? 0) + (config.tls?.stores?.default?.defaultCertificate ? 1 : 0);
+  for (const ep of entryPoints) {
+    if (ep.tls && declaredCertificates === 0) {
+      problems.add(
+        keyPath('entryPoints', ep.name),
+        'entry point terminates TLS but there is no certificate (expected tls.certificates with certFile and keyFile)',
+      );
+    }
+  }
+
+  return {
+    version: SNAPSHOT_VERSION,
+    source: context.source,
+    workers: context.workers ?? config.workers ?? availableParallelism(),
+    entryPoints,
+    certificates,
+    routers,
+    services,
+    backends,
+    transports,
+    websocket: compileWebSocket(config, problems),
+    shutdownGraceMs: config.shutdown?.gracePeriod ?? numberDefault('shutdown.gracePeriod'),
+  };
+}
+
+function checkPortsUnique(entryPoints: readonly EntryPointSpec[], problems: Problems): void {
+  entryPoints.forEach((ep, i) => {
+    if (ep.port === 0) return; // its address was invalid and is reported already
+    const clash = entryPoints
+      .slice(0, i)
+      .find((other) => other.port === ep.port && (other.host === ep.host || other.host === '' || ep.host === ''));
+    if (clash !== undefined) {
+      problems.add(
+        keyPath(keyPath('entryPoints', ep.name), 'address'),
+        `port ${ep.port} is already used by entry point '${clash.name}' (expected a different port or host)`,
+      );
+    }
+  });
+}
+
+function compileTransports(config: CheckedConfig, context: CompileContext, problems: Problems): TransportSpec[] {
+  const transports: TransportSpec[] = [DEFAULT_TRANSPORT];
+  for (const [name, transport] of Object.entries(config.http?.serversTransports ?? {})) {
+    const path = keyPath('http.serversTransports', name);
+    const rootCAs = (transport.rootCAs ?? []).map((file, i) => {
+      const at = indexPath(keyPath(path, 'rootCAs'), i);
+      const pem = readConfigFile(file, context, at, problems, 'a PEM CA certificate');
+      if (pem === undefined) return '';
+      try {
+        new X509Certificate(pem);
+      } catch {
+        problems.add(at, `'${file}' holds no PEM certificate (expected a PEM CA certificate)`);
+        return '';
+      }
+      return pem.endsWith('\n') ? pem : `${pem}\n`;
+    });
+    const spec: TransportSpec = {
+      name,
+      insecureSkipVerify: transport.insecureSkipVerify ?? false,
+      rootCAs: rootCAs.join(''),
+      serverName: transport.serverName ?? '',
+      dialTimeoutMs: transport.forwardingTimeouts?.dialTimeout ?? DEFAULT_TRANSPORT.dialTimeoutMs,
+    };
+    if (name === 'default') transports[0] = spec;
+    else transports.push(spec);
+  }
+  return transports;
+}
+
+function compileServices(
+  config: CheckedConfig,
+  transports: readonly TransportSpec[],
+  problems: Problems,
+): { services: ServiceSpec[]; backends: BackendSpec[] } {
+  const services: ServiceSpec[] = [];
+  const backends: BackendSpec[] = [];
+  const transportNames = transports.map((t) => t.name);
+  for (const [name, service] of Object.entries(config.http?.services ?? {})) {
+    const path = keyPath('http.services', name);
+    const lb = service.loadBalancer ?? {};
+    let transport = 0;
+    if (lb.serversTransport !== undefined) {
+      transport = transportNames.indexOf(stripFileProvider(lb.serversTransport));
+      if (transport < 0) {
+        problems.add(
+          keyPath(keyPath(path, 'loadBalancer'), 'serversTransport'),
+          unknownName('servers transport', lb.serversTransport, transportNames),
+        );
+        transport = 0;
+      }
+    }
+    const serviceIndex = services.length;
+    const backendIndexes: number[] = [];
+    for (const server of lb.servers ?? []) {
+      if (server.url === undefined) continue;
+      backendIndexes.push(backends.length);
+      backends.push({ index: backends.length, service: serviceIndex, ...server.url });
+    }
+    services.push({
+      name,
+      strategy: lb.strategy ?? config.loadBalancer?.strategy ?? (defaultOf('loadBalancer.strategy') as Strategy),
+      retries: lb.retries ?? config.loadBalancer?.retries ?? numberDefault('loadBalancer.retries'),
+      passHostHeader: lb.passHostHeader ?? true,
+      transport,
+      backends: backendIndexes,
+    });
+  }
+  return { services, backends };
+}
+
+/** Traefik qualifies names with their provider (`chat@file`); this file is the only provider Sluice has. */
+function stripFileProvider(name: string): string {
+  return name.endsWith('@file') ? name.slice(0, -'@file'.length) : name;
+}
+
+function compileRouters(
+  config: CheckedConfig,
+  entryPoints: MutableEntryPoint[],
+  services: readonly ServiceSpec[],
+  problems: Problems,
+): RouterSpec[] {
+  const epNames = entryPoints.map((ep) => ep.name);
+  const serviceNames = services.map((s) => s.name);
+  const routerConfigs = Object.entries(config.http?.routers ?? {});
+
+  // First pass: a TLS router that lists entry points makes them TLS entry points (Traefik's model), so
+  // TLS-ness must be known for all of them before any router is attached.
+  for (const [, router] of routerConfigs) {
+    if (router.tls === undefined) continue;
+    for (const name of router.entryPoints ?? []) {
+      const ep = entryPoints.find((e) => e.name === name);
+      if (ep !== undefined) ep.tls = true;
+    }
+  }
+
+  const routers: RouterSpec[] = [];
+  for (const [name, router] of routerConfigs) {
+    const path = keyPath('http.routers', name);
+    const tls = router.tls !== undefined;
+    let ast: RuleNode | undefined;
+    if (router.rule !== undefined) {
+      try {
+        ast = parseRule(router.rule);
+      } catch (error) {
+        problems.add(keyPath(path, 'rule'), error instanceof Error ? error.message : String(error));
+      }
+    }
+    let service = -1;
+    if (router.service !== undefined) {
+      const wanted = router.service;
+      if (wanted.includes('@') && !wanted.endsWith('@file')) {
+        problems.add(
+          keyPath(path, 'service'),
+          `service '${wanted}' belongs to another Traefik provider (expected the name of a service in http.services)`,
+        );
+      } else {
+        service = serviceNames.indexOf(stripFileProvider(wanted));
+        if (service < 0) {
+          problems.add(
+            keyPath(path, 'service'),
+            unknownName('service', wanted, serviceNames, 'a service defined in http.services'),
+          );
+        }
+      }
+    }
+    const attached = attachRouter(name, router.entryPoints, tls, entryPoints, epNames, problems);
+    if (ast === undefined || service < 0 || router.rule === undefined || attached === undefined) continue;
+    routers.push({
+      name,
+      rule: router.rule,
+      ast,
+      // Traefik: priority 0 (or none) means the rule's length, so longer (more specific) rules win.
+      priority: router.priority || router.rule.length,
+      service,
+      entryPoints: attached,
+      tls,
+    });
+  }
+  return routers.sort(
+    (a, b) => b.priority - a.priority || b.rule.length - a.rule.length || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
+}
+
+/** Returns the entry point indexes a router serves, or undefined after recording why it serves none. */
+function attachRouter(
+  name: string,
+  listed: readonly string[] | undefined,
+  tls: boolean,
+  entryPoints: readonly EntryPointSpec[],
+  epNames: readonly string[],
+  problems: Problems,
+): number[] | undefined {
+  const path = keyPath('http.routers', name);
+  const indexes: number[] = [];
+  let reported = false;
+  if (listed === undefined) {
+    entryPoints.forEach((ep, i) => {
+      if (ep.tls === tls) indexes.push(i);
+    });
+  } else {
+    listed.forEach((epName, i) => {
+      const at = indexPath(keyPath(path, 'entryPoints'), i);
+      const index = epNames.indexOf(epName);
+      if (index < 0) {
+        problems.add(at, unknownName('entry point', epName, epNames, 'an entry point defined in entryPoints'));
+        reported = true;
+      } else if (entryPoints[index]!.tls && !tls) {
+        problems.add(
+          at,
+          `entry point '${epName}' terminates TLS but the router has no tls (expected tls: {} on the router, or a plain entry point)`,
+        );
+        reported = true;
+      } else if (!indexes.includes(index)) {
+        indexes.push(index);
+      }
+    });
+  }
+  if (indexes.length > 0) return indexes;
+  if (!reported && epNames.length > 0) {
+    problems.add(
+      path,
+      tls
+        ? 'TLS router has no TLS entry point to listen on (expected entryPoints.<name>.http.tls: {}, or entryPoints listed on the router)'
+        : 'router has no plain entry point to listen on: every entry point terminates TLS (expected tls: {} on the router, or a plain entry point)',
+    );
+  }
+  return undefined;
+}
+
+function compileCertificates(config: CheckedConfig, context: CompileContext, problems: Problems): CertificateSpec[] {
+  const certificates: CertificateSpec[] = [];
+  const add = (files: CertificateFiles, path: string): void => {
+    if (files.certFile === undefined || files.keyFile === undefined) return;
+    const certFile = resolve(context.baseDir, files.certFile);
+    const keyFile = resolve(context.baseDir, files.keyFile);
+    if (certificates.some((c) => c.certFile === certFile && c.keyFile === keyFile)) return;
+    const names = loadCertificate(files.certFile, files.keyFile, context, path, problems);
+    if (names !== undefined) certificates.push({ certFile, keyFile, names });
+  };
+  // The default store's certificate goes first: workers serve certificates[0] when no name matches the SNI.
+  const defaultCertificate = config.tls?.stores?.default?.defaultCertificate;
+  if (defaultCertificate !== undefined) add(defaultCertificate, 'tls.stores.default.defaultCertificate');
+  (config.tls?.certificates ?? []).forEach((files, i) => add(files, indexPath('tls.certificates', i)));
+  return certificates;
+}
+
+/** Reads and cross-checks a certificate and its key; returns the DNS names it is valid for. */
+function loadCertificate(
+  certPath: string,
+  keyPath_: string,
+  context: CompileContext,
+  path: string,
+  problems: Problems,
+): string[] | undefined {
+  const certPem = readConfigFile(certPath, context, keyPath(path, 'certFile'), problems, 'a PEM certificate');
+  const keyPem = readConfigFile(keyPath_, context, keyPath(path, 'keyFile'), problems, 'a PEM private key');
+  let certificate: X509Certificate | undefined;
+  if (certPem !== undefined) {
+    try {
+      certificate = new X509Certificate(certPem);
+    } catch {
+      problems.add(keyPath(path, 'certFile'), `'${certPath}' holds no PEM certificate (expected a PEM certificate)`);
+    }
+  }
+  if (keyPem !== undefined) {
+    try {
+      const key = createPrivateKey(keyPem);
+      if (certificate !== undefined && !certificate.checkPrivateKey(key)) {
+        problems.add(
+          keyPath(path, 'keyFile'),
+          `key '${keyPath_}' does not belong to certificate '${certPath}' (expected the key the certificate was issued for)`,
+        );
+      }
+    } catch {
+      problems.add(keyPath(path, 'keyFile'), `'${keyPath_}' holds no PEM private key (expected a PEM private key)`);
+    }
+  }
+  return certificate === undefined ? undefined : certificateNames(certificate);
+}
+
+/** CN first, then the subjectAltName DNS entries; lowercased, without duplicates. */
+function certificateNames(certificate: X509Certificate): string[] {
+  const names: string[] = [];
+  const commonName = /^CN=(.*)$/m.exec(certificate.subject)?.[1];
+  if (commonName !== undefined) names.push(commonName.trim().toLowerCase());
+  for (const entry of (certificate.subjectAltName ?? '').split(/,\s*/)) {
+    if (entry.startsWith('DNS:')) names.push(entry.slice(4).trim().toLowerCase());
+  }
+  return [...new Set(names)].filter((n) => n !== '');
+}
+
+/** Reads a file named in the config; the message shows the path as written, since that is what the user can fix. */
+function readConfigFile(
+  file: string,
+  context: CompileContext,
+  path: string,
+  problems: Problems,
+  what: string,
+): string | undefined {
+  try {
+    return readFileSync(resolve(context.baseDir, file), 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code);
+    problems.add(path, `cannot read '${file}': ${reason} (expected ${what}, relative to the config file's directory)`);
+    return undefined;
+  }
+}
+
+function compileWebSocket(config: CheckedConfig, problems: Problems): WebSocketSettings {
+  const ws = config.websocket ?? {};
+  const settings = {
+    maxMessageSize: ws.maxMessageSize ?? numberDefault('websocket.maxMessageSize'),
+    clientHighWaterMark: ws.clientHighWaterMark ?? numberDefault('websocket.clientHighWaterMark'),
+    clientMaxBuffer: ws.clientMaxBuffer ?? numberDefault('websocket.clientMaxBuffer'),
+    upstreamWriteBudget: ws.upstreamWriteBudget ?? numberDefault('websocket.upstreamWriteBudget'),
+    idleTimeoutSeconds: numberDefault('websocket.idleTimeout') / 1000,
+    handshakeTimeoutMs: ws.handshakeTimeout ?? numberDefault('websocket.handshakeTimeout'),
+  };
+  // A buffer smaller than one message would close every client that receives a large one.
+  for (const key of ['clientMaxBuffer', 'upstreamWriteBudget'] as const) {
+    if (settings[key] < settings.maxMessageSize) {
+      problems.add(
+        `websocket.${key}`,
+        `${formatSize(settings[key])} is smaller than maxMessageSize ${formatSize(settings.maxMessageSize)} (expected at least websocket.maxMessageSize)`,
+      );
+    }
+  }
+  if (settings.clientHighWaterMark > settings.clientMaxBuffer) {
+    problems.add(
+      'websocket.clientHighWaterMark',
+      `${formatSize(settings.clientHighWaterMark)} is larger than clientMaxBuffer ${formatSize(settings.clientMaxBuffer)} (expected at most websocket.clientMaxBuffer)`,
+    );
+  }
+  if (ws.idleTimeout !== undefined) {
+    const seconds = ws.idleTimeout / 1000;
+    if (seconds !== 0 && (!Number.isInteger(seconds) || seconds < IDLE_TIMEOUT_MIN_S || seconds > IDLE_TIMEOUT_MAX_S)) {
+      problems.add(
+        'websocket.idleTimeout',
+        `${formatDuration(ws.idleTimeout)} is out of range: uWebSockets.js times idle connections in 4-second ticks (expected 0, or whole seconds from 8s to 960s)`,
+      );
+    } else {
+      settings.idleTimeoutSeconds = seconds;
+    }
+  }
+  return settings;
+}
