@@ -2,13 +2,13 @@
  * The traffic each scenario drives over a thread's connections once the conductor says start:
  * an open-loop ticker (echo, slow-consumer), a closed-loop refill (throughput) and an
  * open-upgrade-close loop (churn). Sends are batched: every frame of a tick or of a refill round is
- * written from one buffer, and each frame is stamped just before its write so batching never adds
+ * framed into one reused slab, and each frame is stamped just before its write so batching never adds
  * to the latency we report.
  */
 import { performance } from 'node:perf_hooks';
 import { recordMicros } from './histogram.js';
 import { EVER_BLOCKED, SLOW, type ThreadRun } from './thread.js';
-import { OPCODE_BINARY, OPEN, frameSize, writeFrame, type LeanWebSocket } from './ws-client.js';
+import { OPCODE_BINARY, OPEN, frameSize, reserveSlab, writeFrame, type LeanWebSocket } from './ws-client.js';
 
 export interface Traffic {
   onOpen(client: LeanWebSocket): void;
@@ -50,16 +50,15 @@ export function startEchoTicker(run: ThreadRun): Traffic {
     for (const c of list) if (c.state === OPEN && !c.blocked) bytes += (c.tag & SLOW) !== 0 ? slowFrame : fastFrame;
     if (bytes === 0) return;
     if (run.measuring) recordMicros(run.lag, (performance.now() - scheduled) * 1000);
-    const slab = Buffer.allocUnsafe(bytes);
-    let offset = 0;
+    const slab = reserveSlab(bytes);
     for (const c of list) {
       if (c.state !== OPEN || c.blocked) continue;
       const isSlow = (c.tag & SLOW) !== 0;
       const body = isSlow ? slow : fast;
       body.writeDoubleLE(performance.now(), 0);
-      const end = writeFrame(slab, offset, OPCODE_BINARY, body, body.length);
-      const accepted = c.write(slab.subarray(offset, end));
-      offset = end;
+      const start = slab.used;
+      slab.used = writeFrame(slab.buffer, start, OPCODE_BINARY, body, body.length);
+      const accepted = c.writeSlice(slab, start);
       run.rawSent++;
       if (isSlow) {
         run.slow.sent++;
@@ -129,18 +128,17 @@ export function startThroughput(run: ThreadRun): Traffic {
     let frames = 0;
     for (const c of list) if (c.state === OPEN) frames += c.queued;
     if (frames === 0) return;
-    const slab = Buffer.allocUnsafe(frames * oneFrame);
-    let offset = 0;
+    const slab = reserveSlab(frames * oneFrame);
     for (const c of list) {
       const n = c.queued;
       c.queued = 0;
       if (c.state !== OPEN || n === 0) continue;
-      const start = offset;
+      const start = slab.used;
       for (let i = 0; i < n; i++) {
         body.writeDoubleLE(performance.now(), 0);
-        offset = writeFrame(slab, offset, OPCODE_BINARY, body, o.size);
+        slab.used = writeFrame(slab.buffer, slab.used, OPCODE_BINARY, body, o.size);
       }
-      c.write(slab.subarray(start, offset));
+      c.writeSlice(slab, start);
       run.rawSent += n;
       if (run.measuring) {
         run.sent += n;
