@@ -1,0 +1,169 @@
+/**
+ * The measurements of one bench run against one target, each a load-generator run whose measured
+ * window is also the window over which the proxy's CPU is read from /proc: the phase hooks sample
+ * the proxy when measuring starts and when it stops, so ramp-up, warm-up and drain stay out.
+ */
+import { parseOptions } from '../loadtest/options.js';
+import { runLoad, type LoadReport } from '../loadtest/run.js';
+import { cpuMicros, processTree, rssBytes } from './procstat.js';
+import type { Running } from './targets.js';
+
+export interface BenchSettings {
+  readonly quick: boolean;
+  /** Seconds measured per figure, and warm-up before each. */
+  readonly duration: number;
+  readonly warmup: number;
+  /** The fixed open-loop load: connections × one message per interval. */
+  readonly rateConnections: number;
+  readonly rateIntervalMs: number;
+  readonly heldConnections: number;
+  readonly throughputConnections: number;
+  readonly throughputInFlight: number;
+  readonly churnConcurrency: number;
+  /** Generator threads: 1 when pinned to one core (more would only take turns on it). */
+  readonly generatorThreads: number;
+}
+
+export const FULL: Omit<BenchSettings, 'generatorThreads'> = {
+  quick: false,
+  duration: 5,
+  warmup: 1,
+  rateConnections: 2000,
+  rateIntervalMs: 100,
+  heldConnections: 8000,
+  throughputConnections: 100,
+  throughputInFlight: 16,
+  churnConcurrency: 50,
+};
+
+export const QUICK: Omit<BenchSettings, 'generatorThreads'> = {
+  ...FULL,
+  quick: true,
+  duration: 2,
+  warmup: 0.5,
+  heldConnections: 2000,
+};
+
+/** One run's figures for one target; null where a figure does not apply (no proxy) or failed. */
+export type Figures = Record<string, number | null>;
+
+export interface GeneratorUse {
+  /** Per measurement: the generator's CPU as % of one core, and µs per message (or upgrade). */
+  readonly [measurement: string]: { percentOfOneCore: number; usPerUnit: number };
+}
+
+export interface TargetRun {
+  readonly figures: Figures;
+  readonly generator: GeneratorUse;
+  readonly notes: string[];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Runs the generator and reads the proxy's CPU (µs, all processes and threads) over the measured window. */
+async function loadWithProxyCpu(target: Running, argv: string[]): Promise<{ report: LoadReport; proxyCpuUs: number | null }> {
+  const options = parseOptions(argv);
+  if (!options) throw new Error('internal: --help in bench options');
+  let pids: number[] = [];
+  let before = 0;
+  let after = 0;
+  const report = await runLoad(options, {
+    onPhase(phase) {
+      if (target.pid === null) return;
+      if (phase === 'measure') {
+        pids = processTree(target.pid);
+        before = cpuMicros(pids);
+      } else if (phase === 'stop') {
+        after = cpuMicros(pids);
+      }
+    },
+  });
+  return { report, proxyCpuUs: target.pid === null ? null : after - before };
+}
+
+function common(target: Running, s: BenchSettings): string[] {
+  return ['--url', target.urls.join(','), '--threads', String(s.generatorThreads), '--rate', '4000', '--no-progress'];
+}
+
+export async function measureTarget(target: Running, s: BenchSettings, log: (line: string) => void): Promise<TargetRun> {
+  const figures: Figures = {};
+  const generator: Record<string, { percentOfOneCore: number; usPerUnit: number }> = {};
+  const notes: string[] = [];
+  const noteFailures = (what: string, r: LoadReport): void => {
+    const bad = { ...r.connections.failures, ...r.connections.closedEarly };
+    if (Object.keys(bad).length > 0) notes.push(`${what}: ${JSON.stringify(bad)}`);
+    if (r.lost > 0) notes.push(`${what}: lost ${r.lost} of ${r.sent}`);
+    if (r.corrupt > 0) notes.push(`${what}: ${r.corrupt} echoes of the wrong length`);
+  };
+  const perUnit = (cpu: number | null, units: number): number | null => (cpu === null || units === 0 ? null : cpu / units);
+
+  // Memory first, on a freshly started proxy, so earlier load has not already grown its heap.
+  if (target.pid !== null) {
+    await sleep(500);
+    const idle = rssBytes(processTree(target.pid));
+    let held = idle;
+    const options = parseOptions(['connect', ...common(target, s), '--connections', String(s.heldConnections), '--duration', '1']);
+    const report = await runLoad(options!, {
+      async onPhase(phase) {
+        if (phase !== 'measure' || target.pid === null) return;
+        await sleep(1000); // let the proxy settle every buffer it allocated for the last upgrades
+        held = rssBytes(processTree(target.pid));
+      },
+    });
+    figures.rssPerConnection = report.connections.opened > 0 ? (held - idle) / report.connections.opened : null;
+    generator.connect = { percentOfOneCore: report.cpu.percentOfOneCore, usPerUnit: report.cpu.usPerMessage };
+    noteFailures(`hold ${s.heldConnections}`, report);
+    if (report.connections.opened < s.heldConnections) notes.push(`hold: only ${report.connections.opened} of ${s.heldConnections} opened`);
+    log(`    idle memory: ${fmt(figures.rssPerConnection)} B per connection (${report.connections.opened} held)`);
+    await sleep(500);
+  }
+
+  for (const size of [64, 4096]) {
+    const tag = size === 64 ? '64' : '4k';
+    const { report, proxyCpuUs } = await loadWithProxyCpu(target, [
+      'echo', ...common(target, s),
+      '--connections', String(s.rateConnections), '--interval', String(s.rateIntervalMs), '--size', String(size),
+      '--warmup', String(s.warmup), '--duration', String(s.duration),
+    ]);
+    figures[`cpu${tag}`] = perUnit(proxyCpuUs, report.received);
+    figures[`p50_${tag}`] = report.latencyUs.p50;
+    figures[`p99_${tag}`] = report.latencyUs.p99;
+    figures[`p999_${tag}`] = report.latencyUs.p999;
+    figures[`lost${tag}`] = report.lost;
+    generator[`echo ${tag}`] = { percentOfOneCore: report.cpu.percentOfOneCore, usPerUnit: report.cpu.usPerMessage };
+    noteFailures(`echo ${size} B`, report);
+    log(`    echo ${size} B: ${report.messagesPerSecond} msg/s, p99 ${report.latencyUs.p99} µs, proxy ${fmt(figures[`cpu${tag}`])} µs/msg, lost ${report.lost}`);
+    await sleep(500);
+  }
+
+  {
+    const { report, proxyCpuUs } = await loadWithProxyCpu(target, [
+      'throughput', ...common(target, s),
+      '--connections', String(s.throughputConnections), '--in-flight', String(s.throughputInFlight), '--size', '64',
+      '--warmup', String(s.warmup), '--duration', String(s.duration),
+    ]);
+    figures.throughput = report.messagesPerSecond;
+    figures.throughputProxyCpu = proxyCpuUs === null ? null : (proxyCpuUs / (report.measuredSeconds * 1e6)) * 100;
+    generator.throughput = { percentOfOneCore: report.cpu.percentOfOneCore, usPerUnit: report.cpu.usPerMessage };
+    noteFailures('throughput', report);
+    log(`    throughput: ${report.messagesPerSecond} msg/s (proxy at ${fmt(figures.throughputProxyCpu)}% of a core)`);
+    await sleep(500);
+  }
+
+  {
+    const { report, proxyCpuUs } = await loadWithProxyCpu(target, [
+      'churn', '--url', target.urls.join(','), '--threads', String(s.generatorThreads), '--no-progress',
+      '--concurrency', String(s.churnConcurrency), '--warmup', String(s.warmup), '--duration', String(s.duration),
+    ]);
+    figures.cpuPerUpgrade = perUnit(proxyCpuUs, report.upgrades);
+    figures.upgradesPerSecond = report.upgradesPerSecond;
+    generator.churn = { percentOfOneCore: report.cpu.percentOfOneCore, usPerUnit: report.cpu.usPerMessage };
+    noteFailures('churn', report);
+    log(`    churn: ${report.upgradesPerSecond} upgrades/s, proxy ${fmt(figures.cpuPerUpgrade)} µs per upgrade`);
+  }
+  return { figures, generator, notes };
+}
+
+function fmt(n: number | null | undefined): string {
+  return n === null || n === undefined ? '-' : n >= 100 ? Math.round(n).toString() : n.toFixed(1);
+}

@@ -1,0 +1,207 @@
+/**
+ * `npm run bench`: the reproducible comparison of direct, Sluice (1 and 2 workers), NGINX and
+ * HAProxy over the same three echo backends, on loopback, bounded in time (a full run takes about
+ * ten minutes, --quick under two). Targets are interleaved inside each run so slow drift on the
+ * machine spreads over all of them; results go to bench/results/<date>.md and .json.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { FD_RESERVE, openFileLimit } from '../loadtest/options.js';
+import { FULL, QUICK, measureTarget, type BenchSettings } from './measure.js';
+import { renderJson, renderMarkdown, type BenchResults, type TargetResult } from './report.js';
+import {
+  REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, startBackends, startTarget, versions,
+  type Pinning, type Running, type TargetName,
+} from './targets.js';
+
+const HELP = `usage: npm run bench -- [options]
+
+  --quick            one run, 2 s per figure, 2,000 held connections instead of 8,000 (under 2 min)
+  --only LIST        targets to run, comma-separated: ${TARGETS.join(',')} [all]
+  --runs N           runs per target; each figure reports the median and min–max [3, --quick 1]
+  --out DIR          where the .md and .json go [bench/results]
+  --no-pin           do not pin with taskset (proxy on CPU 0, generator and backends on CPU 1)
+  --no-install       do not apt-get install NGINX and HAProxy when missing (skip them instead)
+  -h, --help         this text`;
+
+interface BenchArgs {
+  quick: boolean;
+  only: TargetName[];
+  runs: number;
+  out: string;
+  pin: boolean;
+  install: boolean;
+}
+
+function parseArgs(argv: readonly string[]): BenchArgs | null {
+  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`option '${arg}' needs a value`);
+      return v;
+    };
+    if (arg === '--quick') a.quick = true;
+    else if (arg === '--no-pin') a.pin = false;
+    else if (arg === '--no-install') a.install = false;
+    else if (arg === '--help' || arg === '-h') return null;
+    else if (arg === '--out') a.out = value();
+    else if (arg === '--runs') {
+      const v = value();
+      a.runs = Number(v);
+      if (!/^\d+$/.test(v) || a.runs < 1 || a.runs > 20) throw new Error(`invalid --runs '${v}': expected 1 to 20`);
+    } else if (arg === '--only') {
+      const v = value();
+      const names = v.split(',').map((n) => n.trim());
+      for (const n of names) {
+        if (!(TARGETS as readonly string[]).includes(n)) throw new Error(`invalid --only '${v}': unknown target '${n}' (expected ${TARGETS.join(', ')})`);
+      }
+      a.only = TARGETS.filter((t) => names.includes(t));
+    } else throw new Error(`unknown option '${arg}' (see --help)`);
+  }
+  if (a.runs === 0) a.runs = a.quick ? 1 : 3;
+  return a;
+}
+
+function machine(): Record<string, string | number> {
+  const os = (() => {
+    try {
+      return /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? 'unknown';
+    } catch {
+      return 'unknown';
+    }
+  })();
+  return {
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    cores: cpus().length,
+    memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
+    kernel: release(),
+    os,
+    'open files': openFileLimit(),
+  };
+}
+
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+
+async function main(argv: readonly string[]): Promise<number> {
+  let args: BenchArgs | null;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (!args) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const started = performance.now();
+  const date = new Date();
+  const base: Omit<BenchSettings, 'generatorThreads'> = args.quick ? QUICK : FULL;
+  if (base.heldConnections + FD_RESERVE > openFileLimit()) {
+    process.stderr.write(`bench: holding ${base.heldConnections} connections needs ${base.heldConnections + FD_RESERVE} open files; ulimit -n is ${openFileLimit()}\n`);
+    return 2;
+  }
+
+  const targetErrors = new Map<TargetName, string>();
+  if (args.only.includes('nginx') || args.only.includes('haproxy')) {
+    if (args.install) {
+      try {
+        ensureInstalled(log);
+      } catch (err) {
+        log(`bench: apt-get failed: ${(err as Error).message}`);
+      }
+    }
+    for (const t of ['nginx', 'haproxy'] as const) {
+      if (args.only.includes(t) && !commandExists(t)) targetErrors.set(t, `${t} is not installed`);
+    }
+  }
+
+  const canPin = args.pin && availableParallelism() >= 2 && commandExists('taskset');
+  const pin: Pinning = canPin ? { proxyCpu: '0', loadCpu: '1' } : { proxyCpu: null, loadCpu: null };
+  if (canPin) {
+    // This process is the load generator: pin all its threads (and the piscina threads it will start) to CPU 1.
+    execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+  }
+  const settings: BenchSettings = { ...base, generatorThreads: canPin ? 1 : Math.min(2, availableParallelism()) };
+
+  const live = new Set<Running>();
+  const backends = await startBackends(pin);
+  let interrupted = false;
+  process.on('SIGINT', () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log('bench: interrupted, stopping what it started');
+    void Promise.all([...live].map((r) => r.stop()).concat(backends.stop())).then(() => process.exit(130));
+  });
+  log(`bench: echo backends on ${backends.ports.join(', ')}; ${args.runs} run(s) of ${args.only.map((t) => TARGET_LABELS[t]).join(', ')}${canPin ? '; proxy pinned to CPU 0, load to CPU 1' : ''}`);
+
+  const results: Partial<Record<TargetName, TargetResult>> = {};
+  for (const t of args.only) results[t] = { runs: [], error: targetErrors.get(t) ?? null };
+  try {
+    for (let run = 1; run <= args.runs; run++) {
+      for (const t of args.only) {
+        const result = results[t] as TargetResult & { error: string | null };
+        if (result.error !== null) continue;
+        log(`run ${run}/${args.runs} · ${TARGET_LABELS[t]}`);
+        let running: Running | null = null;
+        try {
+          running = await startTarget(t, backends.ports, pin);
+          live.add(running);
+          result.runs.push(await measureTarget(running, settings, log));
+        } catch (err) {
+          (result as { error: string | null }).error = (err as Error).message;
+          log(`    ${TARGET_LABELS[t]} skipped from here on: ${(err as Error).message}`);
+        } finally {
+          if (running) {
+            await running.stop();
+            live.delete(running);
+          }
+        }
+      }
+    }
+  } finally {
+    await backends.stop();
+  }
+
+  const bench: BenchResults = {
+    date: date.toISOString(),
+    command: `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
+    machine: machine(),
+    versions: versions(),
+    pinning: canPin
+      ? 'proxy on CPU 0 (taskset -c 0); load generator (1 thread) and echo backends on CPU 1'
+      : 'none (fewer than 2 CPUs, taskset missing, or --no-pin)',
+    settings: {
+      'fixed rate': `${settings.rateConnections} connections × 1 msg / ${settings.rateIntervalMs} ms`,
+      'measured per figure': `${settings.duration} s after ${settings.warmup} s warm-up`,
+      'held connections': settings.heldConnections,
+      throughput: `${settings.throughputConnections} connections × ${settings.throughputInFlight} in flight`,
+      churn: `${settings.churnConcurrency} at a time`,
+    },
+    wallSeconds: (performance.now() - started) / 1000,
+    targets: results,
+  };
+  mkdirSync(args.out, { recursive: true });
+  const stamp = date.toISOString().slice(0, 16).replace('T', '-').replace(':', '');
+  const name = `${stamp}${args.quick ? '-quick' : ''}`;
+  const md = renderMarkdown(bench);
+  writeFileSync(join(args.out, `${name}.md`), md);
+  writeFileSync(join(args.out, `${name}.json`), renderJson(bench));
+  process.stdout.write(`${md}\nwritten: ${join(args.out, name)}.md and .json\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: Error) => {
+    process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
+    process.exitCode = 1;
+  },
+);
