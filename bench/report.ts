@@ -30,6 +30,7 @@ export const FIGURES: readonly Figure[] = [
   { key: 'lost4k', label: 'Messages lost, 4 KiB', unit: 'msgs', better: 'lower' },
   { key: 'throughput', label: 'Max throughput, 64 B closed loop', unit: 'msg/s', better: 'higher' },
   { key: 'throughputProxyCpu', label: 'Proxy CPU during max throughput', unit: '% core', better: 'info' },
+  { key: 'cpuMax', label: 'Proxy CPU per round trip at max throughput', unit: 'µs', better: 'lower' },
   { key: 'rssPerConnection', label: 'RSS per idle proxied connection', unit: 'bytes', better: 'lower' },
   { key: 'cpuPerUpgrade', label: 'Proxy CPU per upgrade (churn)', unit: 'µs', better: 'lower' },
   { key: 'upgradesPerSecond', label: 'Upgrades/s during churn', unit: '/s', better: 'higher' },
@@ -114,6 +115,12 @@ function cell(s: Summary | undefined): string {
 /** Sluice's median over the other's; "—" when either is missing or both are zero. */
 function ratio(f: Figure, sluice: Summary | undefined, other: Summary | undefined): string {
   if (!sluice || !other || f.better === 'info') return '—';
+  if (f.key.startsWith('added') && (sluice.median <= 0 || other.median <= 0)) {
+    // Added latency can be negative (direct is not a strict floor when the load core is busy), and a
+    // ratio of signed numbers misleads; the difference in µs is what matters.
+    const d = sluice.median - other.median;
+    return `${d > 0 ? '+' : '−'}${num(Math.abs(d))} µs${d <= 0 ? ' ✓' : ''}`;
+  }
   if (other.median === 0) return sluice.median === 0 ? 'equal (0)' : '—';
   const r = sluice.median / other.median;
   const good = f.better === 'lower' ? r <= 1 : r >= 1;
