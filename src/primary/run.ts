@@ -1,0 +1,67 @@
+/**
+ * `sluice run`: load and compile the config, allocate the shared counters, start the workers, and
+ * shut down cleanly on SIGTERM/SIGINT (stop accepting, close clients with 1001 within the grace
+ * period, exit 0). A second signal during the drain ends the drain at once.
+ */
+import { loadConfigFile } from '../config/load.js';
+import { ConfigError } from '../config/errors.js';
+import type { Snapshot } from '../config/snapshot.js';
+import { createShared } from '../shared/layout.js';
+import { Supervisor } from './supervisor.js';
+import { log } from './log.js';
+
+export interface RunOptions {
+  readonly configFile: string;
+  readonly workers?: number;
+}
+
+function describeEntryPoints(snapshot: Snapshot): string {
+  return snapshot.entryPoints
+    .map((ep) => `${ep.name} on ${ep.tls ? 'wss' : 'ws'}://${ep.host === '' ? '*' : ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}`)
+    .join(', ');
+}
+
+/** Runs until a signal stops it; resolves with the process exit code. */
+export async function run(options: RunOptions): Promise<number> {
+  let snapshot: Snapshot;
+  try {
+    snapshot = loadConfigFile(options.configFile, options.workers === undefined ? {} : { workers: options.workers });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.format()}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const shared = createShared(snapshot.backends.length, snapshot.workers);
+  const supervisor = new Supervisor(snapshot, shared);
+  try {
+    await supervisor.start();
+  } catch (error) {
+    log.error((error as Error).message);
+    await supervisor.shutdown(0);
+    return 1;
+  }
+  log.info(
+    `sluice listening: ${describeEntryPoints(snapshot)}; ${snapshot.workers} worker${snapshot.workers === 1 ? '' : 's'}; ` +
+      `${snapshot.routers.length} routers, ${snapshot.services.length} services, ${snapshot.backends.length} backends; config ${snapshot.source}`,
+  );
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        log.warn(`${signal} again: closing every connection now`);
+        void supervisor.shutdown(0);
+        return;
+      }
+      stopping = true;
+      log.info(`${signal}: draining (grace ${snapshot.shutdownGraceMs} ms)`);
+      void supervisor.shutdown(snapshot.shutdownGraceMs).then(() => {
+        log.info('stopped');
+        resolve(0);
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}

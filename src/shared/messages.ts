@@ -1,0 +1,24 @@
+/**
+ * The messages between the primary and a worker. None of them is per connection or per message:
+ * live state travels through the SharedArrayBuffer (layout.ts); these only steer the lifecycle.
+ */
+import type { Snapshot } from '../config/snapshot.js';
+
+/** workerData of every worker thread. */
+export interface WorkerInit {
+  readonly workerIndex: number;
+  readonly snapshot: Snapshot;
+  readonly sharedBuffer: SharedArrayBuffer;
+  readonly backendSlots: number;
+  readonly workerSlots: number;
+}
+
+export type PrimaryToWorker =
+  /** Stop accepting, close every client with 1001 within graceMs, then exit. */
+  { readonly type: 'shutdown'; readonly graceMs: number };
+
+export type WorkerToPrimary =
+  | { readonly type: 'listening' }
+  | { readonly type: 'listen-failed'; readonly addresses: readonly string[] }
+  /** An uncaught exception: the worker is closing its connections and will exit; restart it. */
+  | { readonly type: 'crashed'; readonly message: string; readonly stack: string };

@@ -1,0 +1,93 @@
+/**
+ * What the worker copies out of a client's upgrade request (uWS's request object is only valid
+ * inside the callback), and the header block forwarded to the backend: end-to-end headers as sent,
+ * hop-by-hop headers stripped, X-Forwarded-* set.
+ *
+ * As in Traefik without `forwardedHeaders.trustedIPs`, a client's own X-Forwarded-* and X-Real-Ip
+ * are not trusted: they are replaced, so a client cannot forge its address to the backend.
+ */
+import type uWS from 'uWebSockets.js';
+import type { EntryPointSpec } from '../config/snapshot.js';
+
+export interface ClientRequestInfo {
+  /** Path and query exactly as sent. */
+  readonly path: string;
+  /** Host header as sent ('' when absent). */
+  readonly host: string;
+  readonly key: string;
+  /** Sec-WebSocket-Protocol as offered ('' when none). */
+  readonly protocols: string;
+  readonly clientIp: string;
+  readonly tls: boolean;
+  /** Headers to forward, already filtered. */
+  readonly headers: readonly string[];
+}
+
+/** Never forwarded: they describe this hop, or Sluice sets them itself per attempt. */
+const NOT_FORWARDED = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'sec-websocket-key',
+  'sec-websocket-version',
+  // Sluice re-frames every message, so the client's compression offer cannot be passed through.
+  'sec-websocket-extensions',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-server',
+  'x-real-ip',
+]);
+
+let collected: string[] = [];
+let connectionTokens = '';
+
+function collectHeader(name: string, value: string): void {
+  if (name === 'connection') connectionTokens = value.toLowerCase();
+  if (!NOT_FORWARDED.has(name)) collected.push(name, value);
+}
+
+/** Copy the upgrade request's data out of uWS (call synchronously inside the upgrade handler). */
+export function readClientRequest(req: uWS.HttpRequest, clientIp: string, tls: boolean): ClientRequestInfo {
+  collected = [];
+  connectionTokens = '';
+  req.forEach(collectHeader);
+  let headers = collected;
+  if (connectionTokens !== '' && connectionTokens !== 'upgrade') {
+    // Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    const named = new Set(connectionTokens.split(',').map((t) => t.trim()));
+    headers = [];
+    for (let i = 0; i < collected.length; i += 2) if (!named.has(collected[i]!)) headers.push(collected[i]!, collected[i + 1]!);
+  }
+  const query = req.getQuery();
+  return {
+    path: query === undefined ? req.getUrl() : `${req.getUrl()}?${query}`,
+    host: req.getHeader('host'),
+    key: req.getHeader('sec-websocket-key'),
+    protocols: req.getHeader('sec-websocket-protocol'),
+    clientIp,
+    tls,
+    headers,
+  };
+}
+
+/** The part of the backend request head that is the same for every attempt (all but the request
+ *  line, Host and Sec-WebSocket-Key). */
+export function buildForwardedHead(client: ClientRequestInfo, entryPoint: EntryPointSpec): string {
+  let head = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n';
+  for (let i = 0; i < client.headers.length; i += 2) head += `${client.headers[i]}: ${client.headers[i + 1]}\r\n`;
+  head += `X-Forwarded-For: ${client.clientIp}\r\n`;
+  head += `X-Forwarded-Proto: ${client.tls ? 'wss' : 'ws'}\r\n`;
+  if (client.host !== '') head += `X-Forwarded-Host: ${client.host}\r\n`;
+  head += `X-Forwarded-Port: ${entryPoint.port}\r\n`;
+  head += `X-Real-Ip: ${client.clientIp}\r\n`;
+  return head;
+}

@@ -1,0 +1,95 @@
+/**
+ * The client side of RFC 6455 for the upstream leg: Sluice speaks to each backend as a WebSocket
+ * client over a plain node:net / node:tls socket.
+ *
+ * Why hand-written rather than the `ws` library: the upstream leg runs once per message, and its
+ * whole cost is per-message CPU. `ws` allocates a Receiver/Sender pair, emits events and builds a
+ * Buffer list per message; here a backend's frames are parsed straight out of the worker's one static
+ * read buffer (see tunnel.ts) and each client message becomes exactly one Buffer written to the
+ * socket. Masking, the only byte-by-byte work, goes through bufferutil's native `mask`.
+ *
+ * Encoders live here; the decoder is the read loop in tunnel.ts, which needs the tunnel's state.
+ */
+import { randomFillSync, randomBytes, createHash } from 'node:crypto';
+import bufferUtil from 'bufferutil';
+
+export const enum Opcode {
+  Continuation = 0x0,
+  Text = 0x1,
+  Binary = 0x2,
+  Close = 0x8,
+  Ping = 0x9,
+  Pong = 0xa,
+}
+
+export const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+// Masking keys must be unpredictable (RFC 6455 §5.3). Drawing 4 bytes at a time from a pooled
+// CSPRNG buffer costs one refill per 1,024 messages instead of a syscall per message.
+const keyPool = Buffer.allocUnsafe(4096);
+let keyPoolOffset = keyPool.length;
+const maskKey = Buffer.allocUnsafe(4);
+
+function nextMaskKey(): void {
+  if (keyPoolOffset === keyPool.length) {
+    randomFillSync(keyPool);
+    keyPoolOffset = 0;
+  }
+  maskKey[0] = keyPool[keyPoolOffset]!;
+  maskKey[1] = keyPool[keyPoolOffset + 1]!;
+  maskKey[2] = keyPool[keyPoolOffset + 2]!;
+  maskKey[3] = keyPool[keyPoolOffset + 3]!;
+  keyPoolOffset += 4;
+}
+
+/**
+ * One masked frame: header, key and masked payload in a single Buffer (one write, one allocation;
+ * small ones come from Node's pool). `payload` is only read: uWS neuters it after the handler.
+ */
+export function encodeMaskedFrame(opcode: number, payload: Uint8Array, fin = true): Buffer {
+  const length = payload.byteLength;
+  const headerLength = length < 126 ? 6 : length < 65536 ? 8 : 14;
+  const frame = Buffer.allocUnsafe(headerLength + length);
+  frame[0] = (fin ? 0x80 : 0) | opcode;
+  if (length < 126) {
+    frame[1] = 0x80 | length;
+  } else if (length < 65536) {
+    frame[1] = 0x80 | 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 0x80 | 127;
+    frame.writeUInt32BE(Math.floor(length / 0x100000000), 2);
+    frame.writeUInt32BE(length >>> 0, 6);
+  }
+  nextMaskKey();
+  const keyAt = headerLength - 4;
+  frame[keyAt] = maskKey[0]!;
+  frame[keyAt + 1] = maskKey[1]!;
+  frame[keyAt + 2] = maskKey[2]!;
+  frame[keyAt + 3] = maskKey[3]!;
+  if (length > 0) bufferUtil.mask(payload as Buffer, maskKey, frame, headerLength, length);
+  return frame;
+}
+
+/** A masked close frame; code 0 means "no status" (empty payload). Reason is cut to fit 123 bytes. */
+export function encodeCloseFrame(code: number, reason: Uint8Array | string = ''): Buffer {
+  if (code === 0) return encodeMaskedFrame(Opcode.Close, Buffer.alloc(0));
+  let reasonBytes = typeof reason === 'string' ? Buffer.from(reason) : Buffer.from(reason.buffer, reason.byteOffset, reason.byteLength);
+  if (reasonBytes.length > 123) reasonBytes = reasonBytes.subarray(0, 123);
+  const payload = Buffer.allocUnsafe(2 + reasonBytes.length);
+  payload.writeUInt16BE(code, 0);
+  reasonBytes.copy(payload, 2);
+  return encodeMaskedFrame(Opcode.Close, payload);
+}
+
+/** Close codes a peer may put on the wire (RFC 6455 §7.4; 1004-1006 and 1015 are reserved). */
+export function isSendableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
+/** A fresh Sec-WebSocket-Key and the Sec-WebSocket-Accept the backend must answer with. */
+export function newHandshakeKey(): { key: string; accept: string } {
+  const key = randomBytes(16).toString('base64');
+  const accept = createHash('sha1').update(key + WS_GUID).digest('base64');
+  return { key, accept };
+}

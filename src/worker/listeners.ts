@@ -1,0 +1,177 @@
+/**
+ * The worker's listeners: one uWebSockets.js app per entry point, all on the same ports in every
+ * worker (uSockets sets SO_REUSEPORT, so the kernel spreads accepted connections over the workers).
+ * TLS entry points pick their certificate by SNI, with the first certificate as the default.
+ */
+import uWS from 'uWebSockets.js';
+import type { CertificateSpec, EntryPointSpec } from '../config/snapshot.js';
+import type { RouteInput } from '../config/rule-ast.js';
+import type { Balancer } from '../balancer/balancer.js';
+import { Total } from '../shared/layout.js';
+import { context, countTotal } from './context.js';
+import type { RouterTable } from './router-table.js';
+import { formatAddress } from './client-address.js';
+import { readClientRequest } from './forwarded-request.js';
+import { beginUpgrade, onClientOpen } from './upgrade.js';
+import { onClientMessage, onClientDrain, onClientClose, type TunnelRef } from './tunnel.js';
+import { sendError } from './http-responses.js';
+
+export interface Listener {
+  readonly entryPoint: EntryPointSpec;
+  readonly app: uWS.TemplatedApp;
+  socket: uWS.us_listen_socket | null;
+}
+
+/** `close()` exists on native uWS apps of this version (it closes the listen socket and every
+ *  connection of the app) but is missing from the shipped typings. */
+type ClosableApp = uWS.TemplatedApp & { close?: () => void };
+
+/** RouteInput over the live uWS request; reused for every request (routing is synchronous). */
+class UwsRouteInput implements RouteInput {
+  req: uWS.HttpRequest | null = null;
+  host = '';
+  path = '';
+  query = '';
+  method = '';
+  clientIp = '';
+
+  set(req: uWS.HttpRequest, clientIp: string): void {
+    this.req = req;
+    this.host = hostnameOf(req.getHeader('host'));
+    this.path = req.getUrl();
+    this.query = req.getQuery() ?? '';
+    this.method = req.getCaseSensitiveMethod();
+    this.clientIp = clientIp;
+  }
+
+  header(lowerCaseName: string): string {
+    return this.req!.getHeader(lowerCaseName);
+  }
+}
+
+/** Host header without port, lowercased; IPv6 literals lose their brackets. */
+export function hostnameOf(host: string): string {
+  if (host.startsWith('[')) {
+    const close = host.indexOf(']');
+    return (close < 0 ? host.slice(1) : host.slice(1, close)).toLowerCase();
+  }
+  const colon = host.indexOf(':');
+  return (colon < 0 ? host : host.slice(0, colon)).toLowerCase();
+}
+
+const routeInput = new UwsRouteInput();
+
+function tlsOptions(cert: CertificateSpec): uWS.AppOptions {
+  return { cert_file_name: cert.certFile, key_file_name: cert.keyFile };
+}
+
+function createApp(entryPoint: EntryPointSpec, certificates: readonly CertificateSpec[]): uWS.TemplatedApp {
+  if (!entryPoint.tls) return uWS.App();
+  const app = uWS.SSLApp(tlsOptions(certificates[0]!));
+  const wildcards: [string, CertificateSpec][] = [];
+  for (const cert of certificates) {
+    for (const name of cert.names) {
+      if (name.startsWith('*.')) wildcards.push([name.slice(1), cert]);
+      else app.addServerName(name, tlsOptions(cert));
+    }
+  }
+  if (wildcards.length > 0) {
+    // uSockets matches exact names only: register a wildcard's certificate for each new name it covers.
+    app.missingServerName((hostname) => {
+      const name = hostname.toLowerCase();
+      for (const [suffix, cert] of wildcards) {
+        if (name.endsWith(suffix) && name.indexOf('.') === name.length - suffix.length) {
+          app.addServerName(hostname, tlsOptions(cert));
+          return;
+        }
+      }
+    });
+  }
+  return app;
+}
+
+/** Open every entry point; `done` gets the addresses that failed (empty when all listen). */
+export function startListeners(table: RouterTable, balancers: readonly Balancer[], done: (failed: string[]) => void): Listener[] {
+  const { snapshot } = context();
+  const ws = snapshot.websocket;
+  const listeners: Listener[] = [];
+  const failed: string[] = [];
+  let pending = snapshot.entryPoints.length;
+  snapshot.entryPoints.forEach((entryPoint, index) => {
+    const app = createApp(entryPoint, snapshot.certificates);
+    const listener: Listener = { entryPoint, app, socket: null };
+    listeners.push(listener);
+    app.ws<TunnelRef>('/*', {
+      maxPayloadLength: ws.maxMessageSize,
+      maxBackpressure: ws.clientMaxBuffer,
+      closeOnBackpressureLimit: 1,
+      idleTimeout: ws.idleTimeoutSeconds,
+      sendPingsAutomatically: true,
+      compression: uWS.DISABLED,
+      upgrade: (res, req, uwsContext) => {
+        const clientIp = formatAddress(res.getRemoteAddress());
+        routeInput.set(req, clientIp);
+        const router = table.match(index, routeInput);
+        routeInput.req = null;
+        if (router < 0) {
+          countTotal(Total.NoRoute);
+          res.writeStatus('404 Not Found').end('404 page not found\n');
+          return;
+        }
+        if (context().shuttingDown) {
+          sendError(res, 503, 'Sluice is shutting down', [['retry-after', '1']]);
+          return;
+        }
+        if (req.getHeader('sec-websocket-version') !== '13') {
+          sendError(res, 426, 'unsupported WebSocket version (expected Sec-WebSocket-Version: 13)', [['sec-websocket-version', '13']]);
+          return;
+        }
+        if (!/^[A-Za-z0-9+/]{22}==$/.test(req.getHeader('sec-websocket-key'))) {
+          sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
+          return;
+        }
+        const client = readClientRequest(req, clientIp, entryPoint.tls);
+        beginUpgrade(res, uwsContext, client, router, index, balancers[snapshot.routers[router]!.service]!);
+      },
+      open: onClientOpen,
+      message: onClientMessage,
+      drain: onClientDrain,
+      close: onClientClose,
+    });
+    app.any('/*', (res, req) => {
+      routeInput.set(req, formatAddress(res.getRemoteAddress()));
+      const router = table.match(index, routeInput);
+      routeInput.req = null;
+      if (router < 0) {
+        countTotal(Total.NoRoute);
+        res.writeStatus('404 Not Found').end('404 page not found\n');
+        return;
+      }
+      sendError(res, 426, `router '${snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
+    });
+    const onListen = (socket: uWS.us_listen_socket | false): void => {
+      if (socket) listener.socket = socket;
+      else failed.push(`${entryPoint.name} (${entryPoint.host.includes(':') ? `[${entryPoint.host}]` : entryPoint.host}:${entryPoint.port})`);
+      if (--pending === 0) done(failed);
+    };
+    if (entryPoint.host === '') app.listen(entryPoint.port, onListen);
+    else app.listen(entryPoint.host, entryPoint.port, onListen);
+  });
+  return listeners;
+}
+
+export function closeListeners(listeners: readonly Listener[]): void {
+  for (const listener of listeners) {
+    if (listener.socket !== null) {
+      uWS.us_listen_socket_close(listener.socket);
+      listener.socket = null;
+    }
+  }
+}
+
+/** Last step of a drain: drop every connection still open (idle keep-alive HTTP ones included), so
+ *  that the thread's loop runs dry and the thread can end. */
+export function closeAllConnections(listeners: readonly Listener[]): void {
+  closeListeners(listeners);
+  for (const listener of listeners) (listener.app as ClosableApp).close?.();
+}

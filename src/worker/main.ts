@@ -1,0 +1,74 @@
+/**
+ * Entry point of a worker thread: builds the routing table and balancers from the snapshot, opens
+ * every entry point, and serves until the primary asks it to drain.
+ *
+ * A worker must close every uWS socket before its thread ends: Node aborts the whole process if a
+ * thread exits while uWS still has a handle in its loop. So an uncaught exception here is caught,
+ * reported, and turned into a fast drain, after which the primary starts a replacement.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { PrimaryToWorker, WorkerInit, WorkerToPrimary } from '../shared/messages.js';
+import { attachShared, Total, TOTALS } from '../shared/layout.js';
+import { createBalancer } from '../balancer/balancer.js';
+import { initContext } from './context.js';
+import { RouterTable } from './router-table.js';
+import { startListeners, closeListeners, closeAllConnections } from './listeners.js';
+import { tunnels } from './tunnel.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const shared = attachShared(init.sharedBuffer, init.backendSlots, init.workerSlots);
+const ctx = initContext(init.workerIndex, init.snapshot, shared);
+const table = new RouterTable(init.snapshot.routers, init.snapshot.entryPoints.length);
+const balancers = init.snapshot.services.map((service) => createBalancer(service, shared));
+
+function post(message: WorkerToPrimary): void {
+  port.postMessage(message);
+}
+
+const heartbeatAt = init.workerIndex * TOTALS + Total.Heartbeat;
+shared.workerTotals[heartbeatAt] = Date.now();
+const heartbeat = setInterval(() => {
+  shared.workerTotals[heartbeatAt] = Date.now();
+}, 1000);
+
+const listeners = startListeners(table, balancers, (failed) => {
+  if (failed.length > 0) {
+    post({ type: 'listen-failed', addresses: failed });
+    drain(0);
+  } else post({ type: 'listening' });
+});
+
+let draining = false;
+
+/** Stop accepting; close clients with 1001 (their backends get the close too); force what is left
+ *  after graceMs; then end the thread by letting its loop run dry. */
+function drain(graceMs: number): void {
+  if (draining) return;
+  draining = true;
+  ctx.shuttingDown = true;
+  closeListeners(listeners);
+  for (const t of tunnels()) t.ws?.end(1001, 'Sluice is shutting down');
+  const deadline = Date.now() + graceMs;
+  const check = setInterval(() => {
+    if (tunnels().size > 0 && Date.now() < deadline) return;
+    for (const t of tunnels()) {
+      t.ws?.close();
+      t.socket?.destroy();
+    }
+    closeAllConnections(listeners);
+    clearInterval(check);
+    clearInterval(heartbeat);
+    port.close();
+  }, 20);
+}
+
+port.on('message', (message: PrimaryToWorker) => {
+  if (message.type === 'shutdown') drain(message.graceMs);
+});
+
+process.on('uncaughtException', (error) => {
+  post({ type: 'crashed', message: error.message, stack: error.stack ?? '' });
+  process.exitCode = 1;
+  drain(0);
+});

@@ -1,0 +1,427 @@
+/**
+ * The frame pump: one Tunnel joins a client WebSocket (uWebSockets.js) to its backend socket
+ * (node:net or node:tls, speaking RFC 6455 as a client through frame-codec.ts) and moves messages
+ * both ways with backpressure.
+ *
+ * Costs this file is shaped around (all per message or per read):
+ *  - backend → client: a plain TCP backend is read with `onread` into ONE static buffer per worker,
+ *    frames are parsed in place and handed to uWS inside one `ws.cork()` per read; nothing is
+ *    allocated for a frame that arrived whole. Only a frame split across reads is copied (into a
+ *    buffer sized to that frame, bounded by maxMessageSize).
+ *  - client → backend: one Buffer per message (header + masked payload), written to a socket that
+ *    is corked until the end of the event-loop turn, so a busy connection costs one writev per turn.
+ *  - no closures per message: every callback is a module-level function that finds its Tunnel
+ *    through the uWS user data or the socket's `tunnel` field.
+ *
+ * Backpressure: past clientHighWaterMark of unsent client data the backend socket stops being read
+ * until uWS reports `drain`; past upstreamWriteBudget of unsent backend data the client is closed
+ * with 1013. Neither side is ever buffered without bound.
+ */
+import type { Socket } from 'node:net';
+import type uWS from 'uWebSockets.js';
+import { Total, Traffic } from '../shared/layout.js';
+import { context, countTotal } from './context.js';
+import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
+
+export const enum TunnelState {
+  /** Upgrade in progress (connect, handshake). */
+  Upgrading = 0,
+  Open = 1,
+  /** Close started on one leg. */
+  Closing = 2,
+  Closed = 3,
+}
+
+/** A backend socket carrying its tunnel, so socket callbacks need no closure. */
+export type TunnelSocket = Socket & { tunnel: Tunnel | null };
+
+/** uWS user data: uWS copies the object given to res.upgrade(), so it carries a reference. */
+export interface TunnelRef {
+  readonly tunnel: Tunnel;
+}
+
+export class Tunnel {
+  ws: uWS.WebSocket<TunnelRef> | null = null;
+  socket: TunnelSocket | null = null;
+  state = TunnelState.Upgrading;
+  backend = -1;
+  /** Offset of this backend's traffic counters in the worker's slab. */
+  trafficOffset = 0;
+  /** This tunnel holds one count in the shared live-connection counters. */
+  counted = false;
+  readPaused = false;
+  corked = false;
+  /** Bytes of a backend frame that arrived split across reads. */
+  partial: Buffer | null = null;
+  partialLength = 0;
+  /** Opcode (Text/Binary) of a fragmented backend message in progress, 0 when none. */
+  fragmentOpcode = 0;
+  fragmentBytes = 0;
+  closeFromBackend = false;
+  closeToBackend = false;
+
+  constructor(readonly service: number, readonly router: number, readonly entryPoint: number) {}
+}
+
+const liveTunnels = new Set<Tunnel>();
+export function tunnels(): ReadonlySet<Tunnel> {
+  return liveTunnels;
+}
+
+// ---- shared live-connection counters --------------------------------------------------------
+
+/** Claim a connection slot on `backend` in the shared counters (before connecting, so concurrent
+ *  upgrades in every worker already see it). */
+export function countOn(tunnel: Tunnel, backend: number): void {
+  const ctx = context();
+  tunnel.backend = backend;
+  tunnel.trafficOffset = ctx.trafficBase + backend * 4;
+  Atomics.add(ctx.shared.backendActive, backend, 1);
+  Atomics.add(ctx.shared.workerActive, ctx.activeBase + backend, 1);
+  tunnel.counted = true;
+}
+
+export function uncount(tunnel: Tunnel): void {
+  if (!tunnel.counted) return;
+  tunnel.counted = false;
+  const ctx = context();
+  Atomics.sub(ctx.shared.backendActive, tunnel.backend, 1);
+  Atomics.sub(ctx.shared.workerActive, ctx.activeBase + tunnel.backend, 1);
+}
+
+// ---- client → backend -----------------------------------------------------------------------
+
+const corkedTunnels: Tunnel[] = [];
+let uncorkScheduled = false;
+
+function uncorkAll(): void {
+  uncorkScheduled = false;
+  for (let i = 0; i < corkedTunnels.length; i++) {
+    const t = corkedTunnels[i]!;
+    t.corked = false;
+    t.socket?.uncork();
+  }
+  corkedTunnels.length = 0;
+}
+
+function writeToBackend(t: Tunnel, socket: TunnelSocket, frame: Buffer): void {
+  if (!t.corked) {
+    t.corked = true;
+    socket.cork();
+    corkedTunnels.push(t);
+    if (!uncorkScheduled) {
+      uncorkScheduled = true;
+      setImmediate(uncorkAll);
+    }
+  }
+  socket.write(frame);
+}
+
+/** uWS `message`: one client message becomes one masked frame toward the backend. */
+export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuffer, isBinary: boolean): void {
+  const t = ws.getUserData().tunnel;
+  const socket = t.socket;
+  if (t.state !== TunnelState.Open || socket === null) return;
+  writeToBackend(t, socket, encodeMaskedFrame(isBinary ? Opcode.Binary : Opcode.Text, new Uint8Array(message)));
+  const traffic = context().shared.workerTraffic;
+  traffic[t.trafficOffset + Traffic.MessagesToBackend]++;
+  traffic[t.trafficOffset + Traffic.BytesToBackend] += message.byteLength;
+  if (socket.writableLength > context().snapshot.websocket.upstreamWriteBudget) {
+    // The backend is not reading: closing this client is the only bounded choice, since uWS
+    // cannot stop reading one WebSocket.
+    countTotal(Total.BackpressureCloses);
+    t.state = TunnelState.Closing;
+    ws.end(1013, 'backend is not keeping up');
+  }
+}
+
+/** uWS `drain`: the client caught up; read its backend again. */
+export function onClientDrain(ws: uWS.WebSocket<TunnelRef>): void {
+  const t = ws.getUserData().tunnel;
+  if (t.readPaused && ws.getBufferedAmount() < context().snapshot.websocket.clientHighWaterMark) {
+    t.readPaused = false;
+    t.socket?.resume();
+  }
+}
+
+/** uWS `close`: pass the client's close (code and reason) on to the backend, then let go. */
+export function onClientClose(ws: uWS.WebSocket<TunnelRef>, code: number, reason: ArrayBuffer): void {
+  const t = ws.getUserData().tunnel;
+  t.ws = null;
+  liveTunnels.delete(t);
+  const socket = t.socket;
+  if (socket !== null && !t.closeToBackend) {
+    t.closeToBackend = true;
+    // 1005 (none given) goes on as an empty close; 1006 (vanished) and other unsendable codes as 1001.
+    const forward = code === 1005 ? 0 : isSendableCloseCode(code) ? code : 1001;
+    if (socket.writable) socket.end(encodeCloseFrame(forward, forward === 0 ? '' : new Uint8Array(reason)));
+    socket.setTimeout(5000);
+  }
+  t.state = t.socket === null ? TunnelState.Closed : TunnelState.Closing;
+  uncount(t);
+}
+
+// ---- backend → client -----------------------------------------------------------------------
+
+// The read loop works on module-level state so that `ws.cork(flushRead)` needs no closure per read.
+let readTunnel: Tunnel | null = null;
+let readBuffer: Buffer = Buffer.alloc(0);
+let readEnd = 0;
+
+/** Feed bytes read from the backend (socket open, after the 101) into the pump. */
+export function pumpFromBackend(t: Tunnel, buffer: Buffer, length: number): void {
+  const ws = t.ws;
+  if (ws === null || t.state !== TunnelState.Open) return;
+  readTunnel = t;
+  readBuffer = buffer;
+  readEnd = length;
+  ws.cork(flushRead);
+  readTunnel = null;
+  if (t.ws !== null && !t.readPaused && t.ws.getBufferedAmount() > context().snapshot.websocket.clientHighWaterMark) {
+    t.readPaused = true;
+    t.socket?.pause();
+  }
+}
+
+function flushRead(): void {
+  const t = readTunnel!;
+  const buf = readBuffer;
+  const end = readEnd;
+  let offset = 0;
+  if (t.partial !== null) {
+    offset = continuePartial(t, buf, end);
+    if (offset < 0) return;
+  }
+  while (offset < end && t.state === TunnelState.Open) {
+    const available = end - offset;
+    if (available < 2) {
+      startPartial(t, buf, offset, end, 14);
+      return;
+    }
+    const b1 = buf[offset + 1]!;
+    const len7 = b1 & 0x7f;
+    const headerLength = len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
+    if (available < headerLength) {
+      startPartial(t, buf, offset, end, 14);
+      return;
+    }
+    const payloadLength = readPayloadLength(t, buf, offset, len7);
+    if (payloadLength < 0) return;
+    const frameLength = headerLength + payloadLength;
+    if (available < frameLength) {
+      startPartial(t, buf, offset, end, frameLength);
+      return;
+    }
+    deliverFrame(t, buf[offset]!, buf, offset + headerLength, payloadLength);
+    offset += frameLength;
+  }
+}
+
+/** Payload length of the frame at `offset`, or -1 after failing the tunnel for a bad frame. */
+function readPayloadLength(t: Tunnel, buf: Buffer, offset: number, len7: number): number {
+  if ((buf[offset + 1]! & 0x80) !== 0) {
+    failFromBackend(t, 1002, 'backend sent a masked frame');
+    return -1;
+  }
+  let length = len7;
+  if (len7 === 126) length = buf.readUInt16BE(offset + 2);
+  else if (len7 === 127) {
+    const high = buf.readUInt32BE(offset + 2);
+    length = high > 0x1fffff ? Infinity : high * 0x100000000 + buf.readUInt32BE(offset + 6);
+  }
+  if (length > context().snapshot.websocket.maxMessageSize) {
+    countTotal(Total.OversizeCloses);
+    failFromBackend(t, 1009, 'message too big');
+    return -1;
+  }
+  return length;
+}
+
+/** Keep the tail of a read that holds an incomplete frame. `need` is the frame's full size when
+ *  its header is known, else the largest header (14). */
+function startPartial(t: Tunnel, buf: Buffer, offset: number, end: number, need: number): void {
+  const partial = Buffer.allocUnsafe(Math.max(need, end - offset));
+  buf.copy(partial, 0, offset, end);
+  t.partial = partial;
+  t.partialLength = end - offset;
+}
+
+/** Complete a split frame from the new read; returns where the read's unconsumed bytes start, or -1
+ *  when the read was all swallowed (or the tunnel failed). */
+function continuePartial(t: Tunnel, buf: Buffer, end: number): number {
+  let partial = t.partial!;
+  let have = t.partialLength;
+  let offset = 0;
+  // Header incomplete: the buffer holds at least 14 bytes (startPartial), enough for any header.
+  for (;;) {
+    const need = have < 2 ? 2 : headerLengthOf(partial[1]!);
+    if (have >= need) break;
+    const take = Math.min(need - have, end - offset);
+    buf.copy(partial, have, offset, offset + take);
+    have += take;
+    offset += take;
+    if (have < need) {
+      t.partialLength = have;
+      return -1;
+    }
+  }
+  const headerLength = headerLengthOf(partial[1]!);
+  const payloadLength = readPayloadLength(t, partial, 0, partial[1]! & 0x7f);
+  if (payloadLength < 0) return -1;
+  const frameLength = headerLength + payloadLength;
+  if (partial.length < frameLength) {
+    const grown = Buffer.allocUnsafe(frameLength);
+    partial.copy(grown, 0, 0, have);
+    partial = grown;
+    t.partial = grown;
+  }
+  const take = Math.min(frameLength - have, end - offset);
+  buf.copy(partial, have, offset, offset + take);
+  have += take;
+  offset += take;
+  if (have < frameLength) {
+    t.partialLength = have;
+    return -1;
+  }
+  t.partial = null;
+  t.partialLength = 0;
+  deliverFrame(t, partial[0]!, partial, headerLength, payloadLength);
+  return t.state === TunnelState.Open ? offset : -1;
+}
+
+function headerLengthOf(b1: number): number {
+  const len7 = b1 & 0x7f;
+  return len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
+}
+
+function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length: number): void {
+  const ws = t.ws!;
+  const opcode = b0 & 0x0f;
+  const fin = (b0 & 0x80) !== 0;
+  if ((b0 & 0x70) !== 0) {
+    failFromBackend(t, 1002, 'backend set reserved bits');
+    return;
+  }
+  switch (opcode) {
+    case Opcode.Text:
+    case Opcode.Binary: {
+      if (t.fragmentOpcode !== 0) {
+        failFromBackend(t, 1002, 'backend started a message inside a fragmented one');
+        return;
+      }
+      const payload = buf.subarray(start, start + length);
+      if (fin) {
+        ws.send(payload, opcode === Opcode.Binary);
+        countToClient(t, length);
+      } else {
+        t.fragmentOpcode = opcode;
+        t.fragmentBytes = length;
+        ws.sendFirstFragment(payload, opcode === Opcode.Binary);
+      }
+      return;
+    }
+    case Opcode.Continuation: {
+      if (t.fragmentOpcode === 0) {
+        failFromBackend(t, 1002, 'backend sent a continuation with no message');
+        return;
+      }
+      t.fragmentBytes += length;
+      if (t.fragmentBytes > context().snapshot.websocket.maxMessageSize) {
+        countTotal(Total.OversizeCloses);
+        failFromBackend(t, 1009, 'message too big');
+        return;
+      }
+      const payload = buf.subarray(start, start + length);
+      if (fin) {
+        ws.sendLastFragment(payload);
+        countToClient(t, t.fragmentBytes);
+        t.fragmentOpcode = 0;
+        t.fragmentBytes = 0;
+      } else {
+        ws.sendFragment(payload);
+      }
+      return;
+    }
+    case Opcode.Ping:
+      // Each leg answers its own pings: the client's are answered by uWS, the backend's here.
+      if (length > 125 || !fin) {
+        failFromBackend(t, 1002, 'invalid ping');
+        return;
+      }
+      if (t.socket !== null && !t.closeToBackend) writeToBackend(t, t.socket, encodeMaskedFrame(Opcode.Pong, buf.subarray(start, start + length)));
+      return;
+    case Opcode.Pong:
+      return;
+    case Opcode.Close:
+      closeFromBackend(t, buf, start, length);
+      return;
+    default:
+      failFromBackend(t, 1002, 'backend sent an unknown opcode');
+  }
+}
+
+function countToClient(t: Tunnel, length: number): void {
+  const traffic = context().shared.workerTraffic;
+  traffic[t.trafficOffset + Traffic.MessagesToClient]++;
+  traffic[t.trafficOffset + Traffic.BytesToClient] += length;
+}
+
+/** The backend sent a close frame: answer it, and close the client with the same code and reason. */
+function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number): void {
+  t.closeFromBackend = true;
+  t.state = TunnelState.Closing;
+  let code = 0;
+  if (length >= 2) code = buf.readUInt16BE(start);
+  if (length === 1 || (length >= 2 && !isSendableCloseCode(code))) {
+    failFromBackend(t, 1002, 'invalid close frame');
+    return;
+  }
+  const reason = length > 2 ? buf.subarray(start + 2, start + length) : undefined;
+  const socket = t.socket;
+  if (socket !== null && !t.closeToBackend) {
+    t.closeToBackend = true;
+    socket.end(encodeCloseFrame(code, reason ?? ''));
+  }
+  const ws = t.ws;
+  if (ws !== null) {
+    if (code === 0) ws.end();
+    else ws.end(code, reason ?? '');
+  }
+}
+
+/** A protocol breach or size breach on the backend leg: close both legs with `code`. */
+function failFromBackend(t: Tunnel, code: number, reason: string): void {
+  t.state = TunnelState.Closing;
+  const socket = t.socket;
+  if (socket !== null && !t.closeToBackend) {
+    t.closeToBackend = true;
+    socket.end(encodeCloseFrame(code, reason));
+    socket.setTimeout(5000);
+  }
+  t.ws?.end(code, reason);
+}
+
+/** The backend socket closed after the upgrade: a backend that vanished without a close frame
+ *  closes its client with 1011 (1001 when Sluice itself is shutting down). */
+export function backendGone(t: Tunnel): void {
+  t.socket = null;
+  uncount(t);
+  const ws = t.ws;
+  if (ws !== null && !t.closeFromBackend) {
+    t.state = TunnelState.Closing;
+    if (context().shuttingDown) ws.end(1001, 'Sluice is shutting down');
+    else {
+      countTotal(Total.BackendClosedAbruptly);
+      ws.end(1011, 'backend connection lost');
+    }
+  }
+  if (t.ws === null) t.state = TunnelState.Closed;
+}
+
+/** Called by the upgrade once uWS opened the client: start pumping (and flush what came early). */
+export function openTunnel(t: Tunnel, ws: uWS.WebSocket<TunnelRef>, early: Buffer | null): void {
+  t.ws = ws;
+  t.state = TunnelState.Open;
+  liveTunnels.add(t);
+  if (early !== null && early.length > 0) pumpFromBackend(t, early, early.length);
+}

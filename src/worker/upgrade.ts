@@ -1,0 +1,306 @@
+/**
+ * The WebSocket upgrade, in uWebSockets.js's async-upgrade idiom: copy what is needed out of the
+ * request at once, route, register onAborted, pick a backend, connect, forward the handshake, and
+ * only when the backend answered 101 upgrade the client (res.cork + res.upgrade) with the
+ * subprotocol the backend chose. Any other answer is relayed as it came (status, headers, body);
+ * a failed connect is retried on another backend, then answered 502/504; an empty pool 503.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import type uWS from 'uWebSockets.js';
+import { Total } from '../shared/layout.js';
+import type { Balancer } from '../balancer/balancer.js';
+import { context, countTotal } from './context.js';
+import { newHandshakeKey } from './frame-codec.js';
+import { Tunnel, TunnelState, countOn, uncount, openTunnel, type TunnelSocket, type TunnelRef } from './tunnel.js';
+import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout } from './backend-socket.js';
+import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
+import { buildForwardedHead, type ClientRequestInfo } from './forwarded-request.js';
+
+/** Bytes of a backend's answer head we accept before calling it invalid. */
+const MAX_HEAD = 16 * 1024;
+/** Largest non-101 body relayed to the client; longer bodies are cut (the status still goes). */
+const MAX_BODY = 64 * 1024;
+
+/** One worker-wide read buffer for every plain-TCP backend: onread fills it, the pump consumes it
+ *  synchronously, so one buffer serves all sockets. */
+const backendReadBuffer = Buffer.allocUnsafe(64 * 1024);
+
+/** State that lives only while the upgrade is in flight; dropped once the tunnel opens. */
+export class Handshake {
+  aborted = false;
+  attempts = 0;
+  readonly tried: Int32Array;
+  lastFailure: 'refused' | 'timeout' = 'refused';
+  timedOut = false;
+  acceptExpected = '';
+  head: Buffer | null = null;
+  response: ResponseHead | null = null;
+  bodyChunks: Buffer[] = [];
+  bodyLength = 0;
+  /** The backend answered and we are relaying: a close now is the end of the body, not a failure. */
+  relaying = false;
+
+  constructor(
+    readonly res: uWS.HttpResponse,
+    readonly uwsContext: uWS.us_socket_context_t,
+    readonly client: ClientRequestInfo,
+    readonly requestHead: string,
+    readonly balancer: Balancer,
+    readonly serviceName: string,
+    maxAttempts: number,
+  ) {
+    this.tried = new Int32Array(maxAttempts);
+  }
+}
+
+export type HandshakeTunnel = Tunnel & { handshake: Handshake | null };
+
+/** Start the backend side of an upgrade; the caller has routed and validated the client request. */
+export function beginUpgrade(
+  res: uWS.HttpResponse,
+  uwsContext: uWS.us_socket_context_t,
+  client: ClientRequestInfo,
+  routerIndex: number,
+  entryPoint: number,
+  balancer: Balancer,
+): void {
+  const { snapshot } = context();
+  const router = snapshot.routers[routerIndex]!;
+  const service = snapshot.services[router.service]!;
+  const t = new Tunnel(router.service, routerIndex, entryPoint) as HandshakeTunnel;
+  const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), balancer, service.name, service.retries + 1);
+  t.handshake = h;
+  res.onAborted(() => {
+    h.aborted = true;
+    abandonBackend(t);
+  });
+  connectNext(t);
+}
+
+function connectNext(t: HandshakeTunnel): void {
+  const h = t.handshake!;
+  const { snapshot } = context();
+  const backend = h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts) : -1;
+  if (backend < 0) {
+    if (h.attempts === 0) {
+      countTotal(Total.NoBackend);
+      answer(t, 503, `no backend available for service '${h.serviceName}'`);
+    } else {
+      countTotal(Total.ConnectFailed);
+      if (h.lastFailure === 'timeout') answer(t, 504, `timed out connecting to a backend of service '${h.serviceName}'`);
+      else answer(t, 502, `no backend of service '${h.serviceName}' accepted the connection`);
+    }
+    return;
+  }
+  h.tried[h.attempts++] = backend;
+  h.timedOut = false;
+  countOn(t, backend);
+  const spec = snapshot.backends[backend]!;
+  const transport = snapshot.transports[snapshot.services[t.service]!.transport]!;
+  let socket: TunnelSocket;
+  if (spec.tls) {
+    socket = tls.connect({
+      host: spec.host,
+      port: spec.port,
+      servername: transport.serverName !== '' ? transport.serverName : net.isIP(spec.host) === 0 ? spec.host : undefined,
+      rejectUnauthorized: !transport.insecureSkipVerify,
+      ca: transport.rootCAs !== '' ? transport.rootCAs : undefined,
+      ALPNProtocols: ['http/1.1'],
+    }) as unknown as TunnelSocket;
+    socket.on('secureConnect', onBackendConnect);
+    socket.on('data', onBackendData);
+  } else {
+    socket = net.connect({ host: spec.host, port: spec.port, onread: { buffer: backendReadBuffer, callback: onBackendRead } }) as TunnelSocket;
+    socket.on('connect', onBackendConnect);
+  }
+  socket.tunnel = t;
+  t.socket = socket;
+  socket.setNoDelay(true);
+  socket.setTimeout(transport.dialTimeoutMs);
+  socket.on('close', onBackendClose);
+  socket.on('error', onBackendError);
+  socket.on('timeout', onBackendTimeout);
+  const { key, accept } = newHandshakeKey();
+  h.acceptExpected = accept;
+  h.head = null;
+  const path = spec.pathPrefix + h.client.path;
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}Sec-WebSocket-Key: ${key}\r\n\r\n`);
+}
+
+function hostFor(t: Tunnel, h: Handshake): string {
+  const { snapshot } = context();
+  if (snapshot.services[t.service]!.passHostHeader && h.client.host !== '') return h.client.host;
+  const spec = snapshot.backends[t.backend]!;
+  const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
+  const defaultPort = spec.tls ? 443 : 80;
+  return spec.port === defaultPort ? host : `${host}:${spec.port}`;
+}
+
+function onBackendConnect(this: TunnelSocket): void {
+  const t = this.tunnel as HandshakeTunnel | null;
+  if (t === null || t.handshake === null) return;
+  // Connected: the dial timeout becomes the handshake timeout.
+  this.setTimeout(context().snapshot.websocket.handshakeTimeoutMs);
+}
+
+/** Bytes from the backend before the tunnel opened: the answer to our upgrade request. */
+export function handshakeData(t: HandshakeTunnel, chunk: Buffer, length: number): void {
+  const h = t.handshake;
+  if (h === null || h.aborted) return;
+  if (h.relaying) {
+    collectBody(t, h, chunk.subarray(0, length));
+    return;
+  }
+  const piece = Buffer.from(chunk.subarray(0, length)); // copy: chunk may be the shared read buffer
+  h.head = h.head === null ? piece : Buffer.concat([h.head, piece]);
+  const end = h.head.indexOf('\r\n\r\n');
+  if (end < 0) {
+    if (h.head.length > MAX_HEAD) failHandshake(t, 502, 'backend sent an oversized response head');
+    return;
+  }
+  const parsed = parseResponseHead(h.head.toString('latin1', 0, end));
+  const rest = h.head.subarray(end + 4);
+  h.head = null;
+  if (parsed === null) {
+    failHandshake(t, 502, 'backend sent an invalid HTTP response');
+    return;
+  }
+  if (parsed.status === 101) {
+    completeUpgrade(t, h, parsed, rest);
+    return;
+  }
+  countTotal(Total.RejectedByBackend);
+  h.response = parsed;
+  h.relaying = true;
+  if (parsed.status === 204 || parsed.status === 304 || parsed.contentLength === 0) {
+    finishRelay(t, h);
+    return;
+  }
+  collectBody(t, h, rest);
+}
+
+function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, early: Buffer): void {
+  if ((head.headers.get('upgrade') ?? '').toLowerCase() !== 'websocket' || head.headers.get('sec-websocket-accept') !== h.acceptExpected) {
+    failHandshake(t, 502, 'backend answered 101 without a valid WebSocket accept');
+    return;
+  }
+  const protocol = head.headers.get('sec-websocket-protocol') ?? '';
+  if (protocol !== '' && !h.client.protocols.split(',').some((p) => p.trim() === protocol)) {
+    failHandshake(t, 502, `backend chose subprotocol '${protocol}' that the client did not offer`);
+    return;
+  }
+  if (head.headers.has('sec-websocket-extensions')) {
+    failHandshake(t, 502, 'backend negotiated an extension Sluice did not offer');
+    return;
+  }
+  const socket = t.socket!;
+  socket.setTimeout(0);
+  t.handshake = null;
+  countTotal(Total.Upgraded);
+  const res = h.res;
+  res.cork(() => {
+    res.upgrade<TunnelRef>({ tunnel: t }, h.client.key, protocol, '', h.uwsContext);
+  });
+  // uWS ran `open` inside upgrade(); if the client was gone by then, let the backend go too.
+  if (t.ws === null) {
+    abandonBackend(t);
+    return;
+  }
+  openTunnel(t, t.ws, early.length > 0 ? early : null);
+}
+
+/** uWS `open` (runs inside res.upgrade): attach the WebSocket to its tunnel. */
+export function onClientOpen(ws: uWS.WebSocket<TunnelRef>): void {
+  ws.getUserData().tunnel.ws = ws;
+}
+
+function collectBody(t: HandshakeTunnel, h: Handshake, piece: Buffer): void {
+  if (piece.length > 0 && h.bodyLength < MAX_BODY) {
+    const keep = piece.subarray(0, MAX_BODY - h.bodyLength);
+    h.bodyChunks.push(Buffer.from(keep));
+    h.bodyLength += keep.length;
+  }
+  const response = h.response!;
+  const body = h.bodyLength;
+  if ((response.contentLength >= 0 && body >= Math.min(response.contentLength, MAX_BODY)) || (response.chunked && endsChunked(h)) || body >= MAX_BODY) {
+    finishRelay(t, h);
+  }
+}
+
+function endsChunked(h: Handshake): boolean {
+  const last = Buffer.concat(h.bodyChunks.slice(-2));
+  return last.subarray(-5).toString('latin1') === '0\r\n\r\n';
+}
+
+/** Relay the backend's non-101 answer (or end of body at close). */
+export function finishRelay(t: HandshakeTunnel, h: Handshake): void {
+  if (h.aborted) return;
+  const response = h.response!;
+  let body: Buffer = Buffer.concat(h.bodyChunks);
+  if (response.chunked) body = dechunk(body);
+  if (response.contentLength >= 0 && body.length > response.contentLength) body = body.subarray(0, response.contentLength);
+  t.handshake = null;
+  abandonBackend(t);
+  h.aborted = true;
+  relayBackendResponse(h.res, response, body);
+}
+
+function dechunk(raw: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  while (at < raw.length) {
+    const lineEnd = raw.indexOf('\r\n', at);
+    if (lineEnd < 0) break;
+    const size = parseInt(raw.toString('latin1', at, lineEnd), 16);
+    if (!Number.isFinite(size) || size === 0) break;
+    parts.push(raw.subarray(lineEnd + 2, Math.min(raw.length, lineEnd + 2 + size)));
+    at = lineEnd + 2 + size + 2;
+  }
+  return Buffer.concat(parts);
+}
+
+/** The backend socket ended before the tunnel opened. */
+export function handshakeSocketClosed(t: HandshakeTunnel, timedOut: boolean): void {
+  const h = t.handshake;
+  t.socket = null;
+  uncount(t);
+  if (h === null || h.aborted) return;
+  if (h.relaying) {
+    finishRelay(t, h);
+    return;
+  }
+  if (h.head === null) {
+    // Nothing came back: a failed or timed-out connect. Retry on another backend.
+    h.lastFailure = timedOut ? 'timeout' : 'refused';
+    connectNext(t);
+    return;
+  }
+  countTotal(Total.ConnectFailed);
+  answer(t, 502, `backend of service '${h.serviceName}' closed the connection during the upgrade`);
+}
+
+function failHandshake(t: HandshakeTunnel, status: number, reason: string): void {
+  countTotal(Total.ConnectFailed);
+  answer(t, status, `${reason} (service '${t.handshake!.serviceName}')`);
+}
+
+function answer(t: HandshakeTunnel, status: number, message: string): void {
+  const h = t.handshake!;
+  t.handshake = null;
+  abandonBackend(t);
+  if (h.aborted) return;
+  h.aborted = true;
+  sendError(h.res, status, message);
+}
+
+function abandonBackend(t: Tunnel): void {
+  const socket = t.socket;
+  t.state = TunnelState.Closed;
+  if (socket !== null) {
+    socket.tunnel = null;
+    t.socket = null;
+    socket.destroy();
+  }
+  uncount(t);
+}
