@@ -1,0 +1,150 @@
+/**
+ * Test helpers: free ports, a real Sluice process started from a generated config, and `ws`
+ * backends on loopback. Every test that starts something stops it in its `after`/`finally`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer, type WebSocket, type ServerOptions } from 'ws';
+import type { IncomingMessage } from 'node:http';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const SLUICE_BIN = path.join(REPO, 'bin/sluice.js');
+
+/** A port that was free a moment ago (the kernel picks it). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface SluiceProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly url: string;
+  readonly configFile: string;
+  /** Everything the process wrote to stderr so far. */
+  stderr(): string;
+  /** SIGTERM, wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Start Sluice with `config` (YAML text). `{PORT}` in it is replaced by a free port, which becomes
+ * `port`/`url`. Resolves once the process says it listens.
+ */
+export async function startSluice(config: string, options: { workers?: number; timeoutMs?: number } = {}): Promise<SluiceProcess> {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-test-'));
+  const configFile = path.join(dir, 'sluice.yaml');
+  writeFileSync(configFile, config.replaceAll('{PORT}', String(port)));
+  const args = [SLUICE_BIN, 'run', '--config', configFile, '--workers', String(options.workers ?? 1)];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => (stderr += d));
+  child.stdout!.resume();
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sluice did not start within ${options.timeoutMs ?? 10000} ms:\n${stderr}`)), options.timeoutMs ?? 10000);
+    const onData = (): void => {
+      if (stderr.includes('sluice listening')) {
+        clearTimeout(timer);
+        child.stderr!.off('data', onData);
+        resolve();
+      }
+    };
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`sluice exited with ${code} before listening:\n${stderr}`));
+    });
+  });
+  let exited: Promise<number | null> | null = null;
+  return {
+    child,
+    port,
+    url: `ws://127.0.0.1:${port}`,
+    configFile,
+    stderr: () => stderr,
+    stop() {
+      if (exited === null) {
+        exited = new Promise((resolve) => {
+          if (child.exitCode !== null) resolve(child.exitCode);
+          else child.once('exit', (code) => resolve(code));
+        });
+        child.kill('SIGTERM');
+        exited.finally(() => rmSync(dir, { recursive: true, force: true })).catch(() => undefined);
+      }
+      return exited;
+    },
+  };
+}
+
+/** A config with one entry point on {PORT}, one catch-all router and one service with `servers`. */
+export function simpleConfig(servers: readonly string[], extra = ''): string {
+  return `entryPoints:
+  web:
+    address: "127.0.0.1:{PORT}"
+http:
+  routers:
+    all:
+      rule: "PathPrefix(\`/\`)"
+      service: pool
+  services:
+    pool:
+      loadBalancer:
+        servers:
+${servers.map((url) => `          - url: "${url}"`).join('\n')}
+${extra}`;
+}
+
+export interface TestBackend {
+  readonly server: WebSocketServer;
+  readonly port: number;
+  readonly url: string;
+  /** Requests that reached the upgrade, newest last. */
+  readonly requests: IncomingMessage[];
+  /** Live connections. */
+  readonly sockets: Set<WebSocket>;
+  close(): Promise<void>;
+}
+
+/** A `ws` backend on a free port; by default it echoes every message as it came. */
+export async function startBackend(
+  onConnection?: (ws: WebSocket, req: IncomingMessage) => void,
+  options: Partial<ServerOptions> = {},
+): Promise<TestBackend> {
+  const requests: IncomingMessage[] = [];
+  const sockets = new Set<WebSocket>();
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024, perMessageDeflate: false, ...options });
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  server.on('connection', (ws, req) => {
+    requests.push(req);
+    sockets.add(ws);
+    ws.on('close', () => sockets.delete(ws));
+    ws.on('error', () => undefined);
+    if (onConnection) onConnection(ws, req);
+    else ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    url: `ws://127.0.0.1:${port}`,
+    requests,
+    sockets,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const ws of sockets) ws.terminate();
+        server.close(() => resolve());
+      }),
+  };
+}
