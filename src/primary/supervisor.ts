@@ -109,6 +109,12 @@ export class Supervisor {
     }, delay);
   }
 
+  /** Tests only: make worker `index` throw or block (see PrimaryToWorker 'fault'). */
+  injectFault(index: number, kind: 'throw' | 'block', ms = 0): void {
+    const message: PrimaryToWorker = { type: 'fault', kind, ms };
+    this.slots[index]?.worker?.postMessage(message);
+  }
+
   /** Ask every worker to drain within graceMs; resolves when all have exited. */
   async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;

@@ -15,7 +15,10 @@ export interface WorkerInit {
 
 export type PrimaryToWorker =
   /** Stop accepting, close every client with 1001 within graceMs, then exit. */
-  { readonly type: 'shutdown'; readonly graceMs: number };
+  | { readonly type: 'shutdown'; readonly graceMs: number }
+  /** Fault injection for tests of the supervisor (only reachable in-process, never from outside):
+   *  'throw' raises an uncaught exception in the worker, 'block' busy-waits its loop for `ms`. */
+  | { readonly type: 'fault'; readonly kind: 'throw' | 'block'; readonly ms?: number };
 
 export type WorkerToPrimary =
   | { readonly type: 'listening' }

@@ -65,7 +65,19 @@ function drain(graceMs: number): void {
 
 port.on('message', (message: PrimaryToWorker) => {
   if (message.type === 'shutdown') drain(message.graceMs);
+  else if (message.type === 'fault') injectFault(message.kind, message.ms ?? 0);
 });
+
+function injectFault(kind: 'throw' | 'block', ms: number): void {
+  if (kind === 'block') {
+    const until = Date.now() + ms;
+    while (Date.now() < until);
+    return;
+  }
+  setImmediate(() => {
+    throw new Error(`injected fault in worker ${init.workerIndex}`);
+  });
+}
 
 process.on('uncaughtException', (error) => {
   post({ type: 'crashed', message: error.message, stack: error.stack ?? '' });
