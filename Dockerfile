@@ -1,0 +1,31 @@
+# Sluice container image: built in one stage, shipped in a slim one that runs as a non-root user.
+#   docker build -t sluice .
+#   docker run --ulimit nofile=1048576:1048576 -p 8080:8080 -v $PWD/config/sluice.yaml:/etc/sluice/sluice.yaml:ro sluice
+# Each proxied WebSocket holds two file descriptors: raise the open-files limit (--ulimit nofile=…).
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json tsconfig.json ./
+COPY src ./src
+COPY loadtest ./loadtest
+COPY bench ./bench
+COPY test ./test
+# npm ci runs the prepare script, which compiles TypeScript into dist/.
+RUN npm ci --no-audit --no-fund \
+ && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /opt/sluice
+COPY --from=build /src/package.json ./
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist/src ./dist/src
+COPY bin ./bin
+COPY config/sluice.yaml /etc/sluice/sluice.yaml
+USER node
+EXPOSE 8080
+# Healthy while an entry point accepts connections (the admin /health endpoint will replace this).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["node", "-e", "require('net').connect(8080,'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))"]
+ENTRYPOINT ["node", "bin/sluice.js"]
+CMD ["run", "--config", "/etc/sluice/sluice.yaml"]
