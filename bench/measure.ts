@@ -5,7 +5,8 @@
  */
 import { parseOptions } from '../loadtest/options.js';
 import { runLoad, type LoadReport } from '../loadtest/run.js';
-import { cpuMicros, processTree, rssBytes } from './procstat.js';
+import { performance } from 'node:perf_hooks';
+import { cpuMicros, machineBusyMicros, processTree, rssBytes } from './procstat.js';
 import type { Running } from './targets.js';
 
 export interface BenchSettings {
@@ -60,32 +61,51 @@ export interface TargetRun {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+interface Measured {
+  report: LoadReport;
+  proxyCpuUs: number | null;
+  /** CPU that neither the proxy, the generator nor the backends used, as % of one core: other work on the machine. */
+  otherLoad: number;
+}
+
 /** Runs the generator and reads the proxy's CPU (µs, all processes and threads) over the measured window. */
-async function loadWithProxyCpu(target: Running, argv: string[]): Promise<{ report: LoadReport; proxyCpuUs: number | null }> {
+async function loadWithProxyCpu(target: Running, backendsPid: number, argv: string[]): Promise<Measured> {
   const options = parseOptions(argv);
   if (!options) throw new Error('internal: --help in bench options');
   let pids: number[] = [];
-  let before = 0;
-  let after = 0;
+  const at = (): { proxy: number; backends: number; own: number; machine: number; wall: number } => {
+    const own = process.cpuUsage();
+    return {
+      proxy: target.pid === null ? 0 : cpuMicros(pids),
+      backends: cpuMicros([backendsPid]),
+      own: own.user + own.system,
+      machine: machineBusyMicros(),
+      wall: performance.now(),
+    };
+  };
+  let before = at();
+  let after = before;
   const report = await runLoad(options, {
     onPhase(phase) {
-      if (target.pid === null) return;
       if (phase === 'measure') {
-        pids = processTree(target.pid);
-        before = cpuMicros(pids);
+        if (target.pid !== null) pids = processTree(target.pid);
+        before = at();
       } else if (phase === 'stop') {
-        after = cpuMicros(pids);
+        after = at();
       }
     },
   });
-  return { report, proxyCpuUs: target.pid === null ? null : after - before };
+  const accounted = after.proxy - before.proxy + (after.backends - before.backends) + (after.own - before.own);
+  const wallUs = (after.wall - before.wall) * 1000;
+  const otherLoad = wallUs > 0 ? Math.max(0, ((after.machine - before.machine - accounted) / wallUs) * 100) : 0;
+  return { report, proxyCpuUs: target.pid === null ? null : after.proxy - before.proxy, otherLoad };
 }
 
 function common(target: Running, s: BenchSettings): string[] {
   return ['--url', target.urls.join(','), '--threads', String(s.generatorThreads), '--rate', '4000', '--no-progress'];
 }
 
-export async function measureTarget(target: Running, s: BenchSettings, log: (line: string) => void): Promise<TargetRun> {
+export async function measureTarget(target: Running, backendsPid: number, s: BenchSettings, log: (line: string) => void): Promise<TargetRun> {
   const figures: Figures = {};
   const generator: Record<string, { percentOfOneCore: number; usPerUnit: number }> = {};
   const notes: string[] = [];
@@ -120,7 +140,7 @@ export async function measureTarget(target: Running, s: BenchSettings, log: (lin
 
   for (const size of [64, 4096]) {
     const tag = size === 64 ? '64' : '4k';
-    const { report, proxyCpuUs } = await loadWithProxyCpu(target, [
+    const { report, proxyCpuUs, otherLoad } = await loadWithProxyCpu(target, backendsPid, [
       'echo', ...common(target, s),
       '--connections', String(s.rateConnections), '--interval', String(s.rateIntervalMs), '--size', String(size),
       '--warmup', String(s.warmup), '--duration', String(s.duration),
@@ -131,6 +151,9 @@ export async function measureTarget(target: Running, s: BenchSettings, log: (lin
     figures[`p99_${tag}`] = sampled ? report.latencyUs.p99 : null;
     figures[`p999_${tag}`] = sampled ? report.latencyUs.p999 : null;
     figures[`lost${tag}`] = report.lost;
+    // Latency is what other work on the machine disturbs most; keep the worst of the two windows.
+    figures.otherLoad = Math.max(figures.otherLoad ?? 0, otherLoad);
+    if (otherLoad > 25) notes.push(`echo ${size} B: other processes used ${Math.round(otherLoad)}% of a core meanwhile`);
     generator[`echo ${tag}`] = { percentOfOneCore: report.cpu.percentOfOneCore, usPerUnit: report.cpu.usPerMessage };
     noteFailures(`echo ${size} B`, report);
     log(`    echo ${size} B: ${report.messagesPerSecond} msg/s, p99 ${report.latencyUs.p99} µs, proxy ${fmt(figures[`cpu${tag}`])} µs/msg, lost ${report.lost}`);
@@ -138,7 +161,7 @@ export async function measureTarget(target: Running, s: BenchSettings, log: (lin
   }
 
   {
-    const { report, proxyCpuUs } = await loadWithProxyCpu(target, [
+    const { report, proxyCpuUs } = await loadWithProxyCpu(target, backendsPid, [
       'throughput', ...common(target, s),
       '--connections', String(s.throughputConnections), '--in-flight', String(s.throughputInFlight), '--size', '64',
       '--warmup', String(s.warmup), '--duration', String(s.duration),
@@ -154,7 +177,7 @@ export async function measureTarget(target: Running, s: BenchSettings, log: (lin
   }
 
   {
-    const { report, proxyCpuUs } = await loadWithProxyCpu(target, [
+    const { report, proxyCpuUs } = await loadWithProxyCpu(target, backendsPid, [
       'churn', '--url', target.urls.join(','), '--threads', String(s.generatorThreads), '--no-progress',
       '--concurrency', String(s.churnConcurrency), '--warmup', String(s.warmup), '--duration', String(s.duration),
     ]);

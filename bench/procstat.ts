@@ -76,3 +76,15 @@ export function rssBytes(pids: readonly number[]): number {
   }
   return kb * 1024;
 }
+
+/**
+ * CPU busy time of the whole machine in microseconds (every core: user, nice, system, irq, softirq,
+ * steal). The bench subtracts what it can account for (proxy, generator, backends) to see how much
+ * other work shared the machine during a measurement.
+ */
+export function machineBusyMicros(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
+  const ticks = [user, nice, system, irq, softirq, steal].reduce((a: number, b) => a + (b ?? 0), 0);
+  return (ticks / CLOCK_TICKS_PER_SECOND) * 1e6;
+}

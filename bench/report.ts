@@ -34,6 +34,7 @@ export const FIGURES: readonly Figure[] = [
   { key: 'rssPerConnection', label: 'RSS per idle proxied connection', unit: 'bytes', better: 'lower' },
   { key: 'cpuPerUpgrade', label: 'Proxy CPU per upgrade (churn)', unit: 'µs', better: 'lower' },
   { key: 'upgradesPerSecond', label: 'Upgrades/s during churn', unit: '/s', better: 'higher' },
+  { key: 'otherLoad', label: 'Other processes on the machine (worst echo window)', unit: '% core', better: 'info' },
 ];
 
 export interface Summary {

@@ -10,6 +10,7 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { FD_RESERVE, openFileLimit } from '../loadtest/options.js';
+import { cpuMicros, machineBusyMicros } from './procstat.js';
 import { FULL, QUICK, measureTarget, type BenchSettings } from './measure.js';
 import { renderJson, renderMarkdown, type BenchResults, type TargetResult } from './report.js';
 import {
@@ -87,6 +88,34 @@ function machine(): Record<string, string | number> {
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
+/** CPU used over `ms` by processes other than this one and the backends, as % of one core. */
+async function otherLoad(backendsPid: number, ms: number): Promise<number> {
+  const machine = machineBusyMicros();
+  const backends = cpuMicros([backendsPid]);
+  const own = process.cpuUsage();
+  await new Promise((r) => setTimeout(r, ms));
+  const mine = process.cpuUsage(own);
+  const other = machineBusyMicros() - machine - (cpuMicros([backendsPid]) - backends) - (mine.user + mine.system);
+  return Math.max(0, (other / (ms * 1000)) * 100);
+}
+
+/**
+ * On a shared machine, other work distorts latency most. Before each target, wait (a little) for
+ * it to calm down: up to 10 s per target and 60 s per bench, so the bench stays bounded. What
+ * remains is reported with each figure ("Other processes on the machine").
+ */
+let quietBudgetMs = 60_000;
+async function waitForQuiet(backendsPid: number): Promise<void> {
+  const started = Date.now();
+  const until = started + Math.min(10_000, quietBudgetMs);
+  let load = await otherLoad(backendsPid, 500);
+  while (load > 25 && Date.now() < until) {
+    log(`    waiting for other work on the machine to settle (${Math.round(load)}% of a core)`);
+    load = await otherLoad(backendsPid, 1000);
+  }
+  quietBudgetMs -= Date.now() - started;
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   let args: BenchArgs | null;
   try {
@@ -148,11 +177,12 @@ async function main(argv: readonly string[]): Promise<number> {
         const result = results[t] as TargetResult & { error: string | null };
         if (result.error !== null) continue;
         log(`run ${run}/${args.runs} · ${TARGET_LABELS[t]}`);
+        await waitForQuiet(backends.pid);
         let running: Running | null = null;
         try {
           running = await startTarget(t, backends.ports, pin);
           live.add(running);
-          result.runs.push(await measureTarget(running, settings, log));
+          result.runs.push(await measureTarget(running, backends.pid, settings, log));
         } catch (err) {
           (result as { error: string | null }).error = (err as Error).message;
           log(`    ${TARGET_LABELS[t]} skipped from here on: ${(err as Error).message}`);
