@@ -1,0 +1,165 @@
+/**
+ * The `sluice` command line as a user meets it: the real bin in a child process, its exit codes
+ * (0 ok, 2 usage or config error, 1 runtime failure) and the exact text of its usage errors.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { accepts, runSluiceCommand, tempFiles } from './helpers/cli.js';
+import { freePort, REPO, simpleConfig, startSluice, type SluiceProcess } from './helpers/sluice.js';
+
+const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+
+const GOOD = simpleConfig(['ws://127.0.0.1:9001', 'ws://127.0.0.1:9002']).replace('{PORT}', '8080');
+/** Valid apart from one server URL and one unknown key: two problems, in document order. */
+const BAD = `entryPoints:
+  web:
+    address: "127.0.0.1:{PORT}"
+http:
+  routers:
+    all:
+      rule: "PathPrefix(\`/\`)"
+      service: pool
+  services:
+    pool:
+      loadBalancer:
+        servers:
+          - url: "ws//127.0.0.1:9001"
+workerz: 2
+`;
+const badProblems = (file: string): string =>
+  `${file}: http.services.pool.loadBalancer.servers[0].url: invalid URL 'ws//127.0.0.1:9001': missing "://" (expected a URL like "ws://10.0.0.1:9000" or "https://api.internal")\n` +
+  `${file}: workerz: unknown key 'workerz': did you mean 'workers'? (expected one of: entryPoints, http, tls, workers, loadBalancer, websocket, shutdown)\n`;
+
+/** First line of stderr: the message itself, before the usage text that follows it. */
+const firstLine = (text: string): string => text.split('\n')[0]!;
+
+describe('sluice usage', () => {
+  for (const flag of ['--help', '-h', 'help']) {
+    test(`${flag} prints usage on stdout and exits 0`, async () => {
+      const result = await runSluiceCommand([flag]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^usage:\n/);
+      assert.match(result.stdout, /sluice run --config FILE \[--workers N\]/);
+      assert.match(result.stdout, /sluice validate FILE/);
+      assert.equal(result.stderr, '');
+    });
+  }
+
+  test('--version prints the package version', async () => {
+    const result = await runSluiceCommand(['--version']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `sluice ${VERSION}\n`);
+  });
+
+  test('no command prints usage and exits 2', async () => {
+    const result = await runSluiceCommand([]);
+    assert.equal(result.code, 2);
+    assert.match(result.stdout, /^usage:\n/);
+  });
+
+  const usageErrors: [args: string[], message: string][] = [
+    [['frobnicate'], "sluice: unknown command 'frobnicate' (expected run or validate)"],
+    [['--frob'], "sluice: unknown command '--frob' (expected run or validate)"],
+    [['run', '--frob'], "sluice: run: unknown option '--frob' (expected --config or --workers)"],
+    [['run', '--config', 'x.yaml', 'extra'], "sluice: run: unknown option 'extra' (expected --config or --workers)"],
+    [['run'], 'sluice: run needs --config FILE'],
+    [['run', '--config'], 'sluice: --config needs a FILE'],
+    [['run', '--config', 'x.yaml', '--workers', '0'], "sluice: --workers: invalid value '0' (expected an integer from 1 to 256)"],
+    [['run', '--config', 'x.yaml', '--workers', 'abc'], "sluice: --workers: invalid value 'abc' (expected an integer from 1 to 256)"],
+    [['run', '--config', 'x.yaml', '--workers', '-1'], "sluice: --workers: invalid value '-1' (expected an integer from 1 to 256)"],
+    [['run', '--config', 'x.yaml', '--workers', '1.5'], "sluice: --workers: invalid value '1.5' (expected an integer from 1 to 256)"],
+    [['run', '--config', 'x.yaml', '--workers'], "sluice: --workers: invalid value '' (expected an integer from 1 to 256)"],
+    [['validate'], 'sluice: validate takes exactly one FILE'],
+    [['validate', 'a.yaml', 'b.yaml'], 'sluice: validate takes exactly one FILE'],
+  ];
+  for (const [args, message] of usageErrors) {
+    test(`sluice ${args.join(' ')} → exit 2: ${message}`, async () => {
+      const result = await runSluiceCommand(args);
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(firstLine(result.stderr), message);
+      assert.match(result.stderr, /\nusage:\n/, 'usage follows the message');
+      assert.equal(result.stdout, '');
+    });
+  }
+});
+
+describe('sluice validate', () => {
+  let files: ReturnType<typeof tempFiles>;
+  before(() => {
+    files = tempFiles({ 'good.yaml': GOOD, 'bad.yaml': BAD.replace('{PORT}', '8080'), 'notes.txt': GOOD });
+  });
+  after(() => files.remove());
+
+  test('a good file: one summary line on stdout, exit 0', async () => {
+    const file = files.file('good.yaml');
+    const result = await runSluiceCommand(['validate', file]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `${file}: ok (1 entry point, 1 router, 1 service, 2 backends)\n`);
+    assert.equal(result.stderr, '');
+  });
+
+  test('a bad file: every problem on stderr, one per line, exit 2', async () => {
+    const file = files.file('bad.yaml');
+    const result = await runSluiceCommand(['validate', file]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, badProblems(file));
+    assert.equal(result.stdout, '');
+  });
+
+  test('a missing file: exit 2', async () => {
+    const file = files.file('missing.yaml');
+    const result = await runSluiceCommand(['validate', file]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, `${file}: cannot read config file: no such file\n`);
+  });
+
+  test('a file that is neither YAML nor TOML: exit 2', async () => {
+    const file = files.file('notes.txt');
+    const result = await runSluiceCommand(['validate', file]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, `${file}: unknown file type '.txt' (expected a .yaml, .yml or .toml file)\n`);
+  });
+});
+
+describe('sluice run', () => {
+  let files: ReturnType<typeof tempFiles> | undefined;
+  let sluice: SluiceProcess | undefined;
+  after(async () => {
+    await sluice?.stop();
+    files?.remove();
+  });
+
+  test('a bad config: every problem, exit 2, and the entry point\'s port never opens', async () => {
+    const port = await freePort();
+    files = tempFiles({ 'sluice.yaml': BAD.replace('{PORT}', String(port)) });
+    const file = files.file('sluice.yaml');
+    let opened = false;
+    const result = await runSluiceCommand(['run', '--config', file, '--workers', '2'], {
+      // Probe the port for as long as the process lives: it must never accept.
+      whileRunning: async (isRunning) => {
+        while (isRunning()) {
+          if (await accepts(port)) opened = true;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      },
+    });
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stderr, badProblems(file));
+    assert.equal(opened, false, 'the port accepted a connection');
+    assert.equal(await accepts(port), false);
+  });
+
+  test('a missing config file: exit 2 without starting', async () => {
+    const result = await runSluiceCommand(['run', '--config', '/nonexistent/sluice.yaml']);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, '/nonexistent/sluice.yaml: cannot read config file: no such file\n');
+  });
+
+  test('--workers wins over the config file', async () => {
+    sluice = await startSluice(`${simpleConfig(['ws://127.0.0.1:9'])}workers: 1\n`, { workers: 3 });
+    assert.match(sluice.stderr(), /; 3 workers;/);
+    assert.equal(await sluice.stop(), 0);
+  });
+});
