@@ -194,8 +194,14 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     failHandshake(t, 502, 'backend negotiated an extension Sluice did not offer');
     return;
   }
+  if (context().shuttingDown) {
+    answer(t, 503, 'Sluice is shutting down');
+    return;
+  }
   const socket = t.socket!;
   socket.setTimeout(0);
+  // The backend leg has no pings of its own yet: let the kernel find a backend host that vanished.
+  socket.setKeepAlive(true, 30_000);
   t.handshake = null;
   countTotal(Total.Upgraded);
   const res = h.res;
