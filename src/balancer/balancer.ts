@@ -31,9 +31,3 @@ export function createBalancer(service: ServiceSpec, state: BackendState): Balan
       return new RoundRobin(service.backends, state);
   }
 }
-
-/** True when `backend` is among the first `count` entries of `tried`. */
-export function wasTried(tried: Int32Array, count: number, backend: number): boolean {
-  for (let i = 0; i < count; i++) if (tried[i] === backend) return true;
-  return false;
-}

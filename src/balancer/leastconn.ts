@@ -4,17 +4,9 @@
  * fills evenly instead of piling onto its first server. O(backends) per pick, which is per upgrade,
  * not per message.
  */
-import type { Balancer, BackendState } from './balancer.js';
-import { wasTried } from './balancer.js';
+import { PoolPolicy } from './pool.js';
 
-export class LeastConnections implements Balancer {
-  private readonly backends: Int32Array;
-  private cursor = 0;
-
-  constructor(backends: readonly number[], private readonly state: BackendState) {
-    this.backends = Int32Array.from(backends);
-  }
-
+export class LeastConnections extends PoolPolicy {
   pick(tried: Int32Array, triedCount: number): number {
     const n = this.backends.length;
     if (n === 0) return -1;
@@ -26,8 +18,7 @@ export class LeastConnections implements Balancer {
       let at = start + i;
       if (at >= n) at -= n;
       const backend = this.backends[at]!;
-      if (Atomics.load(this.state.backendUp, backend) === 0) continue;
-      if (triedCount > 0 && wasTried(tried, triedCount, backend)) continue;
+      if (!this.eligible(backend, tried, triedCount)) continue;
       const active = Atomics.load(this.state.backendActive, backend);
       if (active < bestActive) {
         bestActive = active;

@@ -61,6 +61,18 @@ export function hostnameOf(host: string): string {
 
 const routeInput = new UwsRouteInput();
 
+/** The router for this request on `entryPoint`, or -1 after answering 404 (Traefik's text). */
+function route(table: RouterTable, entryPoint: number, res: uWS.HttpResponse, req: uWS.HttpRequest): number {
+  routeInput.set(req, formatAddress(res.getRemoteAddress()));
+  const router = table.match(entryPoint, routeInput);
+  routeInput.req = null;
+  if (router < 0) {
+    countTotal(Total.NoRoute);
+    res.writeStatus('404 Not Found').end('404 page not found\n');
+  }
+  return router;
+}
+
 function tlsOptions(cert: CertificateSpec): uWS.AppOptions {
   return { cert_file_name: cert.certFile, key_file_name: cert.keyFile };
 }
@@ -109,15 +121,8 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
       sendPingsAutomatically: true,
       compression: uWS.DISABLED,
       upgrade: (res, req, uwsContext) => {
-        const clientIp = formatAddress(res.getRemoteAddress());
-        routeInput.set(req, clientIp);
-        const router = table.match(index, routeInput);
-        routeInput.req = null;
-        if (router < 0) {
-          countTotal(Total.NoRoute);
-          res.writeStatus('404 Not Found').end('404 page not found\n');
-          return;
-        }
+        const router = route(table, index, res, req);
+        if (router < 0) return;
         if (context().shuttingDown) {
           sendError(res, 503, 'Sluice is shutting down', [['retry-after', '1']]);
           return;
@@ -130,7 +135,7 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
           sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
           return;
         }
-        const client = readClientRequest(req, clientIp, entryPoint.tls);
+        const client = readClientRequest(req, routeInput.clientIp, entryPoint.tls);
         beginUpgrade(res, uwsContext, client, router, index, balancers[snapshot.routers[router]!.service]!);
       },
       open: onClientOpen,
@@ -139,15 +144,8 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
       close: onClientClose,
     });
     app.any('/*', (res, req) => {
-      routeInput.set(req, formatAddress(res.getRemoteAddress()));
-      const router = table.match(index, routeInput);
-      routeInput.req = null;
-      if (router < 0) {
-        countTotal(Total.NoRoute);
-        res.writeStatus('404 Not Found').end('404 page not found\n');
-        return;
-      }
-      sendError(res, 426, `router '${snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
+      const router = route(table, index, res, req);
+      if (router >= 0) sendError(res, 426, `router '${snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
     });
     const onListen = (socket: uWS.us_listen_socket | false): void => {
       if (socket) listener.socket = socket;
