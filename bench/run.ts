@@ -101,10 +101,10 @@ async function otherLoad(backendsPid: number, ms: number): Promise<number> {
 
 /**
  * On a shared machine, other work distorts latency most. Before each target, wait (a little) for
- * it to calm down: up to 10 s per target and 60 s per bench, so the bench stays bounded. What
+ * it to calm down: up to 10 s per target and 60 s per bench (15 s with --quick), so the bench stays bounded. What
  * remains is reported with each figure ("Other processes on the machine").
  */
-let quietBudgetMs = 60_000;
+let quietBudgetMs = 60_000; // set to 15 s for --quick in main()
 async function waitForQuiet(backendsPid: number): Promise<void> {
   const started = Date.now();
   const until = started + Math.min(10_000, quietBudgetMs);
@@ -130,6 +130,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const started = performance.now();
   const date = new Date();
+  if (args.quick) quietBudgetMs = 15_000;
   const base: Omit<BenchSettings, 'generatorThreads'> = args.quick ? QUICK : FULL;
   if (base.heldConnections + FD_RESERVE > openFileLimit()) {
     process.stderr.write(`bench: holding ${base.heldConnections} connections needs ${base.heldConnections + FD_RESERVE} open files; ulimit -n is ${openFileLimit()}\n`);
