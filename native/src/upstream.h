@@ -1,0 +1,187 @@
+/*
+ * Shared declarations of the native upstream leg: one `upstream_env` per Node environment (main
+ * thread or worker thread) and one `conn` per backend connection, both living on that thread's
+ * libuv loop. Nothing here is shared between threads.
+ *
+ * Memory per connection is the point of this addon: a `conn` is the uv_tcp_t plus ~100 bytes of
+ * state. There is no per-connection read buffer (one 64 KiB buffer per thread); a reassembly
+ * buffer exists only while a frame is split across reads, a write buffer only while bytes wait.
+ */
+#ifndef SLUICE_UPSTREAM_H
+#define SLUICE_UPSTREAM_H
+
+#include <node_api.h>
+#include <uv.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define READ_BUFFER_SIZE (64 * 1024)
+/* Write blocks of this size are recycled through a per-thread free list; larger ones are malloc'd. */
+#define WRITE_BLOCK_SIZE 4096
+#define WRITE_BLOCK_POOL_MAX 256
+/* A frame still missing at least this many bytes is read straight into its reassembly buffer. */
+#define DIRECT_READ_MIN (16 * 1024)
+/* How long a connection that is being closed may take to flush its last frames. */
+#define LINGER_MS 5000
+
+/* Connection ids: low bits index the slot table, high bits count reuses of the slot, so a stale id
+ * held by JavaScript after onClose never reaches the slot's next connection. Ids stay below 2^31. */
+#define ID_INDEX_BITS 20
+#define ID_INDEX_MASK ((1u << ID_INDEX_BITS) - 1)
+#define ID_GENERATION_MASK 0x7ffu
+
+enum conn_state {
+  CONN_CONNECTING = 0,
+  CONN_RAW = 1,     /* connected; bytes go to onRaw (the HTTP upgrade answer) */
+  CONN_FRAMING = 2, /* RFC 6455 frames go to onMessage */
+  CONN_CLOSED = 3,  /* reported (or destroyed); only flushing and closing the handle remain */
+};
+
+/* Why onClose fired (the `kind` argument). Keep in step with CloseKind in native/index.js. */
+enum close_kind {
+  CLOSE_FRAME = 0,    /* the backend sent a close frame (code and reason are its own) */
+  CLOSE_EOF = 1,      /* the backend closed TCP without a close frame (1006) */
+  CLOSE_ERROR = 2,    /* a socket error (1006; status is the libuv error code) */
+  CLOSE_PROTOCOL = 3, /* the backend broke RFC 6455; Sluice sent it 1002 */
+  CLOSE_OVERSIZE = 4, /* a message over maxMessageSize; Sluice sent it 1009 */
+  CLOSE_TIMEOUT = 5,  /* the deadline set with setDeadline passed (status UV_ETIMEDOUT) */
+};
+
+enum conn_flag {
+  F_PAUSED = 1 << 0,
+  F_CLOSE_SENT = 1 << 1,
+  F_DIRTY = 1 << 2,          /* in the env's list of connections with unflushed writes */
+  F_HANDLE_CLOSING = 1 << 3, /* uv_close called */
+  F_CLOSE_AFTER_FLUSH = 1 << 4,
+  F_BOUND = 1 << 5,
+};
+
+typedef struct write_req {
+  uv_write_t req;
+  uint8_t *block;
+  uint32_t capacity;
+  uint32_t length;
+} write_req;
+
+typedef struct upstream_env upstream_env;
+
+typedef struct conn {
+  uv_tcp_t tcp; /* first: a uv_handle_t* is a conn* */
+  upstream_env *owner;
+  uint32_t id;
+  uint8_t state;
+  uint8_t flags;
+  uint8_t fragment_opcode; /* opcode of a fragmented message in progress, 0 when none */
+  uint8_t in_deadline_list;
+  uint8_t partial_sized; /* partial_need is the whole frame (its header is in) */
+  uint32_t max_message;
+  uint64_t fragment_bytes;
+  /* reassembly of one frame split across reads: `partial_need` is the full frame size once the
+   * header is known, else 14 (the largest header) */
+  uint8_t *partial;
+  uint32_t partial_length;
+  uint32_t partial_need;
+  uint32_t partial_capacity;
+  /* bytes waiting for the next flush, and the one write in flight (if any) */
+  uint8_t *pending;
+  uint32_t pending_length;
+  uint32_t pending_capacity;
+  write_req *in_flight;
+  struct conn *next_dirty;
+  struct conn *deadline_prev, *deadline_next;
+  uint64_t deadline; /* uv_now() ms */
+  uv_connect_t *connect_req; /* only while connecting */
+} conn;
+
+/* Where the bytes being parsed live decides how a payload view is made for JavaScript. */
+enum source_kind {
+  SOURCE_READ_BUFFER = 0, /* the thread's static read buffer: a view on its external ArrayBuffer */
+  SOURCE_HEAP = 1,        /* a malloc'd block: wrapped once in an ArrayBuffer that frees it on GC */
+};
+
+typedef struct source {
+  enum source_kind kind;
+  uint8_t *base;
+  size_t capacity;
+  napi_value array_buffer; /* created on first delivery for SOURCE_HEAP */
+} source;
+
+struct upstream_env {
+  napi_env env;
+  uv_loop_t *loop;
+  bool initialized;
+  bool tearing_down;
+  napi_ref on_open, on_raw, on_message, on_close, on_drain;
+  napi_ref resource;
+  napi_async_context async_context;
+  napi_ref read_array_buffer;
+  uint8_t *read_buffer;
+  bool read_buffer_busy;
+
+  conn **slots;
+  uint16_t *generations;
+  uint32_t slot_count;
+  uint32_t *free_slots; /* FIFO ring of free slot indexes, so a slot rests before its reuse */
+  uint32_t free_head, free_count, free_capacity;
+
+  conn *dirty;
+  uv_prepare_t flush_before_poll;
+  uv_check_t flush_after_poll;
+  bool flush_started;
+
+  conn *deadlines;
+  uv_timer_t deadline_timer;
+  uint64_t timer_due;
+
+  uint8_t **block_pool;
+  uint32_t block_pool_count;
+
+  uint8_t key_pool[4096];
+  uint32_t key_offset;
+
+  uint32_t open_handles; /* tcp handles not yet closed + the env's own handles */
+  bool env_gone;         /* the napi_env finalized this state; free it when the last handle closes */
+  napi_async_cleanup_hook_handle cleanup_handle;
+
+  struct {
+    uint64_t connections, connecting, framing;
+    uint64_t messages_in, messages_out, bytes_in, bytes_out;
+    uint64_t reassembled, direct_reads, queued_writes, pings_answered;
+  } stats;
+};
+
+/* connection.c */
+int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_timeout_ms, const char *local_address, uint32_t *id_out);
+conn *conn_lookup(upstream_env *e, uint32_t id);
+void conn_write_raw(conn *c, const uint8_t *data, size_t length);
+uint8_t *conn_reserve(conn *c, size_t length);
+void conn_mark_dirty(conn *c);
+uint64_t conn_queued_bytes(const conn *c);
+void conn_pause(conn *c);
+void conn_resume(conn *c);
+void conn_set_deadline(conn *c, uint32_t ms);
+void conn_destroy(conn *c);
+void conn_finish(conn *c, bool flush_first);
+void env_start(upstream_env *e);
+void env_close_all(upstream_env *e);
+void env_free_if_done(upstream_env *e);
+void block_release(upstream_env *e, uint8_t *block, uint32_t capacity);
+
+/* frames.c */
+void frames_parse(conn *c, source *src, size_t offset, size_t end);
+bool frames_parse_partial(conn *c, source *src, size_t *offset, size_t end);
+void frames_send(conn *c, uint8_t opcode, const uint8_t *payload, size_t length);
+void frames_send_close(conn *c, uint16_t code, const uint8_t *reason, size_t reason_length);
+void frames_fail(conn *c, uint16_t code, const char *reason, enum close_kind kind);
+
+/* addon.c: calls into JavaScript (each opens its own handle scope; the caller opens the callback scope) */
+void js_enter(upstream_env *e, napi_callback_scope *scope, napi_handle_scope *handles);
+void js_leave(upstream_env *e, napi_callback_scope scope, napi_handle_scope handles);
+void js_on_open(conn *c, int status);
+void js_on_raw(conn *c, size_t length);
+void js_on_message(conn *c, source *src, uint8_t opcode, bool fin, size_t start, size_t length);
+void js_on_close(conn *c, uint16_t code, const uint8_t *reason, size_t reason_length, enum close_kind kind, int status);
+void js_on_drain(conn *c);
+
+#endif

@@ -1,0 +1,497 @@
+/**
+ * The native upstream addon (native/) against real backends on loopback: a `ws` WebSocketServer for
+ * the protocol (handshake, every payload length class, fragments, pings, closes both ways) and raw
+ * TCP servers for what `ws` will not do (a 101 with frames in the same packet, protocol breaches,
+ * vanishing). Also connect failures, pause/resume, and the addon inside worker threads, which must
+ * exit (or be terminated) without leaving a handle behind. Skipped when the addon is not built.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import os from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { CloseKind as CloseKindType } from '../native/index.js';
+import { waitFor } from './helpers/wait.js';
+
+type NativeModule = typeof import('../native/index.js');
+// Compiled to dist/test/, the addon's loader stays at <repo>/native/.
+const nativeUrl = new URL('../../native/index.js', import.meta.url).href;
+const nativeModule = (await import(nativeUrl)) as NativeModule;
+const native = nativeModule.default;
+const CloseKind = nativeModule.CloseKind;
+const skip =
+  native === null
+    ? `native addon not built (${nativeModule.loadError?.message ?? 'unknown'}); build it with: cd native && node "$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js" rebuild --nodedir=/usr`
+    : false;
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const ECONNREFUSED = -os.constants.errno.ECONNREFUSED;
+const ETIMEDOUT = -os.constants.errno.ETIMEDOUT;
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+interface Received {
+  opcode: number;
+  data: Buffer;
+}
+interface Closed {
+  code: number;
+  reason: string;
+  kind: CloseKindType;
+  status: number;
+}
+
+/** One backend connection driven through the addon, recording everything the addon reports. */
+class Upstream {
+  openStatus: number | null = null;
+  head = '';
+  upgraded = false;
+  /** Whole messages (fragments joined); `frames` keeps each onMessage call as it came. */
+  readonly messages: Received[] = [];
+  readonly frames: { opcode: number; fin: boolean; length: number }[] = [];
+  closed: Closed | null = null;
+  drains = 0;
+  private fragments: Buffer[] = [];
+  private fragmentOpcode = 0;
+  private expectedAccept = '';
+  private rawBuffer = Buffer.alloc(0);
+
+  constructor(
+    readonly id: number,
+    readonly port: number,
+    readonly maxMessageSize: number,
+  ) {}
+
+  sendUpgrade(path = '/'): void {
+    const key = randomBytes(16).toString('base64');
+    this.expectedAccept = createHash('sha1').update(key + GUID).digest('base64');
+    const request = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${this.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    assert.ok(native!.writeRaw(this.id, Buffer.from(request)) > 0);
+  }
+
+  onRaw(bytes: Uint8Array): void {
+    this.rawBuffer = Buffer.concat([this.rawBuffer, bytes]);
+    const end = this.rawBuffer.indexOf('\r\n\r\n');
+    if (end < 0) return;
+    this.head = this.rawBuffer.toString('latin1', 0, end);
+    const accept = /\r\nsec-websocket-accept: *([^\r]*)/i.exec(this.head)?.[1];
+    assert.match(this.head, /^HTTP\/1\.1 101 /);
+    assert.equal(accept, this.expectedAccept);
+    this.upgraded = true;
+    native!.startFraming(this.id, this.maxMessageSize, this.rawBuffer.subarray(end + 4));
+  }
+
+  onMessage(opcode: number, fin: boolean, payload: Uint8Array): void {
+    this.frames.push({ opcode, fin, length: payload.byteLength });
+    if (opcode !== 0) this.fragmentOpcode = opcode;
+    this.fragments.push(Buffer.from(payload)); // copy: the view is only valid during the call
+    if (fin) {
+      this.messages.push({ opcode: this.fragmentOpcode, data: Buffer.concat(this.fragments) });
+      this.fragments = [];
+    }
+  }
+}
+
+const live = new Map<number, Upstream>();
+
+function dial(port: number, options: { dialTimeoutMs?: number; maxMessageSize?: number; host?: string } = {}): Upstream {
+  const id = native!.connect(options.host ?? '127.0.0.1', port, options.dialTimeoutMs ?? 2000);
+  assert.ok(id > 0, `connect returned ${id}`);
+  const u = new Upstream(id, port, options.maxMessageSize ?? 16 * MiB);
+  live.set(id, u);
+  return u;
+}
+
+/** Connect and complete the WebSocket handshake. */
+async function open(port: number, options: { maxMessageSize?: number; path?: string; mayClose?: boolean } = {}): Promise<Upstream> {
+  const u = dial(port, options);
+  await waitFor('connect', () => u.openStatus !== null);
+  assert.equal(u.openStatus, 0);
+  u.sendUpgrade(options.path);
+  await waitFor('101 from the backend', () => u.upgraded || u.closed !== null, () => `head ${JSON.stringify(u.head)}`);
+  if (options.mayClose !== true) assert.equal(u.closed, null);
+  return u;
+}
+
+function text(size: number): string {
+  return 'abcdefghijklmnopqrstuvwxyz0123456789'.repeat(Math.ceil(size / 36)).slice(0, size);
+}
+
+/** A raw TCP "backend" that answers any request with a 101 (valid for any key) followed by `then`. */
+async function rawBackend(then: (socket: net.Socket) => void): Promise<net.Server> {
+  const server = net.createServer((socket) => {
+    let seen = '';
+    socket.on('data', (chunk) => {
+      seen += chunk.toString('latin1');
+      const key = /sec-websocket-key: *([^\r]*)/i.exec(seen)?.[1];
+      if (key === undefined || !seen.includes('\r\n\r\n')) return;
+      seen = '';
+      const accept = createHash('sha1').update(key + GUID).digest('base64');
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      then(socket);
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
+function portOf(server: net.Server | WebSocketServer): number {
+  const address = server.address();
+  assert.ok(address !== null && typeof address === 'object');
+  return address.port;
+}
+
+describe('native upstream addon', { skip }, () => {
+  let wss: WebSocketServer;
+  let port = 0;
+  /** Backend-side sockets by request path, for tests that drive the backend. */
+  const backendByPath = new Map<string, WebSocket>();
+
+  before(async () => {
+    native!.init({
+      onOpen: (id, status) => {
+        const u = live.get(id)!;
+        u.openStatus = status;
+        if (status !== 0) live.delete(id);
+      },
+      onRaw: (id, bytes) => live.get(id)!.onRaw(bytes),
+      onMessage: (id, opcode, fin, payload) => live.get(id)!.onMessage(opcode, fin, payload),
+      onClose: (id, code, reason, kind, status) => {
+        live.get(id)!.closed = { code, reason: reason.toString(), kind, status };
+        live.delete(id);
+      },
+      onDrain: (id) => {
+        live.get(id)!.drains++;
+      },
+    });
+    wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * MiB });
+    wss.on('connection', (ws, request) => {
+      const path = request.url ?? '/';
+      if (path === '/' || path === '/echo') {
+        ws.on('message', (data, isBinary) => ws.send(data as Buffer, { binary: isBinary }));
+      } else backendByPath.set(path, ws);
+    });
+    await new Promise<void>((resolve) => wss.once('listening', resolve));
+    port = portOf(wss);
+  });
+
+  after(async () => {
+    for (const id of live.keys()) native!.destroy(id);
+    for (const ws of wss.clients) ws.terminate();
+    await new Promise((resolve) => wss.close(resolve));
+  });
+
+  async function driven(path: string, options: { maxMessageSize?: number } = {}): Promise<{ u: Upstream; backend: WebSocket }> {
+    const u = await open(port, { ...options, path });
+    await waitFor(`backend socket for ${path}`, () => backendByPath.has(path));
+    return { u, backend: backendByPath.get(path)! };
+  }
+
+  test('connects and completes the upgrade handshake', async () => {
+    const u = await open(port);
+    assert.match(u.head, /upgrade: websocket/i);
+    assert.ok(native!.stats().framing >= 1);
+    native!.destroy(u.id);
+  });
+
+  for (const size of [0, 125, 126, 65535, 65536, MiB]) {
+    for (const binary of [false, true]) {
+      test(`echoes a ${size}-byte ${binary ? 'binary' : 'text'} message`, async () => {
+        const u = await open(port);
+        const payload = binary ? randomBytes(size) : Buffer.from(text(size));
+        const queued = native!.sendMessage(u.id, binary ? 2 : 1, payload);
+        assert.ok(queued >= size, `queued ${queued}`);
+        await waitFor('the echo', () => u.messages.length === 1 || u.closed !== null, undefined, { timeoutMs: 10_000 });
+        assert.equal(u.closed, null);
+        assert.equal(u.messages[0]!.opcode, binary ? 2 : 1);
+        assert.ok(u.messages[0]!.data.equals(payload), 'echoed bytes differ');
+        native!.destroy(u.id);
+      });
+    }
+  }
+
+  test('sends many messages in one turn as one batch, in order', async () => {
+    const u = await open(port);
+    const sent: Buffer[] = [];
+    for (let i = 0; i < 500; i++) {
+      const payload = randomBytes(1 + (i % 300));
+      sent.push(payload);
+      native!.sendMessage(u.id, 2, payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength) as ArrayBuffer);
+    }
+    await waitFor('500 echoes', () => u.messages.length === 500 || u.closed !== null, () => `${u.messages.length} echoes`);
+    for (let i = 0; i < 500; i++) assert.ok(u.messages[i]!.data.equals(sent[i]!), `message ${i} differs`);
+    native!.destroy(u.id);
+  });
+
+  test('delivers a fragmented backend message frame by frame', async () => {
+    const { u, backend } = await driven('/fragments');
+    backend.send('first ', { fin: false });
+    backend.send('second ', { fin: false });
+    backend.send('last', { fin: true });
+    await waitFor('the message', () => u.messages.length === 1);
+    assert.deepEqual(u.frames, [
+      { opcode: 1, fin: false, length: 6 },
+      { opcode: 0, fin: false, length: 7 },
+      { opcode: 0, fin: true, length: 4 },
+    ]);
+    assert.equal(u.messages[0]!.data.toString(), 'first second last');
+    native!.destroy(u.id);
+  });
+
+  test('answers backend pings with pongs by itself', async () => {
+    const { u, backend } = await driven('/ping');
+    const pong = new Promise<Buffer>((resolve) => backend.once('pong', resolve));
+    const before = native!.stats().pingsAnswered;
+    backend.ping(Buffer.from('are you there'));
+    assert.equal((await pong).toString(), 'are you there');
+    assert.equal(native!.stats().pingsAnswered, before + 1);
+    assert.equal(u.messages.length, 0);
+    native!.destroy(u.id);
+  });
+
+  test('reports a backend close with its code and reason, and answers it', async () => {
+    const { u, backend } = await driven('/close-from-backend');
+    const answered = new Promise<[number, string]>((resolve) => backend.once('close', (code, reason) => resolve([code, reason.toString()])));
+    backend.close(4001, 'backend says bye');
+    await waitFor('onClose', () => u.closed !== null);
+    assert.deepEqual(u.closed, { code: 4001, reason: 'backend says bye', kind: CloseKind.Frame, status: 0 });
+    assert.deepEqual(await answered, [4001, 'backend says bye']);
+    assert.equal(native!.sendMessage(u.id, 1, Buffer.from('too late')), -1);
+  });
+
+  test('sends a close with code and reason and reports the backend answer', async () => {
+    const { u, backend } = await driven('/close-from-sluice');
+    const received = new Promise<[number, string]>((resolve) => backend.once('close', (code, reason) => resolve([code, reason.toString()])));
+    assert.equal(native!.sendClose(u.id, 4002, 'sluice says bye'), true);
+    assert.deepEqual(await received, [4002, 'sluice says bye']);
+    await waitFor('onClose', () => u.closed !== null);
+    assert.equal(u.closed!.kind, CloseKind.Frame);
+    assert.equal(u.closed!.code, 4002);
+  });
+
+  test('closes with 1009 when a backend message is over maxMessageSize', async () => {
+    const { u, backend } = await driven('/oversize', { maxMessageSize: 1000 });
+    const received = new Promise<number>((resolve) => backend.once('close', (code) => resolve(code)));
+    backend.send(Buffer.alloc(999));
+    backend.send(Buffer.alloc(1001));
+    await waitFor('onClose', () => u.closed !== null);
+    assert.equal(u.messages.length, 1);
+    assert.deepEqual(u.closed, { code: 1009, reason: 'message too big', kind: CloseKind.Oversize, status: 0 });
+    assert.equal(await received, 1009);
+  });
+
+  test('closes with 1009 when a fragmented message grows over maxMessageSize', async () => {
+    const { u, backend } = await driven('/oversize-fragments', { maxMessageSize: 1000 });
+    backend.send(Buffer.alloc(600), { fin: false });
+    backend.send(Buffer.alloc(600), { fin: true });
+    await waitFor('onClose', () => u.closed !== null);
+    assert.equal(u.closed!.kind, CloseKind.Oversize);
+  });
+
+  test('parses frames that came in the same read as the 101', async () => {
+    const server = await rawBackend((socket) => socket.write(Buffer.from([0x81, 0x05, ...Buffer.from('early'), 0x82, 0x02, 7, 8])));
+    const u = await open(portOf(server));
+    await waitFor('two messages', () => u.messages.length === 2);
+    assert.equal(u.messages[0]!.data.toString(), 'early');
+    assert.deepEqual([...u.messages[1]!.data], [7, 8]);
+    native!.destroy(u.id);
+    server.close();
+  });
+
+  test('reassembles frames split at every byte', async () => {
+    const frame = Buffer.concat([Buffer.from([0x82, 126, 0x01, 0x00]), Buffer.alloc(256, 9), Buffer.from([0x81, 0x02]), Buffer.from('ok')]);
+    const server = await rawBackend(async (socket) => {
+      for (const byte of frame) {
+        socket.write(Buffer.from([byte]));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    });
+    const u = await open(portOf(server));
+    await waitFor('two messages', () => u.messages.length === 2, () => `${u.messages.length} messages`);
+    assert.ok(u.messages[0]!.data.equals(Buffer.alloc(256, 9)));
+    assert.equal(u.messages[1]!.data.toString(), 'ok');
+    native!.destroy(u.id);
+    server.close();
+  });
+
+  for (const [name, bytes] of [
+    ['a masked frame', [0x81, 0x81, 1, 2, 3, 4, 0x61]],
+    ['reserved bits', [0xc1, 0x01, 0x61]],
+    ['an unknown opcode', [0x83, 0x00]],
+    ['a continuation with no message', [0x80, 0x00]],
+    ['a ping longer than 125 bytes', [0x89, 126, 0x00, 0x80, ...new Array<number>(128).fill(0)]],
+  ] as const) {
+    test(`closes with 1002 when the backend sends ${name}`, async () => {
+      let closeFrame: Buffer | null = null;
+      const server = await rawBackend((socket) => {
+        socket.write(Buffer.from(bytes));
+        socket.on('data', (chunk) => (closeFrame = chunk));
+      });
+      const u = await open(portOf(server), { mayClose: true });
+      await waitFor('onClose', () => u.closed !== null);
+      assert.equal(u.closed!.kind, CloseKind.Protocol);
+      assert.equal(u.closed!.code, 1002);
+      await waitFor('the close frame at the backend', () => closeFrame !== null);
+      assert.equal(closeFrame![0], 0x88);
+      server.close();
+    });
+  }
+
+  test('reports a backend that vanishes without a close frame as EOF', async () => {
+    const server = await rawBackend((socket) => setTimeout(() => socket.end(), 20));
+    const u = await open(portOf(server));
+    await waitFor('onClose', () => u.closed !== null);
+    assert.deepEqual(u.closed, { code: 1006, reason: '', kind: CloseKind.Eof, status: 0 });
+    server.close();
+  });
+
+  test('reports a refused connect as ECONNREFUSED', async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const closedPort = portOf(server);
+    await new Promise((resolve) => server.close(resolve));
+    const u = dial(closedPort);
+    await waitFor('onOpen', () => u.openStatus !== null);
+    assert.equal(u.openStatus, ECONNREFUSED);
+    assert.equal(native!.destroy(u.id), false, 'the id is released after a failed connect');
+  });
+
+  test('rejects a host that is not an IP literal', () => {
+    assert.ok(native!.connect('localhost', 80, 1000) < 0);
+  });
+
+  test('reports a dial timeout as ETIMEDOUT', async (t) => {
+    // A listener whose accept queue is full drops new SYNs, so a connect to it hangs: the only way to
+    // make a dial time out on loopback. Node always accepts, so the listener is a python3 one.
+    let python: ChildProcess;
+    try {
+      python = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      t.skip('python3 is not available');
+      return;
+    }
+    const fullPort = await new Promise<number>((resolve, reject) => {
+      python.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+      python.once('error', reject);
+    }).catch(() => 0);
+    if (fullPort === 0) {
+      t.skip('python3 is not available');
+      return;
+    }
+    const fillers: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) fillers.push(net.connect(fullPort, '127.0.0.1').on('error', () => {}));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const started = Date.now();
+      const u = dial(fullPort, { dialTimeoutMs: 300 });
+      await waitFor('onOpen', () => u.openStatus !== null);
+      assert.equal(u.openStatus, ETIMEDOUT);
+      assert.ok(Date.now() - started >= 250, `timed out after ${Date.now() - started} ms`);
+      assert.equal(native!.stats().connecting, 0);
+    } finally {
+      for (const s of fillers) s.destroy();
+      python.kill();
+    }
+  });
+
+  test('setDeadline closes an idle connection with kind Timeout', async () => {
+    const u = await open(port);
+    native!.setDeadline(u.id, 50);
+    await waitFor('onClose', () => u.closed !== null);
+    assert.deepEqual(u.closed, { code: 1006, reason: '', kind: CloseKind.Timeout, status: ETIMEDOUT });
+  });
+
+  test('pause stops delivery until resume', async () => {
+    const { u, backend } = await driven('/pause');
+    assert.equal(native!.pause(u.id), true);
+    for (let i = 0; i < 5; i++) backend.send(`m${i}`);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(u.messages.length, 0, 'delivered while paused');
+    native!.resume(u.id);
+    await waitFor('five messages', () => u.messages.length === 5);
+    assert.deepEqual(
+      u.messages.map((m) => m.data.toString()),
+      ['m0', 'm1', 'm2', 'm3', 'm4'],
+    );
+    native!.destroy(u.id);
+  });
+
+  test('a write the kernel cannot take at once is queued and drained', async () => {
+    const { u, backend } = await driven('/drain');
+    (backend as unknown as { _socket: net.Socket })._socket.pause();
+    let queued = 0;
+    for (let i = 0; i < 64 && queued < 8 * MiB; i++) queued = native!.sendMessage(u.id, 2, Buffer.alloc(256 * KiB));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(native!.queuedBytes(u.id) > 0, 'nothing waited although the backend does not read');
+    (backend as unknown as { _socket: net.Socket })._socket.resume();
+    await waitFor('onDrain', () => u.drains > 0, () => `queued ${native!.queuedBytes(u.id)}`);
+    assert.equal(native!.queuedBytes(u.id), 0);
+    native!.destroy(u.id);
+  });
+
+  test('works inside worker threads, which exit cleanly', async () => {
+    // The worker does the whole cycle (connect, upgrade, echo, destroy) and then has nothing left:
+    // it must end by itself. A second worker is terminated with connections still open.
+    const source = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const crypto = require('node:crypto');
+      (async () => {
+        const native = (await import(workerData.nativeUrl)).default;
+        const ids = [];
+        const done = new Promise((resolve, reject) => {
+          let head = '';
+          native.init({
+            onOpen: (id, status) => {
+              if (status !== 0) return reject(new Error('connect failed ' + status));
+              const key = crypto.randomBytes(16).toString('base64');
+              native.writeRaw(id, Buffer.from('GET / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: ' + key + '\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n'));
+            },
+            onRaw: (id, bytes) => {
+              head += Buffer.from(bytes).toString('latin1');
+              if (!head.includes('\\r\\n\\r\\n')) return;
+              head = '';
+              native.startFraming(id, 1 << 20);
+              native.sendMessage(id, 1, Buffer.from('from worker ' + id));
+            },
+            onMessage: (id, opcode, fin, payload) => {
+              parentPort.postMessage(Buffer.from(payload).toString());
+              if (workerData.keepOpen) resolve(); else { native.destroy(id); resolve(); }
+            },
+            onClose: () => reject(new Error('closed early')),
+          });
+          ids.push(native.connect('127.0.0.1', workerData.port, 2000));
+          if (workerData.keepOpen) for (let i = 0; i < 20; i++) ids.push(native.connect('127.0.0.1', workerData.port, 2000));
+        });
+        await done;
+        parentPort.postMessage({ stats: native.stats() });
+      })().catch((error) => { parentPort.postMessage({ error: String(error) }); process.exitCode = 2; });
+    `;
+    const run = (keepOpen: boolean): { worker: Worker; messages: unknown[]; exit: Promise<number> } => {
+      const worker = new Worker(source, { eval: true, workerData: { nativeUrl, port, keepOpen } });
+      const messages: unknown[] = [];
+      worker.on('message', (m) => messages.push(m));
+      const exit = new Promise<number>((resolve) => worker.once('exit', resolve));
+      return { worker, messages, exit };
+    };
+    const finishing = run(false);
+    const exitCode = await Promise.race([finishing.exit, new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5000))]);
+    assert.equal(exitCode, 0, `worker did not exit cleanly: ${JSON.stringify(finishing.messages)}`);
+    assert.match(String(finishing.messages[0]), /^from worker \d+$/);
+    const stats = (finishing.messages[1] as { stats: { connections: number } }).stats;
+    assert.equal(stats.connections, 0);
+
+    const terminated = run(true);
+    await waitFor('the second worker to echo', () => terminated.messages.length >= 2, () => JSON.stringify(terminated.messages));
+    assert.ok((terminated.messages[1] as { stats: { connections: number } }).stats.connections >= 1);
+    assert.equal(await terminated.worker.terminate(), 1);
+    // This thread's connections are untouched by the workers'.
+    const u = await open(port);
+    native!.sendMessage(u.id, 1, Buffer.from('still here'));
+    await waitFor('the echo', () => u.messages.length === 1);
+    native!.destroy(u.id);
+  });
+});
