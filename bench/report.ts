@@ -46,7 +46,10 @@ export interface Summary {
 
 export interface TargetResult {
   readonly runs: TargetRun[];
+  /** Why the target could not run at all (not installed). */
   readonly error: string | null;
+  /** Runs that failed (would not start, or a measurement threw), with the reason. */
+  readonly failures: string[];
 }
 
 export interface BenchResults {
@@ -195,6 +198,7 @@ export function renderMarkdown(results: BenchResults): string {
   for (const t of targets) {
     const tr = results.targets[t];
     if (tr?.error) notes.push(`- ${TARGET_LABELS[t]}: ${tr.error}`);
+    tr?.failures.forEach((f) => notes.push(`- ${TARGET_LABELS[t]}, ${f}`));
     tr?.runs.forEach((run, i) => run.notes.forEach((n) => notes.push(`- ${TARGET_LABELS[t]}, run ${i + 1}: ${n}`)));
   }
   lines.push('', '## Notes', '');

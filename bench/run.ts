@@ -14,7 +14,7 @@ import { cpuMicros, machineBusyMicros } from './procstat.js';
 import { FULL, QUICK, measureTarget, type BenchSettings } from './measure.js';
 import { renderJson, renderMarkdown, type BenchResults, type TargetResult } from './report.js';
 import {
-  REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, startBackends, startTarget, versions,
+  REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, removeSnapshot, snapshotSluice, startBackends, startTarget, versions,
   type Pinning, type Running, type TargetName,
 } from './targets.js';
 
@@ -160,33 +160,39 @@ async function main(argv: readonly string[]): Promise<number> {
   const settings: BenchSettings = { ...base, generatorThreads: canPin ? 1 : Math.min(2, availableParallelism()) };
 
   const live = new Set<Running>();
+  const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) ? snapshotSluice() : null;
   const backends = await startBackends(pin);
   let interrupted = false;
   process.on('SIGINT', () => {
     if (interrupted) process.exit(130);
     interrupted = true;
     log('bench: interrupted, stopping what it started');
-    void Promise.all([...live].map((r) => r.stop()).concat(backends.stop())).then(() => process.exit(130));
+    void Promise.all([...live].map((r) => r.stop()).concat(backends.stop())).then(() => {
+      removeSnapshot(sluiceRoot);
+      process.exit(130);
+    });
   });
   log(`bench: echo backends on ${backends.ports.join(', ')}; ${args.runs} run(s) of ${args.only.map((t) => TARGET_LABELS[t]).join(', ')}${canPin ? '; proxy pinned to CPU 0, load to CPU 1' : ''}`);
 
   const results: Partial<Record<TargetName, TargetResult>> = {};
-  for (const t of args.only) results[t] = { runs: [], error: targetErrors.get(t) ?? null };
+  for (const t of args.only) results[t] = { runs: [], error: targetErrors.get(t) ?? null, failures: [] };
   try {
     for (let run = 1; run <= args.runs; run++) {
       for (const t of args.only) {
-        const result = results[t] as TargetResult & { error: string | null };
+        const result = results[t] as TargetResult;
         if (result.error !== null) continue;
         log(`run ${run}/${args.runs} · ${TARGET_LABELS[t]}`);
         await waitForQuiet(backends.pid);
         let running: Running | null = null;
         try {
-          running = await startTarget(t, backends.ports, pin);
+          running = await startTarget(t, backends.ports, pin, sluiceRoot ?? undefined);
           live.add(running);
           result.runs.push(await measureTarget(running, backends.pid, settings, log));
         } catch (err) {
-          (result as { error: string | null }).error = (err as Error).message;
-          log(`    ${TARGET_LABELS[t]} skipped from here on: ${(err as Error).message}`);
+          // A target that fails once is tried again next run; the failure stays in the notes.
+          const message = `run ${run}: ${(err as Error).message}`;
+          result.failures.push(message);
+          log(`    ${TARGET_LABELS[t]} failed: ${message}`);
         } finally {
           if (running) {
             await running.stop();
@@ -197,6 +203,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
   } finally {
     await backends.stop();
+    removeSnapshot(sluiceRoot);
   }
 
   const bench: BenchResults = {

@@ -7,7 +7,7 @@
  * (NGINX worker_processes 1, HAProxy nbthread 1) since each proxy gets one pinned core.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -224,6 +224,25 @@ http:
 `;
 }
 
+/**
+ * A private copy of the built Sluice (dist/src, bin, package.json) under bench/, taken when the
+ * bench starts: every run then measures the same build even if someone rebuilds dist/ meanwhile,
+ * and bare imports still resolve through the repository's node_modules. Returns its root.
+ */
+export function snapshotSluice(): string | null {
+  const built = join(REPO_ROOT, 'dist/src/cli/main.js');
+  if (!existsSync(built)) return null;
+  const root = mkdtempSync(join(REPO_ROOT, 'bench/.sluice-snapshot-'));
+  cpSync(join(REPO_ROOT, 'dist/src'), join(root, 'dist/src'), { recursive: true });
+  cpSync(join(REPO_ROOT, 'bin'), join(root, 'bin'), { recursive: true });
+  cpSync(join(REPO_ROOT, 'package.json'), join(root, 'package.json'));
+  return root;
+}
+
+export function removeSnapshot(root: string | null): void {
+  if (root) rmSync(root, { recursive: true, force: true });
+}
+
 /** Sluice prints a line with "listening" when every worker listens. */
 function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, why: () => string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -245,7 +264,8 @@ function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, wh
   });
 }
 
-export async function startTarget(name: TargetName, backends: readonly number[], pin: Pinning): Promise<Running> {
+/** `sluiceRoot`: where bin/sluice.js and dist/src live (the snapshot, or the repository). */
+export async function startTarget(name: TargetName, backends: readonly number[], pin: Pinning, sluiceRoot = REPO_ROOT): Promise<Running> {
   if (name === 'direct') {
     return { urls: backends.map((p) => `ws://127.0.0.1:${p}/`), pid: null, stop: async () => {} };
   }
@@ -263,13 +283,13 @@ export async function startTarget(name: TargetName, backends: readonly number[],
     const [cmd, args] = pinned(pin.proxyCpu, 'haproxy', ['-db', '-f', file]);
     child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
-    const main = join(REPO_ROOT, 'dist/src/cli/main.js');
-    if (!existsSync(main)) throw new Error(`Sluice is not built (${main} missing): run npx tsc -p .`);
+    const main = join(sluiceRoot, 'dist/src/cli/main.js');
+    if (!existsSync(main)) throw new Error(`Sluice is not built (dist/src/cli/main.js missing): run npx tsc -p .`);
     const file = join(dir, 'sluice.yaml');
     writeFileSync(file, sluiceConfig(port, backends));
     const workers = name === 'sluice-1' ? '1' : '2';
-    const [cmd, args] = pinned(pin.proxyCpu, process.execPath, [join(REPO_ROOT, 'bin/sluice.js'), 'run', '--config', file, '--workers', workers]);
-    child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT });
+    const [cmd, args] = pinned(pin.proxyCpu, process.execPath, [join(sluiceRoot, 'bin/sluice.js'), 'run', '--config', file, '--workers', workers]);
+    child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: sluiceRoot });
   }
   const why = tail(child);
   try {
@@ -302,9 +322,17 @@ export function versions(): Record<string, string> {
     }
   })();
   const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+  const uws = (() => {
+    try {
+      return (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules/uWebSockets.js/package.json'), 'utf8')) as { version: string }).version;
+    } catch {
+      return 'unknown';
+    }
+  })();
   return {
     node: process.version,
     sluice: `${pkg.version} (${run('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])})`,
+    'uWebSockets.js': uws,
     nginx: nginx.replace(/^nginx version: /, ''),
     haproxy: commandExists('haproxy') ? run('haproxy', ['-v']) : 'not installed',
   };

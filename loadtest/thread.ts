@@ -99,7 +99,7 @@ export class ThreadRun implements ClientEvents {
     if (this.open.size > this.peakOpen) this.peakOpen = this.open.size;
     const micros = (client.openedAt - client.startedAt) * 1000;
     if (this.options.scenario === 'churn') {
-      if (!this.measuring) return this.traffic?.onOpen(client);
+      if (!this.measuring || this.stopping) return this.traffic?.onOpen(client);
       this.upgrades++;
       recordMicros(this.upgradeLatency, micros);
       recordMicros(this.recent, micros);
@@ -140,8 +140,9 @@ export class ThreadRun implements ClientEvents {
     const wasOpen = this.open.delete(client);
     if (!client.wasOpen) {
       this.settled++;
-      // Churn counts failures only inside the measured window; held scenarios count every attempt.
-      if (this.options.scenario !== 'churn' || this.measuring) {
+      // Churn counts failures only inside the measured window; held scenarios count every attempt
+      // until the run stops (attempts cut short by Ctrl-C are not the target's failures).
+      if ((this.options.scenario !== 'churn' || this.measuring) && !this.stopping) {
         const reason = client.failure ?? 'closed';
         this.failures[reason] = (this.failures[reason] ?? 0) + 1;
         this.failureCount++;
