@@ -145,7 +145,14 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
     });
     app.any('/*', (res, req) => {
       const router = route(table, index, res, req);
-      if (router >= 0) sendError(res, 426, `router '${snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
+      if (router < 0) return;
+      // uWS hands a request to the ws route only when Sec-WebSocket-Key is 24 characters long, so a
+      // WebSocket upgrade with a missing or short key lands here: it is a bad handshake, not plain HTTP.
+      if (req.getHeader('upgrade').toLowerCase() === 'websocket') {
+        sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
+        return;
+      }
+      sendError(res, 426, `router '${snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
     });
     const onListen = (socket: uWS.us_listen_socket | false): void => {
       if (socket) listener.socket = socket;
