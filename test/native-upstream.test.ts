@@ -433,65 +433,92 @@ describe('native upstream addon', { skip }, () => {
     native!.destroy(u.id);
   });
 
-  test('works inside worker threads, which exit cleanly', async () => {
-    // The worker does the whole cycle (connect, upgrade, echo, destroy) and then has nothing left:
-    // it must end by itself. A second worker is terminated with connections still open.
-    const source = `
-      const { parentPort, workerData } = require('node:worker_threads');
-      const crypto = require('node:crypto');
-      (async () => {
-        const native = (await import(workerData.nativeUrl)).default;
-        const ids = [];
-        const done = new Promise((resolve, reject) => {
-          let head = '';
-          native.init({
-            onOpen: (id, status) => {
-              if (status !== 0) return reject(new Error('connect failed ' + status));
-              const key = crypto.randomBytes(16).toString('base64');
-              native.writeRaw(id, Buffer.from('GET / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: ' + key + '\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n'));
-            },
-            onRaw: (id, bytes) => {
-              head += Buffer.from(bytes).toString('latin1');
-              if (!head.includes('\\r\\n\\r\\n')) return;
-              head = '';
-              native.startFraming(id, 1 << 20);
-              native.sendMessage(id, 1, Buffer.from('from worker ' + id));
-            },
-            onMessage: (id, opcode, fin, payload) => {
-              parentPort.postMessage(Buffer.from(payload).toString());
-              if (workerData.keepOpen) resolve(); else { native.destroy(id); resolve(); }
-            },
-            onClose: () => reject(new Error('closed early')),
-          });
-          ids.push(native.connect('127.0.0.1', workerData.port, 2000));
-          if (workerData.keepOpen) for (let i = 0; i < 20; i++) ids.push(native.connect('127.0.0.1', workerData.port, 2000));
+  /** A worker that opens `connections` upstreams, echoes `messages` messages on each in turn, then
+   *  destroys them (unless keepOpen) and posts its stats; it has nothing left and must end. */
+  const workerSource = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const crypto = require('node:crypto');
+    (async () => {
+      const native = (await import(workerData.nativeUrl)).default;
+      const { port, connections, messages, keepOpen } = workerData;
+      const left = new Map();
+      let finished = 0;
+      await new Promise((resolve, reject) => {
+        let head = new Map();
+        native.init({
+          onOpen: (id, status) => {
+            if (status !== 0) return reject(new Error('connect failed ' + status));
+            const key = crypto.randomBytes(16).toString('base64');
+            native.writeRaw(id, Buffer.from('GET / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: ' + key + '\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n'));
+          },
+          onRaw: (id, bytes) => {
+            const text = (head.get(id) || '') + Buffer.from(bytes).toString('latin1');
+            if (!text.includes('\\r\\n\\r\\n')) return head.set(id, text);
+            head.delete(id);
+            native.startFraming(id, 1 << 20);
+            left.set(id, messages);
+            native.sendMessage(id, 1, Buffer.from('from worker ' + id + ' #' + messages));
+          },
+          onMessage: (id, opcode, fin, payload) => {
+            const n = left.get(id);
+            if (Buffer.from(payload).toString() !== 'from worker ' + id + ' #' + n) return reject(new Error('wrong echo on ' + id));
+            if (n > 1) {
+              left.set(id, n - 1);
+              native.sendMessage(id, 1, Buffer.from('from worker ' + id + ' #' + (n - 1)));
+              return;
+            }
+            if (!keepOpen) native.destroy(id);
+            if (++finished === connections) resolve();
+          },
+          onClose: () => reject(new Error('closed early')),
         });
-        await done;
-        parentPort.postMessage({ stats: native.stats() });
-      })().catch((error) => { parentPort.postMessage({ error: String(error) }); process.exitCode = 2; });
-    `;
-    const run = (keepOpen: boolean): { worker: Worker; messages: unknown[]; exit: Promise<number> } => {
-      const worker = new Worker(source, { eval: true, workerData: { nativeUrl, port, keepOpen } });
-      const messages: unknown[] = [];
-      worker.on('message', (m) => messages.push(m));
-      const exit = new Promise<number>((resolve) => worker.once('exit', resolve));
-      return { worker, messages, exit };
-    };
-    const finishing = run(false);
-    const exitCode = await Promise.race([finishing.exit, new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5000))]);
-    assert.equal(exitCode, 0, `worker did not exit cleanly: ${JSON.stringify(finishing.messages)}`);
-    assert.match(String(finishing.messages[0]), /^from worker \d+$/);
-    const stats = (finishing.messages[1] as { stats: { connections: number } }).stats;
-    assert.equal(stats.connections, 0);
+        for (let i = 0; i < connections; i++) native.connect('127.0.0.1', port, 2000);
+      });
+      parentPort.postMessage({ stats: native.stats() });
+    })().catch((error) => { parentPort.postMessage({ error: String(error) }); process.exitCode = 2; });
+  `;
+  interface WorkerStats {
+    stats: { connections: number; messagesIn: number; openHandles: number };
+  }
 
-    const terminated = run(true);
-    await waitFor('the second worker to echo', () => terminated.messages.length >= 2, () => JSON.stringify(terminated.messages));
-    assert.ok((terminated.messages[1] as { stats: { connections: number } }).stats.connections >= 1);
-    assert.equal(await terminated.worker.terminate(), 1);
-    // This thread's connections are untouched by the workers'.
+  function runWorker(options: { connections: number; messages: number; keepOpen: boolean }): { worker: Worker; messages: unknown[]; exit: Promise<number> } {
+    const worker = new Worker(workerSource, { eval: true, workerData: { nativeUrl, port, ...options } });
+    const messages: unknown[] = [];
+    worker.on('message', (m) => messages.push(m));
+    const exit = new Promise<number>((resolve) => worker.once('exit', resolve));
+    return { worker, messages, exit };
+  }
+
+  function exitWithin<T>(exit: Promise<T>, ms: number): Promise<T | 'still running'> {
+    return Promise.race([exit, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), ms))]);
+  }
+
+  test('works inside worker threads, which exit by themselves when done', async () => {
+    // Four workers at once, each with its own connections, while this thread echoes too.
+    const workers = Array.from({ length: 4 }, () => runWorker({ connections: 50, messages: 20, keepOpen: false }));
     const u = await open(port);
-    native!.sendMessage(u.id, 1, Buffer.from('still here'));
-    await waitFor('the echo', () => u.messages.length === 1);
+    for (let i = 0; i < 100; i++) native!.sendMessage(u.id, 2, Buffer.from([i]));
+    for (const w of workers) {
+      assert.equal(await exitWithin(w.exit, 10_000), 0, `worker did not exit cleanly: ${JSON.stringify(w.messages)}`);
+      const { stats } = w.messages[0] as WorkerStats;
+      assert.equal(stats.connections, 0);
+      assert.equal(stats.messagesIn, 50 * 20);
+    }
+    await waitFor('this thread\u2019s 100 echoes', () => u.messages.length === 100);
+    assert.deepEqual(
+      u.messages.map((m) => m.data[0]),
+      Array.from({ length: 100 }, (_, i) => i),
+    );
     native!.destroy(u.id);
+  });
+
+  test('a worker terminated with open connections exits cleanly', async () => {
+    const w = runWorker({ connections: 20, messages: 1, keepOpen: true });
+    await waitFor('the worker to echo', () => w.messages.length >= 1, () => JSON.stringify(w.messages));
+    assert.equal((w.messages[0] as WorkerStats).stats.connections, 20);
+    const held = wss.clients.size;
+    assert.equal(await exitWithin(w.worker.terminate(), 5000), 1);
+    // The backend sees the worker's connections go away.
+    await waitFor('the backend to lose the worker\u2019s connections', () => wss.clients.size <= held - 20, () => `${wss.clients.size} of ${held} left`);
   });
 });

@@ -17,11 +17,12 @@
     }                                                                                 \
   } while (0)
 
-/* Values cached for the duration of one callback scope (handles die with the scope). */
-static napi_value scope_read_buffer;
-static napi_value scope_on_message;
-static upstream_env *scope_owner;
-static bool in_loop_callback;
+/* Values cached for the duration of one callback scope (handles die with the scope). Thread-local:
+ * each worker thread runs its own loop and scopes. */
+static _Thread_local napi_value scope_read_buffer;
+static _Thread_local napi_value scope_on_message;
+static _Thread_local upstream_env *scope_owner;
+static _Thread_local bool in_loop_callback;
 
 /* ---- calling JavaScript -------------------------------------------------------------------- */
 
@@ -462,18 +463,18 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   CHECK(napi_add_async_cleanup_hook(env, on_teardown, e, NULL));
 
   napi_property_descriptor methods[] = {
-      {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
-      {"connect", NULL, js_connect, NULL, NULL, NULL, napi_default, NULL},
-      {"writeRaw", NULL, js_write_raw, NULL, NULL, NULL, napi_default, NULL},
-      {"startFraming", NULL, js_start_framing, NULL, NULL, NULL, napi_default, NULL},
-      {"sendMessage", NULL, js_send_message, NULL, NULL, NULL, napi_default, NULL},
-      {"sendClose", NULL, js_send_close, NULL, NULL, NULL, napi_default, NULL},
-      {"pause", NULL, js_pause, NULL, NULL, NULL, napi_default, NULL},
-      {"resume", NULL, js_resume, NULL, NULL, NULL, napi_default, NULL},
-      {"setDeadline", NULL, js_set_deadline, NULL, NULL, NULL, napi_default, NULL},
-      {"destroy", NULL, js_destroy, NULL, NULL, NULL, napi_default, NULL},
-      {"queuedBytes", NULL, js_queued, NULL, NULL, NULL, napi_default, NULL},
-      {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
+      {"init", NULL, js_init, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"connect", NULL, js_connect, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"writeRaw", NULL, js_write_raw, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"startFraming", NULL, js_start_framing, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"sendMessage", NULL, js_send_message, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"sendClose", NULL, js_send_close, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"pause", NULL, js_pause, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"resume", NULL, js_resume, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"setDeadline", NULL, js_set_deadline, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"destroy", NULL, js_destroy, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"queuedBytes", NULL, js_queued, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods));
   return exports;
