@@ -77,14 +77,28 @@ function tlsOptions(cert: CertificateSpec): uWS.AppOptions {
   return { cert_file_name: cert.certFile, key_file_name: cert.keyFile };
 }
 
-function createApp(entryPoint: EntryPointSpec, certificates: readonly CertificateSpec[]): uWS.TemplatedApp {
-  if (!entryPoint.tls) return uWS.App();
+/**
+ * The entry point's app, with `addRoutes` applied to every router it has. uWS routes a TLS request
+ * by its SNI name first: each name given to addServerName gets a router of its own, and a request on
+ * a name whose router is empty is dropped without an answer. So every name is given the same routes.
+ */
+function createApp(entryPoint: EntryPointSpec, certificates: readonly CertificateSpec[], addRoutes: (app: uWS.TemplatedApp) => void): uWS.TemplatedApp {
+  if (!entryPoint.tls) {
+    const app = uWS.App();
+    addRoutes(app);
+    return app;
+  }
   const app = uWS.SSLApp(tlsOptions(certificates[0]!));
+  addRoutes(app);
+  const addName = (name: string, cert: CertificateSpec): void => {
+    app.addServerName(name, tlsOptions(cert));
+    addRoutes(app.domain(name));
+  };
   const wildcards: [string, CertificateSpec][] = [];
   for (const cert of certificates) {
     for (const name of cert.names) {
       if (name.startsWith('*.')) wildcards.push([name.slice(1), cert]);
-      else app.addServerName(name, tlsOptions(cert));
+      else addName(name, cert);
     }
   }
   if (wildcards.length > 0) {
@@ -93,7 +107,7 @@ function createApp(entryPoint: EntryPointSpec, certificates: readonly Certificat
       const name = hostname.toLowerCase();
       for (const [suffix, cert] of wildcards) {
         if (name.endsWith(suffix) && name.indexOf('.') === name.length - suffix.length) {
-          app.addServerName(hostname, tlsOptions(cert));
+          addName(hostname, cert);
           return;
         }
       }
@@ -110,50 +124,52 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
   const failed: string[] = [];
   let pending = snapshot.entryPoints.length;
   snapshot.entryPoints.forEach((entryPoint, index) => {
-    const app = createApp(entryPoint, snapshot.certificates);
-    const listener: Listener = { entryPoint, app, socket: null };
-    listeners.push(listener);
-    app.ws<TunnelRef>('/*', {
-      maxPayloadLength: ws.maxMessageSize,
-      maxBackpressure: ws.clientMaxBuffer,
-      closeOnBackpressureLimit: 1,
-      idleTimeout: ws.idleTimeoutSeconds,
-      sendPingsAutomatically: true,
-      compression: uWS.DISABLED,
-      upgrade: (res, req, uwsContext) => {
+    const addRoutes = (app: uWS.TemplatedApp): void => {
+      app.ws<TunnelRef>('/*', {
+        maxPayloadLength: ws.maxMessageSize,
+        maxBackpressure: ws.clientMaxBuffer,
+        closeOnBackpressureLimit: 1,
+        idleTimeout: ws.idleTimeoutSeconds,
+        sendPingsAutomatically: true,
+        compression: uWS.DISABLED,
+        upgrade: (res, req, uwsContext) => {
+          const router = route(table, index, res, req);
+          if (router < 0) return;
+          if (context().shuttingDown) {
+            sendError(res, 503, 'Sluice is shutting down', [['retry-after', '1']]);
+            return;
+          }
+          if (req.getHeader('sec-websocket-version') !== '13') {
+            sendError(res, 426, 'unsupported WebSocket version (expected Sec-WebSocket-Version: 13)', [['sec-websocket-version', '13']]);
+            return;
+          }
+          if (!/^[A-Za-z0-9+/]{22}==$/.test(req.getHeader('sec-websocket-key'))) {
+            sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
+            return;
+          }
+          const client = readClientRequest(req, routeInput.clientIp, entryPoint.tls);
+          beginUpgrade(res, uwsContext, client, router, index, balancers[snapshot.routers[router]!.service]!);
+        },
+        open: onClientOpen,
+        message: onClientMessage,
+        drain: onClientDrain,
+        close: onClientClose,
+      });
+      app.any('/*', (res, req) => {
         const router = route(table, index, res, req);
         if (router < 0) return;
-        if (context().shuttingDown) {
-          sendError(res, 503, 'Sluice is shutting down', [['retry-after', '1']]);
-          return;
-        }
-        if (req.getHeader('sec-websocket-version') !== '13') {
-          sendError(res, 426, 'unsupported WebSocket version (expected Sec-WebSocket-Version: 13)', [['sec-websocket-version', '13']]);
-          return;
-        }
-        if (!/^[A-Za-z0-9+/]{22}==$/.test(req.getHeader('sec-websocket-key'))) {
+        // uWS hands a request to the ws route only when Sec-WebSocket-Key is 24 characters long, so a
+        // WebSocket upgrade with a missing or short key lands here: it is a bad handshake, not plain HTTP.
+        if (req.getHeader('upgrade').toLowerCase() === 'websocket') {
           sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
           return;
         }
-        const client = readClientRequest(req, routeInput.clientIp, entryPoint.tls);
-        beginUpgrade(res, uwsContext, client, router, index, balancers[snapshot.routers[router]!.service]!);
-      },
-      open: onClientOpen,
-      message: onClientMessage,
-      drain: onClientDrain,
-      close: onClientClose,
-    });
-    app.any('/*', (res, req) => {
-      const router = route(table, index, res, req);
-      if (router < 0) return;
-      // uWS hands a request to the ws route only when Sec-WebSocket-Key is 24 characters long, so a
-      // WebSocket upgrade with a missing or short key lands here: it is a bad handshake, not plain HTTP.
-      if (req.getHeader('upgrade').toLowerCase() === 'websocket') {
-        sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
-        return;
-      }
-      sendError(res, 426, `router '${snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
-    });
+        sendError(res, 426, `router '${snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
+      });
+    };
+    const app = createApp(entryPoint, snapshot.certificates, addRoutes);
+    const listener: Listener = { entryPoint, app, socket: null };
+    listeners.push(listener);
     const onListen = (socket: uWS.us_listen_socket | false): void => {
       if (socket) listener.socket = socket;
       else failed.push(`${entryPoint.name} (${entryPoint.host.includes(':') ? `[${entryPoint.host}]` : entryPoint.host}:${entryPoint.port})`);
