@@ -129,8 +129,9 @@ export class UpgradeRefused extends Error {
   }
 }
 
-/** Open a `ws` client; rejects with UpgradeRefused (status, headers and body) when the answer is not 101. */
-export function connect(url: string, options: ClientOptions & { protocols?: string | string[] } = {}): Promise<Peer> {
+/** Open a `ws` client; rejects with UpgradeRefused (status, headers and body) when the answer is not 101.
+ *  `servername` (SNI) goes through `ws` to tls.connect. */
+export function connect(url: string, options: ClientOptions & { protocols?: string | string[]; servername?: string } = {}): Promise<Peer> {
   const { protocols, ...rest } = options;
   const ws = new WebSocket(url, protocols, { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024, handshakeTimeout: 5000, ...rest });
   const peer = new Peer(ws);
