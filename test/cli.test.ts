@@ -12,7 +12,7 @@ import { freePort, REPO, simpleConfig, startSluice, type SluiceProcess } from '.
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 
 const GOOD = simpleConfig(['ws://127.0.0.1:9001', 'ws://127.0.0.1:9002']).replace('{PORT}', '8080');
-/** Valid apart from one server URL and one unknown key: two problems, in document order. */
+/** Valid apart from one server URL and one out-of-range number: two problems, in document order. */
 const BAD = `entryPoints:
   web:
     address: "127.0.0.1:{PORT}"
@@ -26,11 +26,12 @@ http:
       loadBalancer:
         servers:
           - url: "ws//127.0.0.1:9001"
-workerz: 2
+loadBalancer:
+  retries: -1
 `;
 const badProblems = (file: string): string =>
   `${file}: http.services.pool.loadBalancer.servers[0].url: invalid URL 'ws//127.0.0.1:9001': missing "://" (expected a URL like "ws://10.0.0.1:9000" or "https://api.internal")\n` +
-  `${file}: workerz: unknown key 'workerz': did you mean 'workers'? (expected one of: entryPoints, http, tls, workers, loadBalancer, websocket, shutdown)\n`;
+  `${file}: loadBalancer.retries: -1 is out of range (expected an integer from 0 to 100)\n`;
 
 /** First line of stderr: the message itself, before the usage text that follows it. */
 const firstLine = (text: string): string => text.split('\n')[0]!;

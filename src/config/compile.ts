@@ -16,6 +16,8 @@ import type { RuleNode } from './rule-ast.js';
 import { defaultOf } from './schema.js';
 import {
   SNAPSHOT_VERSION,
+  type AdminSettings,
+  type LogLevel,
   type BackendSpec,
   type CertificateSpec,
   type EntryPointSpec,
@@ -96,6 +98,13 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     transports,
     websocket: compileWebSocket(config, problems),
     shutdownGraceMs: config.shutdown?.gracePeriod ?? numberDefault('shutdown.gracePeriod'),
+    admin: config.admin?.address ?? (defaultOf('admin.address') as AdminSettings),
+    logLevel: (config.log?.level ?? (defaultOf('log.level') as string)).toLowerCase() as LogLevel,
+    accessLog: {
+      enabled: config.accessLog !== undefined,
+      filePath: config.accessLog?.filePath !== undefined ? resolve(context.baseDir, config.accessLog.filePath) : '',
+      format: 'json',
+    },
   };
 }
 

@@ -12,6 +12,7 @@ export type ScalarType =
   | 'duration' // Traefik duration: "10s", "1m30s", or a number of seconds; validated into milliseconds
   | 'size' // bytes: a number, or "64KiB", "16MiB", "1MB"; validated into bytes
   | 'strategy' // balancing strategy name; validated into a Strategy
+  | 'choice' // one of `choices`, as written
   | 'address' // listener address "[host]:port"; validated into { host, port }
   | 'url'; // backend URL; validated into { url, host, port, tls, pathPrefix }
 
@@ -33,6 +34,8 @@ export interface ScalarSchema extends Documented {
   /** Inclusive bounds: integers and sizes in their unit, durations in milliseconds. */
   readonly min?: number;
   readonly max?: number;
+  /** The accepted values of a 'choice' key. */
+  readonly choices?: readonly string[];
 }
 
 export interface ObjectSchema extends Documented {
@@ -414,6 +417,62 @@ export const CONFIG_SCHEMA: ObjectSchema = {
         },
       },
     },
+    admin: {
+      kind: 'object',
+      doc: 'Sluice: the admin listener (/metrics, /health, /ready, /api/*, /dashboard), apart from the entry points.',
+      fields: {
+        address: {
+          kind: 'scalar',
+          type: 'address',
+          defaultValue: { host: '', port: 9090 },
+          defaultText: '":9090"',
+          doc: 'Where the admin listener listens; keep it off the public network (it has no authentication).',
+        },
+      },
+    },
+    log: {
+      kind: 'object',
+      doc: "Sluice's own log (JSON lines on stderr, pino).",
+      fields: {
+        level: {
+          kind: 'scalar',
+          type: 'choice',
+          choices: ['DEBUG', 'INFO', 'WARN', 'ERROR', 'debug', 'info', 'warn', 'error'],
+          defaultValue: 'INFO',
+          defaultText: 'INFO',
+          expects: "'DEBUG', 'INFO', 'WARN' or 'ERROR', in upper or lower case",
+          doc: "Least severe level written: DEBUG, INFO, WARN or ERROR (as Traefik's log.level; lowercase works too).",
+        },
+      },
+      refused: {
+        ...notYet('filePath', 'noColor', 'maxSize', 'maxAge', 'maxBackups', 'compress'),
+        format: 'the log is always JSON lines on stderr',
+      },
+    },
+    accessLog: {
+      kind: 'object',
+      acceptsBoolean: true,
+      doc: 'Present (`{}` or `true`): one JSON line per closed WebSocket connection. Absent: no access log.',
+      defaultText: 'absent (off)',
+      fields: {
+        filePath: {
+          kind: 'scalar',
+          type: 'string',
+          defaultText: 'standard output',
+          doc: "File the access log is appended to, relative to the config file's directory.",
+        },
+        format: {
+          kind: 'scalar',
+          type: 'choice',
+          choices: ['json'],
+          defaultValue: 'json',
+          defaultText: 'json',
+          expects: "'json': Traefik's 'common' format is not supported",
+          doc: "Only 'json': one JSON object per line.",
+        },
+      },
+      refused: notYet('bufferingSize', 'filters', 'fields', 'addInternals'),
+    },
     shutdown: {
       kind: 'object',
       doc: 'Sluice: graceful shutdown.',
@@ -429,8 +488,11 @@ export const CONFIG_SCHEMA: ObjectSchema = {
     },
   },
   refused: {
-    ...notYet('tcp', 'udp', 'api', 'log', 'accessLog', 'metrics', 'ping', 'tracing', 'experimental', 'global'),
+    ...notYet('tcp', 'udp', 'tracing', 'experimental', 'global'),
     ...notYet('hostResolver', 'spiffe', 'core'),
+    api: 'the JSON API and the dashboard are served on admin.address (/api/*, /dashboard)',
+    metrics: 'Prometheus metrics are always served on admin.address (/metrics)',
+    ping: 'liveness and readiness are served on admin.address (/health, /ready)',
     providers: 'Sluice reads one file, given on the command line',
     certificatesResolvers: TLS_REFUSED.certResolver,
     serversTransport: '(expected http.serversTransports.default)',

@@ -87,6 +87,22 @@ export interface WebSocketSettings {
   readonly handshakeTimeoutMs: number;
 }
 
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface AdminSettings {
+  /** Host of the admin listener ('' = all interfaces). */
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface AccessLogSettings {
+  /** Off unless the config has an `accessLog` section. */
+  readonly enabled: boolean;
+  /** Absolute path of the file appended to; '' = standard output. */
+  readonly filePath: string;
+  readonly format: 'json';
+}
+
 export interface Snapshot {
   readonly version: number;
   /** The config file this came from (for messages). */
@@ -102,4 +118,7 @@ export interface Snapshot {
   readonly websocket: WebSocketSettings;
   /** Grace period for SIGTERM: clients are closed with 1001, then the process exits. */
   readonly shutdownGraceMs: number;
+  readonly admin: AdminSettings;
+  readonly logLevel: LogLevel;
+  readonly accessLog: AccessLogSettings;
 }

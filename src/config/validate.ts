@@ -70,6 +70,9 @@ export interface CheckedConfig {
     handshakeTimeout?: number;
   };
   shutdown?: { gracePeriod?: number };
+  admin?: { address?: ListenAddress };
+  log?: { level?: string };
+  accessLog?: { filePath?: string; format?: string };
 }
 
 export function validateDocument(document: unknown, problems: Problems): CheckedConfig {
@@ -203,6 +206,11 @@ function checkScalar(schema: ScalarSchema, value: unknown, path: string, problem
       return checkQuantity(schema, value, parseSize, formatSize, fail);
     case 'strategy':
       return checkStrategy(value, fail);
+    case 'choice':
+      if (typeof value !== 'string' || !(schema.choices ?? []).includes(value)) {
+        return fail(`got ${describeValue(value)} (expected ${expected(schema)})`);
+      }
+      return value;
     case 'address': {
       if (typeof value !== 'string') return fail(`got ${describeValue(value)} (expected ${expected(schema)})`);
       const address = parseListenAddress(value);
@@ -291,6 +299,8 @@ export function expected(schema: Schema): string {
           return 'a number of bytes, or a size like "64KiB", "16MiB" or "1MB"';
         case 'strategy':
           return "'leastconn' or 'roundrobin'";
+        case 'choice':
+          return (schema.choices ?? []).map((c) => `'${c}'`).join(', ').replace(/, ([^,]*)$/, ' or $1');
         case 'address':
           return ADDRESS_EXPECTED;
         case 'url':

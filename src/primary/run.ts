@@ -7,8 +7,10 @@ import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../config/errors.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createShared } from '../shared/layout.js';
+import { planMetrics } from '../shared/metrics-plan.js';
 import { Supervisor } from './supervisor.js';
-import { log } from './log.js';
+import { log, setLogLevel } from './log.js';
+import { formatHostPort, startObservability } from './observability.js';
 
 export interface RunOptions {
   readonly configFile: string;
@@ -33,18 +35,31 @@ export async function run(options: RunOptions): Promise<number> {
     }
     throw error;
   }
-  const shared = createShared(snapshot.backends.length, snapshot.workers);
+  setLogLevel(snapshot.logLevel);
+  const shared = createShared(snapshot.backends.length, snapshot.workers, planMetrics(snapshot).slabFloats);
   const supervisor = new Supervisor(snapshot, shared);
+  // The admin listener opens first, so /ready answers 503 (not a refused connection) while workers start.
+  const observability = await startObservability(snapshot, shared, supervisor);
+  const { admin, adminAddress } = observability;
   try {
     await supervisor.start();
   } catch (error) {
     log.error((error as Error).message);
     await supervisor.shutdown(0);
+    observability.close();
     return 1;
   }
+  observability.markStarted();
   log.info(
+    {
+      entryPoints: snapshot.entryPoints.map((ep) => ({ name: ep.name, address: formatHostPort(ep.host, ep.port), tls: ep.tls })),
+      workers: snapshot.workers,
+      admin: admin === null ? null : adminAddress,
+      config: snapshot.source,
+    },
     `sluice listening: ${describeEntryPoints(snapshot)}; ${snapshot.workers} worker${snapshot.workers === 1 ? '' : 's'}; ` +
-      `${snapshot.routers.length} routers, ${snapshot.services.length} services, ${snapshot.backends.length} backends; config ${snapshot.source}`,
+      `${snapshot.routers.length} routers, ${snapshot.services.length} services, ${snapshot.backends.length} backends; ` +
+      `admin ${admin === null ? 'unavailable' : `http://${adminAddress}`}; config ${snapshot.source}`,
   );
   return new Promise((resolve) => {
     let stopping = false;
@@ -55,8 +70,10 @@ export async function run(options: RunOptions): Promise<number> {
         return;
       }
       stopping = true;
+      observability.markDraining();
       log.info(`${signal}: draining (grace ${snapshot.shutdownGraceMs} ms)`);
       void supervisor.shutdown(snapshot.shutdownGraceMs).then(() => {
+        observability.close();
         log.info('stopped');
         resolve(0);
       });

@@ -25,9 +25,22 @@ interface Slot {
   restartTimer: NodeJS.Timeout | null;
 }
 
+/** What the admin listener reads about one worker (health, /api/overview). */
+export interface WorkerStatus {
+  readonly index: number;
+  readonly running: boolean;
+  readonly listening: boolean;
+  readonly startedAt: number;
+}
+
 export class Supervisor {
   private readonly slots: Slot[] = [];
   private stopping = false;
+  /** Called after a worker exited and its live counts were given back, before a replacement starts
+   *  (the metrics store folds its counters into carried totals here). */
+  onWorkerExit: ((index: number) => void) | null = null;
+  /** A batch of access-log records from worker `index` (msgpackr-packed, see worker/access-log.ts). */
+  onAccessLog: ((index: number, records: Uint8Array) => void) | null = null;
   private firstStart: { resolve: () => void; reject: (error: Error) => void } | null = null;
 
   constructor(
@@ -55,6 +68,11 @@ export class Supervisor {
     return this.slots.filter((s) => s.listening).length;
   }
 
+  /** Every worker slot as it is now. */
+  workers(): WorkerStatus[] {
+    return this.slots.map((s, index) => ({ index, running: s.worker !== null, listening: s.listening, startedAt: s.startedAt }));
+  }
+
   private spawn(index: number): void {
     const slot = this.slots[index]!;
     const init: WorkerInit = {
@@ -63,6 +81,7 @@ export class Supervisor {
       sharedBuffer: this.shared.buffer,
       backendSlots: this.shared.backendSlots,
       workerSlots: this.shared.workerSlots,
+      slabFloats: this.shared.slabFloats,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: `sluice-worker-${index}` });
     slot.worker = worker;
@@ -87,6 +106,9 @@ export class Supervisor {
         this.firstStart?.reject(new Error(`cannot listen on ${message.addresses.join(', ')}: address in use or not available`));
         this.firstStart = null;
         return;
+      case 'access-log':
+        this.onAccessLog?.(index, message.records);
+        return;
       case 'crashed':
         log.error(`worker ${index} crashed: ${message.stack || message.message}`);
         return;
@@ -98,6 +120,7 @@ export class Supervisor {
     slot.worker = null;
     slot.listening = false;
     releaseWorkerSlot(this.shared, index);
+    this.onWorkerExit?.(index);
     if (this.stopping || this.firstStart !== null) return;
     if (Date.now() - slot.startedAt > STABLE_AFTER_MS) slot.backoffMs = FIRST_BACKOFF_MS;
     const delay = slot.backoffMs;

@@ -11,6 +11,8 @@ export interface WorkerInit {
   readonly sharedBuffer: SharedArrayBuffer;
   readonly backendSlots: number;
   readonly workerSlots: number;
+  /** Size of each worker's metrics slab (layout.ts workerMetrics). */
+  readonly slabFloats: number;
 }
 
 export type PrimaryToWorker =
@@ -22,6 +24,9 @@ export type PrimaryToWorker =
 
 export type WorkerToPrimary =
   | { readonly type: 'listening' }
+  /** A batch of access-log records (msgpackr-packed AccessRecord[], worker/access-log.ts), at most
+   *  one message every 250 ms per worker, never one per connection. */
+  | { readonly type: 'access-log'; readonly records: Uint8Array }
   | { readonly type: 'listen-failed'; readonly addresses: readonly string[] }
   /** An uncaught exception: the worker is closing its connections and will exit; restart it. */
   | { readonly type: 'crashed'; readonly message: string; readonly stack: string };

@@ -14,11 +14,16 @@ import { initContext } from './context.js';
 import { RouterTable } from './router-table.js';
 import { startListeners, closeListeners, closeAllConnections } from './listeners.js';
 import { tunnels } from './tunnel.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { initMetrics, closeStartedBy, Side } from './metrics.js';
+import { initAccessLog, flushAccessLog } from './access-log.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
-const shared = attachShared(init.sharedBuffer, init.backendSlots, init.workerSlots);
+const shared = attachShared(init.sharedBuffer, init.backendSlots, init.workerSlots, init.slabFloats);
 const ctx = initContext(init.workerIndex, init.snapshot, shared);
+initMetrics(ctx);
+initAccessLog(init.snapshot, (records) => port.postMessage({ type: 'access-log', records } satisfies WorkerToPrimary, [records.buffer as ArrayBuffer]));
 const table = new RouterTable(init.snapshot.routers, init.snapshot.entryPoints.length);
 const balancers = init.snapshot.services.map((service) => createBalancer(service, shared));
 
@@ -27,9 +32,16 @@ function post(message: WorkerToPrimary): void {
 }
 
 const heartbeatAt = init.workerIndex * TOTALS + Total.Heartbeat;
+const lagAt = init.workerIndex * TOTALS + Total.EventLoopLag;
+// Event-loop delay sampled every 10 ms by libuv's timer (no JS per sample); the worst of each second is
+// published with the heartbeat. A loop stuck for longer stops the heartbeat itself, which the primary sees.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 shared.workerTotals[heartbeatAt] = Date.now();
 const heartbeat = setInterval(() => {
   shared.workerTotals[heartbeatAt] = Date.now();
+  shared.workerTotals[lagAt] = loopDelay.count > 0 ? Math.max(0, loopDelay.max / 1e9 - 0.01) : 0;
+  loopDelay.reset();
 }, 1000);
 
 const listeners = startListeners(table, balancers, (failed) => {
@@ -48,7 +60,10 @@ function drain(graceMs: number): void {
   draining = true;
   ctx.shuttingDown = true;
   closeListeners(listeners);
-  for (const t of tunnels()) t.ws?.end(1001, 'Sluice is shutting down');
+  for (const t of tunnels()) {
+    closeStartedBy(t, Side.Proxy, 1001);
+    t.ws?.end(1001, 'Sluice is shutting down');
+  }
   const deadline = Date.now() + graceMs;
   const check = setInterval(() => {
     if (tunnels().size > 0 && Date.now() < deadline) return;
@@ -59,6 +74,8 @@ function drain(graceMs: number): void {
     closeAllConnections(listeners);
     clearInterval(check);
     clearInterval(heartbeat);
+    loopDelay.disable();
+    flushAccessLog();
     port.close();
   }, 20);
 }

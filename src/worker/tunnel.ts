@@ -19,8 +19,9 @@
  */
 import type { Socket } from 'node:net';
 import type uWS from 'uWebSockets.js';
-import { Total, Traffic } from '../shared/layout.js';
+import { Total } from '../shared/layout.js';
 import { context, countTotal } from './context.js';
+import { countToBackend, countToClient, countError, closeStartedBy, connectionClosed, ErrorReason, Side } from './metrics.js';
 import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
 
 export const enum TunnelState {
@@ -59,6 +60,18 @@ export class Tunnel {
   fragmentBytes = 0;
   closeFromBackend = false;
   closeToBackend = false;
+  // Metrics and access log (metrics.ts): times from performance.now(), who closed, traffic of this tunnel.
+  startedAt = 0;
+  /** 0 until the upgrade completed, and again once the close was counted. */
+  openedAt = 0;
+  /** A metrics.ts Side, -1 until someone starts closing. */
+  closeSide = -1;
+  closeCode = 0;
+  messagesToBackend = 0;
+  bytesToBackend = 0;
+  messagesToClient = 0;
+  bytesToClient = 0;
+  clientAddress = '';
 
   constructor(readonly service: number, readonly router: number, readonly entryPoint: number) {}
 }
@@ -123,13 +136,13 @@ export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuff
   const socket = t.socket;
   if (t.state !== TunnelState.Open || socket === null) return;
   writeToBackend(t, socket, encodeMaskedFrame(isBinary ? Opcode.Binary : Opcode.Text, new Uint8Array(message)));
-  const traffic = context().shared.workerTraffic;
-  traffic[t.trafficOffset + Traffic.MessagesToBackend]++;
-  traffic[t.trafficOffset + Traffic.BytesToBackend] += message.byteLength;
+  countToBackend(t, message.byteLength);
   if (socket.writableLength > context().snapshot.websocket.upstreamWriteBudget) {
     // The backend is not reading: closing this client is the only bounded choice, since uWS
     // cannot stop reading one WebSocket.
     countTotal(Total.BackpressureCloses);
+    countError(t.backend, ErrorReason.Backpressure);
+    closeStartedBy(t, Side.Proxy, 1013);
     t.state = TunnelState.Closing;
     ws.end(1013, 'backend is not keeping up');
   }
@@ -159,6 +172,7 @@ export function onClientClose(ws: uWS.WebSocket<TunnelRef>, code: number, reason
   }
   t.state = t.socket === null ? TunnelState.Closed : TunnelState.Closing;
   uncount(t);
+  connectionClosed(t, code);
 }
 
 // ---- backend → client -----------------------------------------------------------------------
@@ -360,12 +374,6 @@ function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length:
   }
 }
 
-function countToClient(t: Tunnel, length: number): void {
-  const traffic = context().shared.workerTraffic;
-  traffic[t.trafficOffset + Traffic.MessagesToClient]++;
-  traffic[t.trafficOffset + Traffic.BytesToClient] += length;
-}
-
 /** The backend sent a close frame: answer it, and close the client with the same code and reason. */
 function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number): void {
   t.closeFromBackend = true;
@@ -376,6 +384,7 @@ function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number)
     failFromBackend(t, 1002, 'invalid close frame');
     return;
   }
+  closeStartedBy(t, Side.Backend, code === 0 ? 1005 : code);
   const reason = length > 2 ? buf.subarray(start + 2, start + length) : undefined;
   const socket = t.socket;
   if (socket !== null && !t.closeToBackend) {
@@ -392,6 +401,8 @@ function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number)
 /** A protocol breach or size breach on the backend leg: close both legs with `code`. */
 function failFromBackend(t: Tunnel, code: number, reason: string): void {
   t.state = TunnelState.Closing;
+  countError(t.backend, code === 1009 ? ErrorReason.MessageTooBig : ErrorReason.ProtocolError);
+  closeStartedBy(t, Side.Proxy, code);
   const socket = t.socket;
   if (socket !== null && !t.closeToBackend) {
     t.closeToBackend = true;
@@ -409,9 +420,13 @@ export function backendGone(t: Tunnel): void {
   const ws = t.ws;
   if (ws !== null && !t.closeFromBackend) {
     t.state = TunnelState.Closing;
-    if (context().shuttingDown) ws.end(1001, 'Sluice is shutting down');
-    else {
+    if (context().shuttingDown) {
+      closeStartedBy(t, Side.Proxy, 1001);
+      ws.end(1001, 'Sluice is shutting down');
+    } else {
       countTotal(Total.BackendClosedAbruptly);
+      countError(t.backend, ErrorReason.BackendLost);
+      closeStartedBy(t, Side.Backend, 1006);
       ws.end(1011, 'backend connection lost');
     }
   }

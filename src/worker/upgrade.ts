@@ -11,6 +11,7 @@ import type uWS from 'uWebSockets.js';
 import { Total } from '../shared/layout.js';
 import type { Balancer } from '../balancer/balancer.js';
 import { context, countTotal } from './context.js';
+import { Conn, ErrorReason, countError, countOutcome, connectionOpened, upgradeStarted } from './metrics.js';
 import { newHandshakeKey } from './frame-codec.js';
 import { Tunnel, TunnelState, countOn, uncount, openTunnel, type TunnelSocket, type TunnelRef } from './tunnel.js';
 import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout } from './backend-socket.js';
@@ -71,6 +72,8 @@ export function beginUpgrade(
   const t = new Tunnel(router.service, routerIndex, entryPoint) as HandshakeTunnel;
   const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), balancer, service.name, service.retries + 1);
   t.handshake = h;
+  t.clientAddress = client.clientIp;
+  upgradeStarted(t);
   res.onAborted(() => {
     h.aborted = true;
     abandonBackend(t);
@@ -85,9 +88,11 @@ function connectNext(t: HandshakeTunnel): void {
   if (backend < 0) {
     if (h.attempts === 0) {
       countTotal(Total.NoBackend);
+      countOutcome(t, Conn.NoBackend);
       answer(t, 503, `no backend available for service '${h.serviceName}'`);
     } else {
       countTotal(Total.ConnectFailed);
+      countOutcome(t, Conn.ConnectFailed);
       if (h.lastFailure === 'timeout') answer(t, 504, `timed out connecting to a backend of service '${h.serviceName}'`);
       else answer(t, 502, `no backend of service '${h.serviceName}' accepted the connection`);
     }
@@ -171,6 +176,7 @@ export function handshakeData(t: HandshakeTunnel, chunk: Buffer, length: number)
     return;
   }
   countTotal(Total.RejectedByBackend);
+  countOutcome(t, Conn.RejectedByBackend);
   h.response = parsed;
   h.relaying = true;
   if (parsed.status === 204 || parsed.status === 304 || parsed.contentLength === 0) {
@@ -204,6 +210,7 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   socket.setKeepAlive(true, 30_000);
   t.handshake = null;
   countTotal(Total.Upgraded);
+  connectionOpened(t);
   const res = h.res;
   res.cork(() => {
     res.upgrade<TunnelRef>({ tunnel: t }, h.client.key, protocol, '', h.uwsContext);
@@ -279,15 +286,20 @@ export function handshakeSocketClosed(t: HandshakeTunnel, timedOut: boolean): vo
   if (h.head === null) {
     // Nothing came back: a failed or timed-out connect. Retry on another backend.
     h.lastFailure = timedOut ? 'timeout' : 'refused';
+    countError(t.backend, timedOut ? ErrorReason.ConnectTimeout : ErrorReason.ConnectRefused);
     connectNext(t);
     return;
   }
   countTotal(Total.ConnectFailed);
+  countOutcome(t, Conn.ConnectFailed);
+  countError(t.backend, ErrorReason.HandshakeFailed);
   answer(t, 502, `backend of service '${h.serviceName}' closed the connection during the upgrade`);
 }
 
 function failHandshake(t: HandshakeTunnel, status: number, reason: string): void {
   countTotal(Total.ConnectFailed);
+  countOutcome(t, Conn.ConnectFailed);
+  countError(t.backend, ErrorReason.HandshakeFailed);
   answer(t, status, `${reason} (service '${t.handshake!.serviceName}')`);
 }
 

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { loadConfigText } from '../../src/config/load.js';
 import type { Snapshot } from '../../src/config/snapshot.js';
 import { createShared, type SharedViews } from '../../src/shared/layout.js';
+import { planMetrics } from '../../src/shared/metrics-plan.js';
 import { Supervisor } from '../../src/primary/supervisor.js';
 import { freePort, type TestBackend } from './sluice.js';
 
@@ -24,7 +25,7 @@ export interface InProcessSluice {
 export async function startInProcess(config: string, workers: number): Promise<InProcessSluice> {
   const port = await freePort();
   const snapshot = loadConfigText(config.replaceAll('{PORT}', String(port)), 'yaml', 'in-process.yaml', tmpdir(), { workers });
-  const shared = createShared(snapshot.backends.length, snapshot.workers);
+  const shared = createShared(snapshot.backends.length, snapshot.workers, planMetrics(snapshot).slabFloats);
   const supervisor = new Supervisor(snapshot, shared);
   let stopped: Promise<void> | null = null;
   const stop = (): Promise<void> => (stopped ??= supervisor.shutdown(0));

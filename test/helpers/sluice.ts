@@ -30,6 +30,11 @@ export interface SluiceProcess {
   readonly child: ChildProcess;
   readonly port: number;
   readonly url: string;
+  /** The admin listener's port (`{ADMIN_PORT}` in the config, or a free port Sluice was given when the
+   *  config has no `admin:` section, so parallel tests never fight over the default :9090). */
+  readonly adminPort: number;
+  /** `http://127.0.0.1:<adminPort>` */
+  readonly adminUrl: string;
   readonly configFile: string;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
@@ -39,15 +44,23 @@ export interface SluiceProcess {
 
 /**
  * Start Sluice with `config` (YAML text). `{PORT}` in it is replaced by a free port, which becomes
- * `port`/`url`. Resolves once the process says it listens.
+ * `port`/`url`; `{ADMIN_PORT}` becomes another, the admin listener's (added as `admin.address` when the
+ * config has no `admin:` key). `{DIR}` is a fresh temporary folder (removed at stop). Resolves once the
+ * process says it listens.
  */
-export async function startSluice(config: string, options: { workers?: number; timeoutMs?: number } = {}): Promise<SluiceProcess> {
+export async function startSluice(
+  config: string,
+  options: { workers?: number; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<SluiceProcess> {
   const port = await freePort();
+  let adminPort = await freePort();
+  while (adminPort === port) adminPort = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'sluice-test-'));
   const configFile = path.join(dir, 'sluice.yaml');
-  writeFileSync(configFile, config.replaceAll('{PORT}', String(port)));
+  const withAdmin = /^admin:/m.test(config) ? config : `${config}\nadmin:\n  address: "127.0.0.1:{ADMIN_PORT}"\n`;
+  writeFileSync(configFile, withAdmin.replaceAll('{PORT}', String(port)).replaceAll('{ADMIN_PORT}', String(adminPort)).replaceAll('{DIR}', dir));
   const args = [SLUICE_BIN, 'run', '--config', configFile, '--workers', String(options.workers ?? 1)];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => (stderr += d));
@@ -72,6 +85,8 @@ export async function startSluice(config: string, options: { workers?: number; t
     child,
     port,
     url: `ws://127.0.0.1:${port}`,
+    adminPort,
+    adminUrl: `http://127.0.0.1:${adminPort}`,
     configFile,
     stderr: () => stderr,
     stop() {

@@ -1,0 +1,57 @@
+/**
+ * The primary's half of the access log: unpacks the batches workers send (worker/access-log.ts), names
+ * their indexes from the snapshot and appends one JSON line per closed connection to accessLog.filePath
+ * (or standard output) through an asynchronous sonic-boom stream (pino.destination), so a slow disk never
+ * blocks the primary. Field names follow Traefik's JSON access log where one exists.
+ */
+import { Unpackr } from 'msgpackr';
+import pino from 'pino';
+import type { Snapshot } from '../config/snapshot.js';
+import { SIDES } from '../shared/metrics-plan.js';
+import type { AccessRecord } from '../worker/access-log.js';
+
+export interface AccessLogWriter {
+  write(worker: number, packed: Uint8Array): void;
+  /** Write out what is buffered (at exit). */
+  flush(): void;
+}
+
+export function openAccessLog(snapshot: Snapshot): AccessLogWriter | null {
+  if (!snapshot.accessLog.enabled) return null;
+  const destination = pino.destination({ dest: snapshot.accessLog.filePath === '' ? 1 : snapshot.accessLog.filePath, sync: false, mkdir: true });
+  const unpackr = new Unpackr({ useRecords: false });
+  return {
+    write(worker, packed) {
+      const records = unpackr.unpack(packed) as AccessRecord[];
+      let lines = '';
+      for (const [endedAt, client, entryPoint, router, service, backend, durationMs, mIn, bIn, mOut, bOut, code, side] of records) {
+        lines += `${JSON.stringify({
+          time: new Date(endedAt).toISOString(),
+          kind: 'websocket',
+          ClientHost: client,
+          EntryPointName: snapshot.entryPoints[entryPoint]?.name ?? '',
+          RouterName: snapshot.routers[router]?.name ?? '',
+          ServiceName: snapshot.services[service]?.name ?? '',
+          ServiceURL: snapshot.backends[backend]?.url ?? '',
+          Duration: durationMs * 1e6,
+          DurationMs: durationMs,
+          ClientToBackendMessages: mIn,
+          ClientToBackendBytes: bIn,
+          BackendToClientMessages: mOut,
+          BackendToClientBytes: bOut,
+          CloseCode: code,
+          ClosedBy: SIDES[side] ?? 'client',
+          worker,
+        })}\n`;
+      }
+      destination.write(lines);
+    },
+    flush() {
+      try {
+        destination.flushSync();
+      } catch {
+        // not ready yet (nothing written) or already closed
+      }
+    },
+  };
+}

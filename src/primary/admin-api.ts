@@ -1,0 +1,162 @@
+/**
+ * The JSON documents of the admin API (/api/overview, /api/routers, /api/services, /api/backends) and the
+ * health and readiness verdicts, built from the snapshot, the summed counters and the supervisor's view of
+ * its workers. Plain functions of their inputs, so the admin server stays a thin router.
+ */
+import type { Snapshot } from '../config/snapshot.js';
+import { TRAFFIC, Total, Traffic } from '../shared/layout.js';
+import { CONN_FIELDS, CONN_OUTCOMES, Conn, ERROR_REASONS, type RoutePlan } from '../shared/metrics-plan.js';
+import { HEARTBEAT_STALE_MS, type MetricsStore, type Sums } from './metrics-store.js';
+import type { WorkerStatus } from './supervisor.js';
+
+export interface AdminContext {
+  readonly snapshot: Snapshot;
+  readonly store: MetricsStore;
+  workers(): WorkerStatus[];
+  /** Every worker listened once (the first start finished). */
+  started(): boolean;
+  /** SIGTERM/SIGINT received: stop sending traffic here. */
+  draining(): boolean;
+  readonly startedAt: number;
+  readonly adminAddress: string;
+}
+
+type Outcomes = Record<(typeof CONN_OUTCOMES)[number], number>;
+
+function emptyOutcomes(): Outcomes {
+  return { upgraded: 0, rejected_by_backend: 0, no_backend: 0, connect_failed: 0, limited: 0 };
+}
+
+function addOutcomes(into: Outcomes, sums: Sums, cell: number): number {
+  CONN_OUTCOMES.forEach((outcome, o) => (into[outcome] += sums.slab[cell + o]!));
+  return sums.slab[cell + Conn.Active]!;
+}
+
+/** Live connections and outcomes of a set of routes, restricted to one backend when `backend` ≥ 0. */
+function routeTotals(ctx: AdminContext, sums: Sums, routes: readonly RoutePlan[], backend = -1): { active: number; connections: Outcomes } {
+  const connections = emptyOutcomes();
+  let active = 0;
+  for (const route of routes) {
+    const pool = ctx.snapshot.services[route.service]!.backends;
+    pool.forEach((b, position) => {
+      if (backend < 0 || b === backend) active += addOutcomes(connections, sums, route.base + position * CONN_FIELDS);
+    });
+    if (backend < 0) addOutcomes(connections, sums, route.base + pool.length * CONN_FIELDS);
+  }
+  return { active, connections };
+}
+
+function traffic(sums: Sums, backends: readonly number[]): { messages: { clientToBackend: number; backendToClient: number }; bytes: { clientToBackend: number; backendToClient: number } } {
+  const at = (b: number, t: Traffic): number => sums.traffic[b * TRAFFIC + t]!;
+  let mIn = 0, mOut = 0, bIn = 0, bOut = 0;
+  for (const b of backends) {
+    mIn += at(b, Traffic.MessagesToBackend);
+    mOut += at(b, Traffic.MessagesToClient);
+    bIn += at(b, Traffic.BytesToBackend);
+    bOut += at(b, Traffic.BytesToClient);
+  }
+  return { messages: { clientToBackend: mIn, backendToClient: mOut }, bytes: { clientToBackend: bIn, backendToClient: bOut } };
+}
+
+function errors(ctx: AdminContext, sums: Sums, backends: readonly number[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  ERROR_REASONS.forEach((reason, r) => {
+    let n = 0;
+    for (const b of backends) n += sums.slab[ctx.store.plan.errorsBase + b * ERROR_REASONS.length + r]!;
+    out[reason] = n;
+  });
+  return out;
+}
+
+export function backendsDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {
+  const { snapshot, store } = ctx;
+  return snapshot.backends.map((spec, b) => {
+    const routes = store.plan.routes.filter((r) => r.service === spec.service);
+    const up = Atomics.load(store.shared.backendUp, b) > 0;
+    return {
+      service: snapshot.services[spec.service]!.name,
+      url: spec.url,
+      state: up ? 'up' : 'down',
+      healthy: up,
+      held: Atomics.load(store.shared.backendActive, b),
+      ...routeTotals(ctx, sums, routes, b),
+      ...traffic(sums, [b]),
+      errors: errors(ctx, sums, [b]),
+    };
+  });
+}
+
+export function servicesDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {
+  const { snapshot, store } = ctx;
+  return snapshot.services.map((service, s) => ({
+    name: service.name,
+    strategy: service.strategy,
+    backends: service.backends.map((b) => ({ url: snapshot.backends[b]!.url, state: Atomics.load(store.shared.backendUp, b) > 0 ? 'up' : 'down' })),
+    ...routeTotals(ctx, sums, store.plan.routes.filter((r) => r.service === s)),
+    ...traffic(sums, service.backends),
+    errors: errors(ctx, sums, service.backends),
+  }));
+}
+
+export function routersDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {
+  const { snapshot, store } = ctx;
+  return snapshot.routers.map((router, r) => ({
+    name: router.name,
+    rule: router.rule,
+    priority: router.priority,
+    tls: router.tls,
+    service: snapshot.services[router.service]!.name,
+    entryPoints: router.entryPoints.map((e) => snapshot.entryPoints[e]!.name),
+    ...routeTotals(ctx, sums, store.plan.routes.filter((route) => route.router === r)),
+  }));
+}
+
+export interface Verdict {
+  readonly ok: boolean;
+  readonly body: object;
+}
+
+/** Liveness: the primary answers (this code runs) and every worker runs with a fresh heartbeat. */
+export function health(ctx: AdminContext): Verdict {
+  const now = Date.now();
+  const workers = ctx.workers().map((w) => {
+    const age = ctx.store.heartbeatAge(w.index, now);
+    const stuck = w.running && age > HEARTBEAT_STALE_MS;
+    return { index: w.index, running: w.running, listening: w.listening, heartbeatAgeMs: Number.isFinite(age) ? age : null, stuck };
+  });
+  // A worker being restarted after a crash is not running for a moment; the supervisor handles that, so
+  // only a stuck loop (alive but not ticking) or no running worker at all fails liveness.
+  const ok = workers.every((w) => !w.stuck) && workers.some((w) => w.running);
+  return { ok, body: { status: ok ? 'ok' : 'failing', workers } };
+}
+
+/** Readiness: the config is loaded, every worker listened once, Sluice is not draining, and some worker listens now. */
+export function readiness(ctx: AdminContext): Verdict {
+  const listening = ctx.workers().filter((w) => w.listening).length;
+  const draining = ctx.draining();
+  const ok = ctx.started() && !draining && listening > 0;
+  const reason = draining ? 'draining' : !ctx.started() ? 'starting' : listening === 0 ? 'no worker listens' : 'ready';
+  return { ok, body: { status: ok ? 'ready' : 'not ready', reason, workersListening: listening, workers: ctx.snapshot.workers } };
+}
+
+export function overviewDocument(ctx: AdminContext): object {
+  const sums = ctx.store.sums();
+  const { snapshot } = ctx;
+  const all = routeTotals(ctx, sums, ctx.store.plan.routes);
+  const allBackends = snapshot.backends.map((_, b) => b);
+  return {
+    version: 1,
+    config: snapshot.source,
+    uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000),
+    ready: readiness(ctx).ok,
+    draining: ctx.draining(),
+    admin: ctx.adminAddress,
+    entryPoints: snapshot.entryPoints.map((e) => ({ name: e.name, address: `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`, tls: e.tls })),
+    workers: ctx.workers().map((w) => ({ ...w, eventLoopLagSeconds: ctx.store.workerLag(w.index) })),
+    counts: { routers: snapshot.routers.length, services: snapshot.services.length, backends: snapshot.backends.length },
+    ...all,
+    ...traffic(sums, allBackends),
+    errors: errors(ctx, sums, allBackends),
+    unroutedRequests: sums.totals[Total.NoRoute],
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * The plan of each worker's metrics slab (layout.ts `workerMetrics`): which labelled counter lives at
+ * which offset, derived from the snapshot alone, so the primary (which sums and labels) and every worker
+ * (which counts) compute the same offsets without a message. Names are resolved to offsets here, once;
+ * the hot path adds a precomputed offset and an enum value, never looks up a label.
+ *
+ * Sub-regions of one slab, in order (all Float64, one writer: the worker that owns the slab):
+ *   connections  [route][backend position + 1 ("none")][CONN_FIELDS]   outcomes of upgrades and the live gauge
+ *   errors       [backend][ERROR_REASONS]                                per backend failure reasons
+ *   closes       [service][SIDES][CLOSE_CODES]                          who closed, with which code (bucketed)
+ *   upgrade      [service][UPGRADE_BUCKETS.length + 3]                  histogram: per-bucket counts, +Inf, sum, count
+ *   duration     [service][CONNECTION_BUCKETS.length + 3]               the same for connection lifetimes
+ * A route is one (entry point, router) pair the router listens on.
+ *
+ * Reloads (not built yet): a counter's identity is its label set, never its offset. The primary keeps
+ * carried totals keyed by label set (metrics-store.ts) and already folds a dead worker's slab into them;
+ * a reload would do the same with the old plan's slabs once no tunnel of the old snapshot is left, so a
+ * backend that stays keeps counting from its old total under the new plan's offsets.
+ */
+import type { Snapshot } from '../config/snapshot.js';
+
+/** Fields of one (route, backend) cell of the connections region. */
+export const enum Conn {
+  Upgraded = 0,
+  RejectedByBackend = 1,
+  NoBackend = 2,
+  ConnectFailed = 3,
+  Limited = 4,
+  /** Live upgraded connections (a gauge: +1 on open, -1 on close). */
+  Active = 5,
+}
+export const CONN_FIELDS = 6;
+/** The `outcome` label of websocket_connections_total, indexed by Conn. */
+export const CONN_OUTCOMES = ['upgraded', 'rejected_by_backend', 'no_backend', 'connect_failed', 'limited'] as const;
+
+export const enum ErrorReason {
+  /** The backend refused the TCP (or TLS) connection. */
+  ConnectRefused = 0,
+  /** The dial or the backend's answer to the upgrade took too long. */
+  ConnectTimeout = 1,
+  /** The backend answered the upgrade with something that is not a valid WebSocket 101. */
+  HandshakeFailed = 2,
+  /** The backend's socket closed after the upgrade without a close frame (client gets 1011). */
+  BackendLost = 3,
+  /** The backend broke RFC 6455 (masked frame, reserved bits, bad opcode…): 1002. */
+  ProtocolError = 4,
+  /** A message above websocket.maxMessageSize on either leg: 1009. */
+  MessageTooBig = 5,
+  /** The backend stopped reading past websocket.upstreamWriteBudget: the client is closed with 1013. */
+  Backpressure = 6,
+}
+export const ERROR_REASONS = [
+  'connect_refused',
+  'connect_timeout',
+  'handshake_failed',
+  'backend_lost',
+  'protocol_error',
+  'message_too_big',
+  'backpressure',
+] as const;
+
+/** Which leg started the close: the client, the backend, or Sluice itself (limits, shutdown, protocol). */
+export const enum Side {
+  Client = 0,
+  Backend = 1,
+  Proxy = 2,
+}
+export const SIDES = ['client', 'backend', 'proxy'] as const;
+
+/** `code` label values: the standard codes 1000-1015 one by one, then three buckets, so the label set is
+ *  bounded whatever codes applications use. */
+export const CLOSE_CODES = [
+  ...Array.from({ length: 16 }, (_, i) => String(1000 + i)),
+  '3xxx',
+  '4xxx',
+  'other',
+] as const;
+
+export function closeCodeIndex(code: number): number {
+  if (code >= 1000 && code <= 1015) return code - 1000;
+  if (code >= 3000 && code <= 3999) return 16;
+  if (code >= 4000 && code <= 4999) return 17;
+  return 18;
+}
+
+/** Upper bounds (seconds) of websocket_upgrade_duration_seconds: from a loopback 101 to a slow dial. */
+export const UPGRADE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+/** Upper bounds (seconds) of websocket_connection_duration_seconds: a second to a day. */
+export const CONNECTION_BUCKETS = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 86400] as const;
+
+export interface RoutePlan {
+  readonly entryPoint: number;
+  readonly router: number;
+  readonly service: number;
+  /** Offset of this route's connections cells in a slab. */
+  readonly base: number;
+}
+
+export interface MetricsPlan {
+  readonly slabFloats: number;
+  readonly routes: readonly RoutePlan[];
+  /** Route index by `entryPoint * routers.length + router`, -1 when the router is not on that entry point. */
+  readonly routeIndex: Int32Array;
+  /** A backend's position in its service's pool (the cell of its connections counters). */
+  readonly backendPosition: Int32Array;
+  /** The "none" position of each service (its pool size): outcomes with no backend chosen. */
+  readonly noneOffset: Int32Array;
+  readonly errorsBase: number;
+  readonly closesBase: number;
+  readonly upgradeBase: number;
+  readonly durationBase: number;
+}
+
+export const UPGRADE_STRIDE = UPGRADE_BUCKETS.length + 3;
+export const DURATION_STRIDE = CONNECTION_BUCKETS.length + 3;
+
+export function planMetrics(snapshot: Snapshot): MetricsPlan {
+  const routers = snapshot.routers.length;
+  const routeIndex = new Int32Array(snapshot.entryPoints.length * routers).fill(-1);
+  const routes: RoutePlan[] = [];
+  let offset = 0;
+  snapshot.routers.forEach((router, r) => {
+    for (const entryPoint of router.entryPoints) {
+      routeIndex[entryPoint * routers + r] = routes.length;
+      routes.push({ entryPoint, router: r, service: router.service, base: offset });
+      offset += (snapshot.services[router.service]!.backends.length + 1) * CONN_FIELDS;
+    }
+  });
+  const backendPosition = new Int32Array(snapshot.backends.length);
+  const noneOffset = new Int32Array(snapshot.services.length);
+  snapshot.services.forEach((service, s) => {
+    service.backends.forEach((backend, position) => (backendPosition[backend] = position));
+    noneOffset[s] = service.backends.length;
+  });
+  const errorsBase = offset;
+  offset += snapshot.backends.length * ERROR_REASONS.length;
+  const closesBase = offset;
+  offset += snapshot.services.length * SIDES.length * CLOSE_CODES.length;
+  const upgradeBase = offset;
+  offset += snapshot.services.length * UPGRADE_STRIDE;
+  const durationBase = offset;
+  offset += snapshot.services.length * DURATION_STRIDE;
+  return { slabFloats: offset, routes, routeIndex, backendPosition, noneOffset, errorsBase, closesBase, upgradeBase, durationBase };
+}
+
+/** Offset of the connections cell of `backend` (-1: none chosen) on `route`, field 0. */
+export function connectionCell(plan: MetricsPlan, route: RoutePlan, backend: number): number {
+  const position = backend < 0 ? plan.noneOffset[route.service]! : plan.backendPosition[backend]!;
+  return route.base + position * CONN_FIELDS;
+}
+
+export function errorOffset(plan: MetricsPlan, backend: number, reason: ErrorReason): number {
+  return plan.errorsBase + backend * ERROR_REASONS.length + reason;
+}
+
+export function closeOffset(plan: MetricsPlan, service: number, side: Side, code: number): number {
+  return plan.closesBase + (service * SIDES.length + side) * CLOSE_CODES.length + closeCodeIndex(code);
+}
+
+/** Add one observation to the histogram at `base` (counts per bucket, +Inf, sum, count). */
+export function observe(slab: Float64Array, base: number, bounds: readonly number[], seconds: number): void {
+  let bucket = 0;
+  while (bucket < bounds.length && seconds > bounds[bucket]!) bucket++;
+  slab[base + bucket]++;
+  slab[base + bounds.length + 1] += seconds;
+  slab[base + bounds.length + 2]++;
+}

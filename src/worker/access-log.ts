@@ -1,0 +1,81 @@
+/**
+ * The worker's half of the access log: one record per closed WebSocket connection, kept in a batch and
+ * sent to the primary (which names the indexes and writes the JSON lines, src/primary/access-log.ts) at
+ * most every FLUSH_MS, or sooner when MAX_BATCH records wait. Nothing is formatted or written on a worker.
+ *
+ * Why batched postMessage of msgpackr-packed arrays, not a ring in shared memory: records are per
+ * connection close, not per message, so even a reconnect storm (tens of thousands of closes a second)
+ * makes only 4 messages a second per worker; a record holds a variable-length client address that a fixed
+ * ring slot would have to bound or intern; and a ring needs a reader polling it and an overflow policy.
+ * msgpackr over structured clone: bench/access-log-transfer.ts measures both (packing an array of arrays
+ * and transferring one ArrayBuffer costs less per record than cloning the arrays; numbers in that file).
+ */
+import { Packr } from 'msgpackr';
+import type { Snapshot } from '../config/snapshot.js';
+import type { Tunnel } from './tunnel.js';
+
+const FLUSH_MS = 250;
+const MAX_BATCH = 2048;
+
+/** One record, in this order (the primary's reader depends on it). */
+export type AccessRecord = [
+  endedAtMs: number,
+  clientAddress: string,
+  entryPoint: number,
+  router: number,
+  service: number,
+  backend: number,
+  durationMs: number,
+  messagesToBackend: number,
+  bytesToBackend: number,
+  messagesToClient: number,
+  bytesToClient: number,
+  closeCode: number,
+  closeSide: number,
+];
+
+const packr = new Packr({ useRecords: false });
+let enabled = false;
+let pending: AccessRecord[] = [];
+let timer: NodeJS.Timeout | null = null;
+let send: (packed: Uint8Array) => void = () => undefined;
+
+export function initAccessLog(snapshot: Snapshot, post: (packed: Uint8Array) => void): void {
+  enabled = snapshot.accessLog.enabled;
+  send = post;
+}
+
+/** Called once per closed connection (metrics.ts connectionClosed). */
+export function logConnection(t: Tunnel, seconds: number): void {
+  if (!enabled) return;
+  pending.push([
+    Date.now(),
+    t.clientAddress,
+    t.entryPoint,
+    t.router,
+    t.service,
+    t.backend,
+    Math.round(seconds * 1000),
+    t.messagesToBackend,
+    t.bytesToBackend,
+    t.messagesToClient,
+    t.bytesToClient,
+    t.closeCode,
+    t.closeSide,
+  ]);
+  if (pending.length >= MAX_BATCH) flushAccessLog();
+  else if (timer === null) timer = setTimeout(flushAccessLog, FLUSH_MS);
+}
+
+/** Send what is waiting (also called when the worker drains, so no record is lost on shutdown). */
+export function flushAccessLog(): void {
+  if (timer !== null) {
+    clearTimeout(timer);
+    timer = null;
+  }
+  if (pending.length === 0) return;
+  // Copy out of msgpackr's reused buffer into an exact-size one the caller can transfer.
+  const packed = Uint8Array.from(packr.pack(pending));
+  pending = [];
+  send(packed);
+}

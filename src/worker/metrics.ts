@@ -1,0 +1,142 @@
+/**
+ * The worker's half of the metrics: adds to this worker's own slab of the SharedArrayBuffer at offsets
+ * planned from the snapshot (metrics-plan.ts), so counting is a store to a Float64Array, with no message
+ * between threads, no lock and no allocation. The primary sums every worker's slab when scraped.
+ *
+ * Per message (countToBackend/countToClient): four Float64 adds, two on the shared slab (per backend and
+ * direction) and two on the tunnel (for its access-log line). Per connection: the outcome, the live gauge,
+ * the close (side and code), two histograms, and the access-log record when that log is on.
+ *
+ * SLUICE_METRICS=off, read once when the worker starts, swaps the per-message functions for no-ops and
+ * turns the per-connection ones off: the bench compares both to show what counting costs.
+ */
+import { performance } from 'node:perf_hooks';
+import {
+  Conn,
+  CONNECTION_BUCKETS,
+  ErrorReason,
+  Side,
+  UPGRADE_BUCKETS,
+  closeOffset,
+  connectionCell,
+  errorOffset,
+  observe,
+  planMetrics,
+  type MetricsPlan,
+  type RoutePlan,
+  UPGRADE_STRIDE,
+  DURATION_STRIDE,
+} from '../shared/metrics-plan.js';
+import { Traffic } from '../shared/layout.js';
+import type { WorkerContext } from './context.js';
+import type { Tunnel } from './tunnel.js';
+import { logConnection } from './access-log.js';
+
+export { Conn, ErrorReason, Side };
+
+let enabled = false;
+let plan: MetricsPlan;
+let slab: Float64Array = new Float64Array(0);
+/** Offset of this worker's slab in shared.workerMetrics. */
+let base = 0;
+let routers = 0;
+let traffic: Float64Array = new Float64Array(0);
+
+/**
+ * Set up counting for this worker. Returns false (and counts nothing) when SLUICE_METRICS=off or when the
+ * shared buffer was made without a slab for this snapshot (a mismatch would write into the wrong cells).
+ */
+export function initMetrics(ctx: WorkerContext): boolean {
+  plan = planMetrics(ctx.snapshot);
+  routers = ctx.snapshot.routers.length;
+  slab = ctx.shared.workerMetrics;
+  traffic = ctx.shared.workerTraffic;
+  base = ctx.workerIndex * ctx.shared.slabFloats;
+  enabled = process.env.SLUICE_METRICS !== 'off' && plan.slabFloats === ctx.shared.slabFloats;
+  if (enabled) {
+    countToBackend = countToBackendOn;
+    countToClient = countToClientOn;
+  } else {
+    countToBackend = countNothing;
+    countToClient = countNothing;
+  }
+  return enabled;
+}
+
+function routeOf(t: Tunnel): RoutePlan {
+  return plan.routes[plan.routeIndex[t.entryPoint * routers + t.router]!]!;
+}
+
+// ---- per message ------------------------------------------------------------------------------
+
+function countToBackendOn(t: Tunnel, bytes: number): void {
+  traffic[t.trafficOffset + Traffic.MessagesToBackend]++;
+  traffic[t.trafficOffset + Traffic.BytesToBackend] += bytes;
+  t.messagesToBackend++;
+  t.bytesToBackend += bytes;
+}
+
+function countToClientOn(t: Tunnel, bytes: number): void {
+  traffic[t.trafficOffset + Traffic.MessagesToClient]++;
+  traffic[t.trafficOffset + Traffic.BytesToClient] += bytes;
+  t.messagesToClient++;
+  t.bytesToClient += bytes;
+}
+
+function countNothing(_t: Tunnel, _bytes: number): void {}
+
+/** One client message forwarded to the backend (payload bytes). */
+export let countToBackend: (t: Tunnel, bytes: number) => void = countNothing;
+/** One backend message delivered to the client (payload bytes, all fragments). */
+export let countToClient: (t: Tunnel, bytes: number) => void = countNothing;
+
+// ---- per connection ---------------------------------------------------------------------------
+
+/** The client's upgrade request arrived (routed): the upgrade duration starts now. */
+export function upgradeStarted(t: Tunnel): void {
+  t.startedAt = performance.now();
+}
+
+/** How an upgrade ended when it did not open a tunnel; `t.backend` is the last backend tried (-1: none). */
+export function countOutcome(t: Tunnel, outcome: Conn.RejectedByBackend | Conn.NoBackend | Conn.ConnectFailed | Conn.Limited): void {
+  if (!enabled) return;
+  slab[base + connectionCell(plan, routeOf(t), outcome === Conn.NoBackend ? -1 : t.backend) + outcome]++;
+}
+
+/** The backend's 101 was relayed: the connection is live. */
+export function connectionOpened(t: Tunnel): void {
+  t.openedAt = performance.now();
+  if (!enabled) return;
+  const cell = base + connectionCell(plan, routeOf(t), t.backend);
+  slab[cell + Conn.Upgraded]++;
+  slab[cell + Conn.Active]++;
+  observe(slab, base + plan.upgradeBase + t.service * UPGRADE_STRIDE, UPGRADE_BUCKETS, (t.openedAt - t.startedAt) / 1000);
+}
+
+/** A backend failed this way (counted per attempt, so a retried connect counts too). */
+export function countError(backend: number, reason: ErrorReason): void {
+  if (!enabled || backend < 0) return;
+  slab[base + errorOffset(plan, backend, reason)]++;
+}
+
+/** Remember who started closing and with which code; the first call wins. */
+export function closeStartedBy(t: Tunnel, side: Side, code: number): void {
+  if (t.closeSide < 0) {
+    t.closeSide = side;
+    t.closeCode = code;
+  }
+}
+
+/** uWS closed the client of an open tunnel (exactly once per opened connection). `code` is what uWS
+ *  reported; it counts as the client's close unless a side was recorded before. */
+export function connectionClosed(t: Tunnel, code: number): void {
+  if (t.openedAt === 0) return;
+  closeStartedBy(t, Side.Client, code);
+  const seconds = (performance.now() - t.openedAt) / 1000;
+  t.openedAt = 0;
+  logConnection(t, seconds);
+  if (!enabled) return;
+  slab[base + connectionCell(plan, routeOf(t), t.backend) + Conn.Active]--;
+  slab[base + closeOffset(plan, t.service, t.closeSide as Side, t.closeCode)]++;
+  observe(slab, base + plan.durationBase + t.service * DURATION_STRIDE, CONNECTION_BUCKETS, seconds);
+}
