@@ -55,13 +55,27 @@ function uniquePath(kind: 'echo' | 'drive'): string {
   return `/${kind}/${++nextPath}`;
 }
 
+/** 200 clients from 127.0.0.1-8 each send 500 numbered messages to an echo path; all come back in order. */
+async function manyConnections(sluiceUrl: string): Promise<void> {
+  const clients = await Promise.all(Array.from({ length: 200 }, (_, c) => connect(`${sluiceUrl}${uniquePath('echo')}`, { localAddress: `127.0.0.${1 + (c % 8)}` })));
+  for (let c = 0; c < clients.length; c++) for (let i = 0; i < 500; i++) clients[c]!.ws.send(`${c}:${i}`);
+  await Promise.all(
+    clients.map(async (client, c) => {
+      const got = await client.take(500, 30_000);
+      for (let i = 0; i < 500; i++) if (got[i]!.data.toString() !== `${c}:${i}`) assert.fail(`connection ${c}, message ${i}: '${got[i]!.data.toString()}'`);
+    }),
+  );
+  const addresses = new Set(clients.map((client) => (client.ws as unknown as { _socket: import('node:net').Socket })._socket.localAddress));
+  assert.equal(addresses.size, 8, 'clients came from 8 addresses');
+}
+
 describe('frame pump', () => {
   const scripted = new ScriptedBackend();
   let sluice: SluiceProcess | undefined;
 
   before(async () => {
     await scripted.start();
-    sluice = await startSluice(simpleConfig([scripted.backend.url]));
+    sluice = await startSluice(simpleConfig([scripted.backend.url]), { timeoutMs: 20_000 });
   });
   afterEach(closeAllPeers);
   after(async () => {
@@ -266,20 +280,7 @@ describe('frame pump', () => {
       }
     });
 
-    test('200 connections × 500 messages each, from addresses spread over 127.0.0.1-8: nothing lost or reordered', async () => {
-      const clients = await Promise.all(
-        Array.from({ length: 200 }, (_, c) => connect(`${sluice!.url}${uniquePath('echo')}`, { localAddress: `127.0.0.${1 + (c % 8)}` })),
-      );
-      for (let c = 0; c < clients.length; c++) for (let i = 0; i < 500; i++) clients[c]!.ws.send(`${c}:${i}`);
-      await Promise.all(
-        clients.map(async (client, c) => {
-          const got = await client.take(500, 30_000);
-          for (let i = 0; i < 500; i++) if (got[i]!.data.toString() !== `${c}:${i}`) assert.fail(`connection ${c}, message ${i}: '${got[i]!.data.toString()}'`);
-        }),
-      );
-      const addresses = new Set(clients.map((client) => (client.ws as unknown as { _socket: import('node:net').Socket })._socket.localAddress));
-      assert.equal(addresses.size, 8, 'clients came from 8 addresses');
-    });
+    test('200 connections × 500 messages each, from addresses spread over 127.0.0.1-8: nothing lost or reordered', () => manyConnections(sluice!.url));
   });
 });
 
@@ -298,6 +299,7 @@ describe('maximum message size (64 KiB)', () => {
   upstreamWriteBudget: 1MiB
 `,
       ),
+      { timeoutMs: 20_000 },
     );
   });
   afterEach(closeAllPeers);
@@ -376,4 +378,22 @@ describe('maximum message size (64 KiB)', () => {
     assert.equal(server.count, 0, 'no part of the oversize message reached the backend');
     await roundTrip(bystander.client, 'still flowing');
   });
+});
+
+describe('two workers', () => {
+  const scripted = new ScriptedBackend();
+  let sluice: SluiceProcess | undefined;
+
+  before(async () => {
+    await scripted.start();
+    sluice = await startSluice(simpleConfig([scripted.backend.url]), { workers: 2, timeoutMs: 20_000 });
+  });
+  afterEach(closeAllPeers);
+  after(async () => {
+    closeAllPeers();
+    await sluice?.stop();
+    await scripted.backend?.close();
+  });
+
+  test('200 connections × 500 messages each, with two workers: nothing lost or reordered', () => manyConnections(sluice!.url));
 });

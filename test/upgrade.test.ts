@@ -122,7 +122,9 @@ http:
       loadBalancer:
         servers:
           - url: "ws://127.0.0.1:${silent.port}"
-`);
+`,
+      { timeoutMs: 20_000 },
+    );
   });
   afterEach(closeAllPeers);
   after(async () => {
