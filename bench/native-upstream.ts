@@ -4,9 +4,12 @@
  * the client side. Two figures, each measured in a fresh child process per path:
  *
  *  - RSS per idle upstream connection: 8,000 connections upgraded and held (local addresses spread
- *    over 127.0.0.x), RSS after a GC minus RSS before the first connect, over the connections.
+ *    over 127.0.0.x), RSS after a GC minus RSS before the first connect, over the connections. The
+ *    child runs with a 1 MB young generation (--max-semi-space-size=1) so that V8 keeping the one it
+ *    grew during the burst of handshakes does not count as per-connection memory, in either path.
  *  - CPU µs per echo round trip: 2,000 connections × 10 messages/s of 64 B against a uWS echo
  *    backend, 2 s warm-up then 10 s measured; process CPU (user + system, every thread) over echoes.
+ *    Three runs per path, interleaved so drift on the machine spreads over both; the median is shown.
  *
  * The JS path is the one tunnel.ts uses: net.Socket with `onread` into one static buffer, frames
  * parsed in place, frame-codec.ts's masked encoder, writes corked until the end of the turn. Each
@@ -15,7 +18,7 @@
  * the backend to CPU 1.
  *
  *   npx tsc -p . && node dist/bench/native-upstream.js [--idle 8000] [--connections 2000]
- *     [--rate 10] [--seconds 10] [--size 64] [--only js|native] [--json FILE]
+ *     [--rate 10] [--seconds 10] [--warmup 2] [--size 64] [--runs 3] [--only js,native] [--json FILE]
  */
 import { fork, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -36,6 +39,8 @@ interface Options {
   seconds: number;
   warmup: number;
   size: number;
+  /** Echo runs per path, interleaved (js, native, js, native…); the table shows the median. */
+  runs: number;
   only: Path[];
   json: string;
 }
@@ -350,18 +355,21 @@ async function measureEcho(path: Path, port: number, options: Options): Promise<
   const count = options.connections;
   await upstream.open(count, port, Date.now() + 60_000);
   const payload = randomBytes(options.size);
-  // Open loop: every 10 ms, the next slice of connections sends one message each.
-  const tickMs = 10;
-  const perTick = Math.max(1, Math.round((count * options.rate * tickMs) / 1000));
+  // Open loop at a fixed rate: every 10 ms timer tick sends what is due by the clock (a late tick
+  // sends more), one message each on the next connections in turn; a burst is capped at one per
+  // connection so a stall is not made up all at once.
+  const started = performance.now();
+  const perMs = (count * options.rate) / 1000;
   let cursor = 0;
   let sent = 0;
   const timer = setInterval(() => {
-    for (let i = 0; i < perTick; i++) {
+    const due = Math.min(count, Math.floor((performance.now() - started) * perMs) - sent);
+    for (let i = 0; i < due; i++) {
       upstream.send(cursor, payload);
       cursor = (cursor + 1) % count;
-      sent++;
     }
-  }, tickMs);
+    if (due > 0) sent += due;
+  }, 10);
   await sleep(options.warmup * 1000);
   const sent0 = sent;
   const echoed0 = upstream.echoed;
@@ -382,7 +390,7 @@ async function measureEcho(path: Path, port: number, options: Options): Promise<
 // ---- orchestration --------------------------------------------------------------------------
 
 function parseOptions(argv: readonly string[]): Options {
-  const o: Options = { idle: 8000, connections: 2000, rate: 10, seconds: 10, warmup: 2, size: 64, only: ['js', 'native'], json: '' };
+  const o: Options = { idle: 8000, connections: 2000, rate: 10, seconds: 10, warmup: 2, size: 64, runs: 3, only: ['js', 'native'], json: '' };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i]!;
     const value = argv[i + 1] ?? '';
@@ -398,6 +406,7 @@ function parseOptions(argv: readonly string[]): Options {
     else if (name === '--seconds') o.seconds = numeric();
     else if (name === '--warmup') o.warmup = numeric();
     else if (name === '--size') o.size = numeric();
+    else if (name === '--runs') o.runs = Math.max(1, Math.floor(numeric()));
     else if (name === '--only') {
       o.only = value.split(',') as Path[];
       i++;
@@ -426,11 +435,11 @@ const hasTaskset = ((): boolean => {
 })();
 
 /** Start this file in another role, pinned to `cpu` when taskset exists; resolves its one reply. */
-function child(args: string[], cpu: number, keep = false): { process: ChildProcess; reply: Promise<unknown> } {
-  const nodeArgs = ['--expose-gc', self, ...args];
+function child(args: string[], cpu: number, keep = false, nodeFlags: string[] = []): { process: ChildProcess; reply: Promise<unknown> } {
+  const nodeArgs = ['--expose-gc', ...nodeFlags, self, ...args];
   const proc = hasTaskset
     ? spawn('taskset', ['-c', String(cpu), process.execPath, ...nodeArgs], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    : fork(self, args, { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    : fork(self, args, { execArgv: ['--expose-gc', ...nodeFlags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const reply = new Promise<unknown>((resolve, reject) => {
     const timer = setTimeout(() => {
       proc.kill();
@@ -476,6 +485,12 @@ async function runChild(): Promise<void> {
 
 const KB = (bytes: number): string => (bytes / 1024).toFixed(2);
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const backend = child(['--role', 'backend'], 1, true);
@@ -486,12 +501,17 @@ async function main(): Promise<void> {
   try {
     for (const path of options.only) {
       process.stderr.write(`native-upstream bench: ${path}: holding ${options.idle} idle connections…\n`);
-      idle.push((await child(['--role', 'client', '--phase', 'idle', '--path', path, '--port', String(port), ...passthrough], 0).reply) as IdleResult);
+      // A 1 MB young generation: V8 grows it to 16 MB during the burst of handshakes and keeps it,
+      // which would add ~2-4 KB of noise per connection to either path.
+      idle.push((await child(['--role', 'client', '--phase', 'idle', '--path', path, '--port', String(port), ...passthrough], 0, false, ['--max-semi-space-size=1']).reply) as IdleResult);
       await sleep(1000);
     }
-    for (const path of options.only) {
-      process.stderr.write(`native-upstream bench: ${path}: ${options.connections} connections × ${options.rate} msg/s for ${options.seconds} s…\n`);
-      echo.push((await child(['--role', 'client', '--phase', 'echo', '--path', path, '--port', String(port), ...passthrough], 0).reply) as EchoResult);
+    for (let run = 1; run <= options.runs; run++) {
+      for (const path of options.only) {
+        process.stderr.write(`native-upstream bench: run ${run}/${options.runs}: ${path}: ${options.connections} connections × ${options.rate} msg/s for ${options.seconds} s…\n`);
+        echo.push((await child(['--role', 'client', '--phase', 'echo', '--path', path, '--port', String(port), ...passthrough], 0).reply) as EchoResult);
+        await sleep(1000);
+      }
     }
   } finally {
     backend.process.disconnect();
@@ -501,12 +521,16 @@ async function main(): Promise<void> {
     '',
     `${options.idle} idle upgraded connections; echo: ${options.connections} connections × ${options.rate} msg/s × ${options.size} B, ${options.seconds} s measured${hasTaskset ? ' (client on CPU 0, backend on CPU 1)' : ''}.`,
     '',
-    '| Path | RSS / idle connection | anonymous RSS / connection | JS heap / connection | CPU µs / round trip | Echoed / sent |',
+    '| Path | RSS / idle connection | anonymous RSS / connection | JS heap / connection | CPU µs / round trip, median (runs) | Echoed / sent in windows |',
     '|---|---|---|---|---|---|',
     ...options.only.map((path) => {
       const i = idle.find((r) => r.path === path)!;
-      const e = echo.find((r) => r.path === path)!;
-      return `| ${path} | ${KB(i.rssPerConnection)} KB | ${KB(i.anonPerConnection)} KB | ${KB(i.heapPerConnection)} KB | ${e.microsPerRoundTrip.toFixed(2)} | ${e.echoed} / ${e.sent} |`;
+      const runs = echo.filter((r) => r.path === path);
+      const m = median(runs.map((r) => r.microsPerRoundTrip));
+      const all = runs.map((r) => r.microsPerRoundTrip.toFixed(2)).join(', ');
+      const echoed = runs.reduce((n, r) => n + r.echoed, 0);
+      const sent = runs.reduce((n, r) => n + r.sent, 0);
+      return `| ${path} | ${KB(i.rssPerConnection)} KB | ${KB(i.anonPerConnection)} KB | ${KB(i.heapPerConnection)} KB | ${m.toFixed(2)} (${all}) | ${echoed} / ${sent} |`;
     }),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

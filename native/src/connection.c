@@ -578,7 +578,11 @@ void env_close_all(upstream_env *e) {
   for (uint32_t i = 0; i < e->slot_count; i++) {
     if (e->slots[i] != NULL) close_handle(e->slots[i]);
   }
-  while (e->deadlines != NULL) close_handle(e->deadlines); /* lingering closes */
+  while (e->deadlines != NULL) { /* lingering closes */
+    conn *c = e->deadlines;
+    deadline_remove(c);
+    close_handle(c);
+  }
   for (conn *c = e->dirty; c != NULL; c = c->next_dirty) close_handle(c);
   uv_close((uv_handle_t *)&e->flush_before_poll, on_env_handle_closed);
   uv_close((uv_handle_t *)&e->flush_after_poll, on_env_handle_closed);
