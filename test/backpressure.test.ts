@@ -4,9 +4,9 @@
  * flood at the backend (Sluice stops reading it) with Sluice's memory bounded, another client's round
  * trips stay fast meanwhile, and every byte arrives in order once the client reads again; a backend
  * that stops reading gets its flooding client closed with 1013 once upstreamWriteBudget is passed.
- * Whole file: about 12 s, most of it the stop at the end: Sluice lets go of the backend that never
- * reads about 10 s after it closed that client (the 5 s close timer, re-armed once by Node because
- * the socket still had writes queued).
+ * Whole file: about 12 s, most of it the stop at the end (see the todo test): Sluice lets go of the
+ * backend that never reads about 10 s after it closed that client (the 5 s close timer, re-armed once
+ * by Node because the socket still had writes queued), and the stop waits for it.
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -76,6 +76,8 @@ describe('backpressure', () => {
         `websocket:
   maxMessageSize: 1MiB
   upstreamWriteBudget: 2MiB
+shutdown:
+  gracePeriod: 1s
 `,
       ),
       { workers: 1, timeoutMs: 20_000 },
@@ -172,4 +174,21 @@ describe('backpressure', () => {
     await bystander.send('still flowing');
     assert.equal((await bystander.next()).data.toString(), 'still flowing');
   });
+
+  // Last: it stops the shared Sluice.
+  test(
+    'SIGTERM exits within the grace period although a backend never answers its close',
+    { todo: "the worker's drain forces only tunnels whose client is open; a backend socket still waiting for its close reply keeps the thread alive until its own timer (5-10 s)" },
+    async () => {
+      const client = await connect(`${sluice!.url}/stall/2`);
+      client.ws.close(1000);
+      await client.waitClose(2000);
+      // Sluice now waits for the stalled backend (and the one the 1013 test left) to answer its close frame.
+      const started = Date.now();
+      const code = await sluice!.stop();
+      const elapsed = Date.now() - started;
+      assert.equal(code, 0);
+      assert.ok(elapsed < 3000, `stopping took ${elapsed} ms with shutdown.gracePeriod 1s`);
+    },
+  );
 });
