@@ -3,8 +3,9 @@
  * copies a complete frame, and a frame writer that masks straight into a caller's buffer so a
  * thread can send a whole tick's frames from one allocation. It does only what a load generator
  * needs (binary messages, ping/pong, close), which keeps the client's CPU per message well below
- * the proxy's; the `ws` library costs several times more per message because of its event and
- * buffer layers.
+ * the proxy's (about 8 µs per message at 20,000 msg/s, against 15-25 µs per round trip for the
+ * proxies measured); a general-purpose library such as `ws` adds event and buffer layers per
+ * message that a generator does not need.
  */
 import net from 'node:net';
 import tls from 'node:tls';
