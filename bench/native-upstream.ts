@@ -4,9 +4,10 @@
  * the client side. Two figures, each measured in a fresh child process per path:
  *
  *  - RSS per idle upstream connection: 8,000 connections upgraded and held (local addresses spread
- *    over 127.0.0.x), RSS after a GC minus RSS before the first connect, over the connections. The
- *    child runs with a 1 MB young generation (--max-semi-space-size=1) so that V8 keeping the one it
- *    grew during the burst of handshakes does not count as per-connection memory, in either path.
+ *    over 127.0.0.x), RSS after a GC minus RSS before the first connect, over the connections. Once
+ *    with V8's defaults, once with a 1 MB young generation (--max-semi-space-size=1): V8 grows the
+ *    young generation to 16 MB during the burst of handshakes and keeps it, 2-3 KB per connection
+ *    at 8,000 that belong to no connection, in either path.
  *  - CPU µs per echo round trip: 2,000 connections × 10 messages/s of 64 B against a uWS echo
  *    backend, 2 s warm-up then 10 s measured; process CPU (user + system, every thread) over echoes.
  *    Three runs per path, interleaved so drift on the machine spreads over both; the median is shown.
@@ -47,6 +48,7 @@ interface Options {
 
 interface IdleResult {
   path: Path;
+  youngGeneration?: 'default' | '1 MB';
   connections: number;
   rssBefore: number;
   rssAfter: number;
@@ -499,12 +501,17 @@ async function main(): Promise<void> {
   const echo: EchoResult[] = [];
   const passthrough = process.argv.slice(2);
   try {
-    for (const path of options.only) {
-      process.stderr.write(`native-upstream bench: ${path}: holding ${options.idle} idle connections…\n`);
-      // A 1 MB young generation: V8 grows it to 16 MB during the burst of handshakes and keeps it,
-      // which would add ~2-4 KB of noise per connection to either path.
-      idle.push((await child(['--role', 'client', '--phase', 'idle', '--path', path, '--port', String(port), ...passthrough], 0, false, ['--max-semi-space-size=1']).reply) as IdleResult);
-      await sleep(1000);
+    // Idle memory twice per path: with V8's default young generation, which V8 grows to 16 MB during
+    // the burst of handshakes and keeps (what a freshly loaded Sluice shows), and with a 1 MB one,
+    // which leaves the memory that really belongs to the connections.
+    for (const young of ['default', '1 MB'] as const) {
+      for (const path of options.only) {
+        process.stderr.write(`native-upstream bench: ${path}: holding ${options.idle} idle connections (young generation ${young})…\n`);
+        const flags = young === 'default' ? [] : ['--max-semi-space-size=1'];
+        const result = (await child(['--role', 'client', '--phase', 'idle', '--path', path, '--port', String(port), ...passthrough], 0, false, flags).reply) as IdleResult;
+        idle.push({ ...result, youngGeneration: young });
+        await sleep(1000);
+      }
     }
     for (let run = 1; run <= options.runs; run++) {
       for (const path of options.only) {
@@ -521,16 +528,17 @@ async function main(): Promise<void> {
     '',
     `${options.idle} idle upgraded connections; echo: ${options.connections} connections × ${options.rate} msg/s × ${options.size} B, ${options.seconds} s measured${hasTaskset ? ' (client on CPU 0, backend on CPU 1)' : ''}.`,
     '',
-    '| Path | RSS / idle connection | anonymous RSS / connection | JS heap / connection | CPU µs / round trip, median (runs) | Echoed / sent in windows |',
-    '|---|---|---|---|---|---|',
+    '| Path | RSS / idle connection | anonymous RSS / connection | JS heap / connection | same with a 1 MB young generation: RSS / anonymous | CPU µs / round trip, median (runs) | Echoed / sent in windows |',
+    '|---|---|---|---|---|---|---|',
     ...options.only.map((path) => {
-      const i = idle.find((r) => r.path === path)!;
+      const i = idle.find((r) => r.path === path && r.youngGeneration === 'default')!;
+      const small = idle.find((r) => r.path === path && r.youngGeneration === '1 MB')!;
       const runs = echo.filter((r) => r.path === path);
       const m = median(runs.map((r) => r.microsPerRoundTrip));
       const all = runs.map((r) => r.microsPerRoundTrip.toFixed(2)).join(', ');
       const echoed = runs.reduce((n, r) => n + r.echoed, 0);
       const sent = runs.reduce((n, r) => n + r.sent, 0);
-      return `| ${path} | ${KB(i.rssPerConnection)} KB | ${KB(i.anonPerConnection)} KB | ${KB(i.heapPerConnection)} KB | ${m.toFixed(2)} (${all}) | ${echoed} / ${sent} |`;
+      return `| ${path} | ${KB(i.rssPerConnection)} KB | ${KB(i.anonPerConnection)} KB | ${KB(i.heapPerConnection)} KB | ${KB(small.rssPerConnection)} KB / ${KB(small.anonPerConnection)} KB | ${m.toFixed(2)} (${all}) | ${echoed} / ${sent} |`;
     }),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -34,6 +34,10 @@ export interface UpstreamCallbacks {
   onClose(id: number, code: number, reason: Buffer, kind: CloseKind, status: number): void;
   /** A write that had to wait for the kernel has completed and nothing else is queued. */
   onDrain?(id: number): void;
+  /** When set, called once per read of a framing connection before any of its frames is delivered;
+   *  call deliver(id) inside it (e.g. inside ws.cork) to have the frames delivered there, so that
+   *  uWS sends them all in one write. Frames not delivered by then are delivered when it returns. */
+  onRead?(id: number): void;
 }
 
 export interface UpstreamStats {
@@ -72,6 +76,8 @@ export interface NativeUpstream {
   sendMessage(id: number, opcode: 1 | 2 | 9 | 10, payload: Bytes): number;
   /** Send a close frame (code 0: no status) and wait for the backend's; onClose reports its answer. */
   sendClose(id: number, code: number, reason?: string | Bytes): boolean;
+  /** Inside onRead(id) only: deliver that read's frames now. False when there is nothing to deliver. */
+  deliver(id: number): boolean;
   /** Stop / restart reading this connection (backpressure); takes effect after the current read. */
   pause(id: number): boolean;
   resume(id: number): boolean;

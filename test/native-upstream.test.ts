@@ -13,7 +13,7 @@ import os from 'node:os';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { CloseKind as CloseKindType } from '../native/index.js';
+import type { CloseKind as CloseKindType, UpstreamCallbacks } from '../native/index.js';
 import { waitFor } from './helpers/wait.js';
 
 type NativeModule = typeof import('../native/index.js');
@@ -97,6 +97,24 @@ class Upstream {
 
 const live = new Map<number, Upstream>();
 
+/** This thread's callbacks: each event goes to the Upstream that owns the id. */
+const threadCallbacks: UpstreamCallbacks = {
+  onOpen: (id, status) => {
+    const u = live.get(id)!;
+    u.openStatus = status;
+    if (status !== 0) live.delete(id);
+  },
+  onRaw: (id, bytes) => live.get(id)!.onRaw(bytes),
+  onMessage: (id, opcode, fin, payload) => live.get(id)!.onMessage(opcode, fin, payload),
+  onClose: (id, code, reason, kind, status) => {
+    live.get(id)!.closed = { code, reason: reason.toString(), kind, status };
+    live.delete(id);
+  },
+  onDrain: (id) => {
+    live.get(id)!.drains++;
+  },
+};
+
 function dial(port: number, options: { dialTimeoutMs?: number; maxMessageSize?: number; host?: string } = {}): Upstream {
   const id = native!.connect(options.host ?? '127.0.0.1', port, options.dialTimeoutMs ?? 2000);
   assert.ok(id > 0, `connect returned ${id}`);
@@ -152,22 +170,7 @@ describe('native upstream addon', { skip }, () => {
   const backendByPath = new Map<string, WebSocket>();
 
   before(async () => {
-    native!.init({
-      onOpen: (id, status) => {
-        const u = live.get(id)!;
-        u.openStatus = status;
-        if (status !== 0) live.delete(id);
-      },
-      onRaw: (id, bytes) => live.get(id)!.onRaw(bytes),
-      onMessage: (id, opcode, fin, payload) => live.get(id)!.onMessage(opcode, fin, payload),
-      onClose: (id, code, reason, kind, status) => {
-        live.get(id)!.closed = { code, reason: reason.toString(), kind, status };
-        live.delete(id);
-      },
-      onDrain: (id) => {
-        live.get(id)!.drains++;
-      },
-    });
+    native!.init(threadCallbacks);
     wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * MiB });
     wss.on('connection', (ws, request) => {
       const path = request.url ?? '/';
@@ -403,6 +406,37 @@ describe('native upstream addon', { skip }, () => {
     native!.setDeadline(u.id, 50);
     await waitFor('onClose', () => u.closed !== null);
     assert.deepEqual(u.closed, { code: 1006, reason: '', kind: CloseKind.Timeout, status: ETIMEDOUT });
+  });
+
+  test('onRead lets the caller choose where a read\u2019s frames are delivered', async () => {
+    const { u, backend } = await driven('/on-read');
+    const trace: string[] = [];
+    const callbacks: UpstreamCallbacks = {
+      ...threadCallbacks,
+      onMessage: (id, opcode, fin, payload) => {
+        trace.push(`message ${Buffer.from(payload).toString()}`);
+        threadCallbacks.onMessage(id, opcode, fin, payload);
+      },
+      onRead: (id) => {
+        trace.push('read');
+        // What ws.cork(() => native.deliver(id)) does, minus uWS.
+        trace.push('cork');
+        assert.equal(native!.deliver(id), true);
+        assert.equal(native!.deliver(id), false, 'a read is delivered once');
+        trace.push('uncork');
+      },
+    };
+    native!.init(callbacks);
+    try {
+      // Three frames in one TCP segment: one read, one onRead, three messages inside it.
+      (backend as unknown as { _socket: net.Socket })._socket.write(Buffer.from([0x81, 1, 0x61, 0x81, 1, 0x62, 0x81, 1, 0x63]));
+      await waitFor('three messages', () => u.messages.length === 3);
+      assert.deepEqual(trace, ['read', 'cork', 'message a', 'message b', 'message c', 'uncork']);
+      assert.equal(native!.deliver(u.id), false, 'outside onRead there is nothing to deliver');
+    } finally {
+      native!.init(threadCallbacks);
+    }
+    native!.destroy(u.id);
   });
 
   test('pause stops delivery until resume', async () => {

@@ -151,6 +151,15 @@ void js_on_drain(conn *c) {
   call(e, callback(e, e->on_drain), 1, argv);
 }
 
+bool js_has_on_read(upstream_env *e) { return e->on_read != NULL && can_call(e); }
+
+void js_on_read(conn *c) {
+  upstream_env *e = c->owner;
+  napi_value argv[1];
+  napi_create_uint32(e->env, c->id, &argv[0]);
+  call(e, callback(e, e->on_read), 1, argv);
+}
+
 /* ---- argument helpers ---------------------------------------------------------------------- */
 
 static upstream_env *env_state(napi_env env) {
@@ -246,7 +255,7 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   ARGS(1);
   if (argc < 1 || set_ref(env, argv[0], "onOpen", &e->on_open, true) != napi_ok || set_ref(env, argv[0], "onRaw", &e->on_raw, true) != napi_ok ||
       set_ref(env, argv[0], "onMessage", &e->on_message, true) != napi_ok || set_ref(env, argv[0], "onClose", &e->on_close, true) != napi_ok ||
-      set_ref(env, argv[0], "onDrain", &e->on_drain, false) != napi_ok) {
+      set_ref(env, argv[0], "onDrain", &e->on_drain, false) != napi_ok || set_ref(env, argv[0], "onRead", &e->on_read, false) != napi_ok) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "init(callbacks): onOpen, onRaw, onMessage and onClose must be functions");
     return NULL;
   }
@@ -366,6 +375,22 @@ static napi_value js_send_close(napi_env env, napi_callback_info info) {
   return boolean(env, true);
 }
 
+/* Inside onRead(id): deliver that read's frames now (onMessage/onClose run before this returns). */
+static napi_value js_deliver(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  conn *c = argc >= 1 ? conn_arg(env, e, argv[0]) : NULL;
+  if (c == NULL || e->pending_read.c != c) return boolean(env, false);
+  /* Handles made inside this call die with it: cache nothing in the outer scope meanwhile. */
+  napi_value saved_buffer = scope_read_buffer, saved_message = scope_on_message;
+  upstream_env *saved_owner = scope_owner;
+  scope_owner = NULL;
+  conn_deliver_pending(e);
+  scope_read_buffer = saved_buffer;
+  scope_on_message = saved_message;
+  scope_owner = saved_owner;
+  return boolean(env, true);
+}
+
 static napi_value js_pause(napi_env env, napi_callback_info info) {
   ARGS(1);
   conn *c = argc >= 1 ? conn_arg(env, e, argv[0]) : NULL;
@@ -469,6 +494,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"startFraming", NULL, js_start_framing, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"sendMessage", NULL, js_send_message, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"sendClose", NULL, js_send_close, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"deliver", NULL, js_deliver, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"pause", NULL, js_pause, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"resume", NULL, js_resume, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"setDeadline", NULL, js_set_deadline, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},

@@ -365,25 +365,43 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     } else fail_socket(c, (int)nread);
   } else if (c->state == CONN_CLOSED) {
     /* lingering: what the backend still sends is dropped */
-  } else if ((uint8_t *)buf->base != e->read_buffer) {
-    c->partial_length += (uint32_t)nread;
+  } else if ((uint8_t *)buf->base != e->read_buffer || c->state == CONN_FRAMING) {
+    bool direct = (uint8_t *)buf->base != e->read_buffer;
     e->stats.bytes_in += (uint64_t)nread;
-    e->stats.direct_reads++;
-    size_t offset = 0;
-    frames_parse_partial(c, NULL, &offset, 0);
+    if (direct) {
+      c->partial_length += (uint32_t)nread;
+      e->stats.direct_reads++;
+    }
+    e->pending_read.c = c;
+    e->pending_read.src = (source){SOURCE_READ_BUFFER, e->read_buffer, READ_BUFFER_SIZE, NULL};
+    e->pending_read.end = (size_t)nread;
+    e->pending_read.direct = direct;
+    /* With onRead, JavaScript chooses when the frames of this read are delivered (inside ws.cork,
+     * so that uWS sends them all in one write); without it, or if it did not, deliver now. */
+    if (js_has_on_read(e)) js_on_read(c);
+    conn_deliver_pending(e);
   } else {
     e->stats.bytes_in += (uint64_t)nread;
-    if (c->state == CONN_RAW) {
-      js_on_raw(c, (size_t)nread);
-    } else if (c->state == CONN_FRAMING) {
-      source src = {SOURCE_READ_BUFFER, e->read_buffer, READ_BUFFER_SIZE, NULL};
-      size_t offset = 0;
-      e->read_buffer_busy = true;
-      if (c->partial == NULL || frames_parse_partial(c, &src, &offset, (size_t)nread)) frames_parse(c, &src, offset, (size_t)nread);
-      e->read_buffer_busy = false;
-    }
+    if (c->state == CONN_RAW) js_on_raw(c, (size_t)nread);
   }
   js_leave(e, scope, handles);
+}
+
+void conn_deliver_pending(upstream_env *e) {
+  conn *c = e->pending_read.c;
+  if (c == NULL) return;
+  e->pending_read.c = NULL;
+  if (c->state != CONN_FRAMING) return;
+  size_t offset = 0;
+  if (e->pending_read.direct) {
+    frames_parse_partial(c, NULL, &offset, 0);
+    return;
+  }
+  source *src = &e->pending_read.src;
+  size_t end = e->pending_read.end;
+  e->read_buffer_busy = true;
+  if (c->partial == NULL || frames_parse_partial(c, src, &offset, end)) frames_parse(c, src, offset, end);
+  e->read_buffer_busy = false;
 }
 
 void conn_pause(conn *c) {

@@ -112,7 +112,15 @@ struct upstream_env {
   uv_loop_t *loop;
   bool initialized;
   bool tearing_down;
-  napi_ref on_open, on_raw, on_message, on_close, on_drain;
+  napi_ref on_open, on_raw, on_message, on_close, on_drain, on_read;
+  /* The read being delivered when onRead is set: frames wait here until JavaScript calls deliver(id)
+   * (typically inside ws.cork) or onRead returns. Valid only during on_read. */
+  struct {
+    conn *c;
+    source src;
+    size_t end;
+    bool direct; /* the bytes went straight into the reassembly block */
+  } pending_read;
   napi_ref resource;
   napi_async_context async_context;
   napi_ref read_array_buffer;
@@ -183,5 +191,10 @@ void js_on_raw(conn *c, size_t length);
 void js_on_message(conn *c, source *src, uint8_t opcode, bool fin, size_t start, size_t length);
 void js_on_close(conn *c, uint16_t code, const uint8_t *reason, size_t reason_length, enum close_kind kind, int status);
 void js_on_drain(conn *c);
+bool js_has_on_read(upstream_env *e);
+void js_on_read(conn *c);
+
+/* connection.c: parse the read held in pending_read (once) */
+void conn_deliver_pending(upstream_env *e);
 
 #endif
