@@ -1,21 +1,25 @@
 /**
  * What metrics cost: Sluice's CPU per forwarded round trip with counting on, against the same build with
  * counting compiled out (SLUICE_METRICS=off, read once per worker, swaps the per-message counting
- * functions for no-ops and skips the per-connection ones). Runs alternate on/off so drift on a shared
- * machine spreads over both; the figure is the median of each, and the ratio of the medians.
+ * functions for no-ops and skips the per-connection ones).
  *
- *   npx tsc -p . && node dist/bench/metrics-cost.js [--runs 5] [--duration 5] [--out bench/results]
+ *   npx tsc -p . && node dist/bench/metrics-cost.js [--runs 7] [--duration 5] [--out bench/results]
  *
- * Loads: `echo` 64 B, 2,000 connections × 1 message / 100 ms (20,000 msg/s each way, open loop), and
- * `throughput` 64 B, 100 connections × 16 in flight (closed loop, as fast as it goes). Proxy CPU is read
- * from /proc over the generator's measured window only (bench/procstat.ts).
+ * Paired design, because this machine is shared with other benchmarks and sequential runs differed by
+ * 3× from one to the next: each run starts both variants side by side on the same CPU and drives the
+ * same load at both at the same time, so whatever else the machine does hits both alike; the figure is
+ * the median over runs of the on/off ratio of proxy CPU per round trip (and the medians of each).
+ *
+ * Loads: `echo` 64 B, 1,000 connections × 1 message / 100 ms per variant (10,000 msg/s each way, open
+ * loop), and `throughput` 64 B, 50 connections × 16 in flight per variant (closed loop). Proxy CPU is
+ * read from /proc over each generator's measured window only (bench/procstat.ts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseOptions } from '../loadtest/options.js';
 import { runLoad } from '../loadtest/run.js';
 import { cpuMicros, processTree } from './procstat.js';
-import { REPO_ROOT, commandExists, removeSnapshot, snapshotSluice, startBackends, startTarget, type Pinning } from './targets.js';
+import { REPO_ROOT, commandExists, removeSnapshot, snapshotSluice, startBackends, startTarget, type Pinning, type Running } from './targets.js';
 
 interface Sample {
   readonly variant: 'on' | 'off';
@@ -42,7 +46,7 @@ const median = (xs: readonly number[]): number => {
 };
 
 async function main(): Promise<void> {
-  const runs = arg('--runs', 5);
+  const runs = arg('--runs', 7);
   const duration = arg('--duration', 5);
   const out = argText('--out', join(REPO_ROOT, 'bench/results'));
   const pin: Pinning = commandExists('taskset') ? { proxyCpu: '0', loadCpu: '1' } : { proxyCpu: null, loadCpu: null };
@@ -52,33 +56,42 @@ async function main(): Promise<void> {
   const samples: Sample[] = [];
   try {
     for (let run = 1; run <= runs; run++) {
-      const order: ('on' | 'off')[] = run % 2 === 1 ? ['on', 'off'] : ['off', 'on'];
-      for (const variant of order) {
+      const targets = new Map<'on' | 'off', Running>();
+      // Start order alternates, so neither variant is always the older process.
+      for (const variant of run % 2 === 1 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
         if (variant === 'off') process.env.SLUICE_METRICS = 'off';
         else delete process.env.SLUICE_METRICS;
-        const target = await startTarget('sluice-1', backends.ports, pin, root);
-        try {
-          for (const load of ['echo', 'throughput'] as const) {
-            const shape = load === 'echo' ? ['--connections', '2000', '--interval', '100'] : ['--connections', '100', '--in-flight', '16'];
-            const options = parseOptions([load, '--url', target.urls.join(','), '--size', '64', ...shape, '--rate', '4000', '--warmup', '1', '--duration', String(duration), '--threads', '1', '--no-progress']);
-            let pids: number[] = [];
-            let before = 0;
-            let after = 0;
-            const report = await runLoad(options!, {
-              onPhase(phase) {
-                if (phase === 'measure') {
-                  pids = processTree(target.pid!);
-                  before = cpuMicros(pids);
-                } else if (phase === 'stop') after = cpuMicros(pids);
-              },
-            });
-            const sample: Sample = { variant, load, run, usPerRoundTrip: (after - before) / report.received, roundTrips: report.received, lost: report.lost };
+        targets.set(variant, await startTarget('sluice-1', backends.ports, pin, root));
+      }
+      delete process.env.SLUICE_METRICS;
+      try {
+        for (const load of ['echo', 'throughput'] as const) {
+          const measured = await Promise.all(
+            (['on', 'off'] as const).map(async (variant) => {
+              const target = targets.get(variant)!;
+              const shape = load === 'echo' ? ['--connections', '1000', '--interval', '100'] : ['--connections', '50', '--in-flight', '16'];
+              const options = parseOptions([load, '--url', target.urls.join(','), '--size', '64', ...shape, '--rate', '2000', '--warmup', '1', '--duration', String(duration), '--threads', '1', '--no-progress']);
+              let pids: number[] = [];
+              let before = 0;
+              let after = 0;
+              const report = await runLoad(options!, {
+                onPhase(phase) {
+                  if (phase === 'measure') {
+                    pids = processTree(target.pid!);
+                    before = cpuMicros(pids);
+                  } else if (phase === 'stop') after = cpuMicros(pids);
+                },
+              });
+              return { variant, load, run, usPerRoundTrip: (after - before) / report.received, roundTrips: report.received, lost: report.lost } satisfies Sample;
+            }),
+          );
+          for (const sample of measured) {
             samples.push(sample);
-            process.stderr.write(`run ${run} metrics ${variant.padEnd(3)} ${load.padEnd(10)} ${sample.usPerRoundTrip.toFixed(2)} µs/round trip (${report.received} round trips, lost ${report.lost})\n`);
+            process.stderr.write(`run ${run} metrics ${sample.variant.padEnd(3)} ${load.padEnd(10)} ${sample.usPerRoundTrip.toFixed(2)} µs/round trip (${sample.roundTrips} round trips, lost ${sample.lost})\n`);
           }
-        } finally {
-          await target.stop();
         }
+      } finally {
+        for (const target of targets.values()) await target.stop();
       }
     }
   } finally {
@@ -91,16 +104,22 @@ async function main(): Promise<void> {
   for (const load of ['echo', 'throughput'] as const) {
     const on = median(samples.filter((s) => s.load === load && s.variant === 'on').map((s) => s.usPerRoundTrip));
     const off = median(samples.filter((s) => s.load === load && s.variant === 'off').map((s) => s.usPerRoundTrip));
-    summary[load] = { on, off, ratio: on / off };
-    rows.push(`| ${load === 'echo' ? 'echo 64 B, 2,000 conn × 10 msg/s' : 'throughput 64 B, 100 conn × 16 in flight'} | ${on.toFixed(2)} | ${off.toFixed(2)} | ${((on / off - 1) * 100).toFixed(1)} % |`);
+    const ratios = Array.from({ length: runs }, (_, i) => {
+      const of = (v: 'on' | 'off'): number => samples.find((x) => x.run === i + 1 && x.load === load && x.variant === v)!.usPerRoundTrip;
+      return of('on') / of('off');
+    });
+    const ratio = median(ratios);
+    summary[load] = { on, off, ratio };
+    rows.push(`| ${load === 'echo' ? 'echo 64 B, 1,000 conn × 10 msg/s' : 'throughput 64 B, 50 conn × 16 in flight'} | ${on.toFixed(2)} | ${off.toFixed(2)} | ${((ratio - 1) * 100).toFixed(1)} % (runs: ${ratios.map((r) => `${((r - 1) * 100).toFixed(0)}`).join(', ')}) |`);
   }
   const stamp = new Date().toISOString().replace(/[-:]/g, '').slice(0, 13);
   const markdown = `# Metrics cost (${new Date().toISOString()})
 
-Sluice 1 worker${pin.proxyCpu === null ? '' : ' pinned to CPU 0 (generator and echo backends on CPU 1)'}; ${runs} runs alternating on/off, medians.
-Proxy CPU per round trip (one message each way through Sluice), µs, from /proc over the measured ${duration} s.
+Two Sluice processes, 1 worker each, metrics on and SLUICE_METRICS=off, side by side${pin.proxyCpu === null ? '' : ' on CPU 0 (generators and echo backends on CPU 1)'}, the same load at both at once; ${runs} runs.
+Proxy CPU per round trip (one message each way through Sluice), µs, from /proc over the measured ${duration} s: medians
+of each variant, and the cost as the median over runs of each run's on/off ratio.
 
-| Load | metrics on | metrics off (SLUICE_METRICS=off) | cost |
+| Load | metrics on | metrics off | cost (median of paired ratios; each run's in %) |
 |---|---|---|---|
 ${rows.join('\n')}
 
@@ -118,7 +137,7 @@ ${Array.from({ length: runs }, (_, i) => i + 1)
   .join('\n')}
 
 Command: \`node dist/bench/metrics-cost.js --runs ${runs} --duration ${duration}\`. The machine is shared with other
-benchmarks; the alternating order and the medians are there to keep that noise out of the ratio.
+benchmarks; running both variants at once and taking paired ratios keeps most of that noise out of the cost.
 `;
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, `metrics-cost-${stamp}.md`), markdown);

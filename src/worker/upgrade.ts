@@ -210,7 +210,6 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   socket.setKeepAlive(true, 30_000);
   t.handshake = null;
   countTotal(Total.Upgraded);
-  connectionOpened(t);
   const res = h.res;
   res.cork(() => {
     res.upgrade<TunnelRef>({ tunnel: t }, h.client.key, protocol, '', h.uwsContext);
@@ -220,6 +219,8 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     abandonBackend(t);
     return;
   }
+  // Counted open only once uWS holds the client: then its `close` is sure to come and count the close.
+  connectionOpened(t);
   openTunnel(t, t.ws, early.length > 0 ? early : null);
 }
 
