@@ -77,8 +77,8 @@ export class MetricsStore {
     return at === 0 ? Infinity : now - at;
   }
 
-  /** Event-loop lag of worker `w` in seconds: the worst delay it measured over the last second, or, when
-   *  its loop is stuck and cannot measure, how late its heartbeat is. */
+  /** Event-loop lag of worker `w` in seconds: the delay it measured over the last second (99th
+   *  percentile), or, when its loop is stuck and cannot measure, how late its heartbeat is. */
   workerLag(w: number, now = Date.now()): number {
     const measured = this.shared.workerTotals[w * TOTALS + Total.EventLoopLag]!;
     const age = this.heartbeatAge(w, now);

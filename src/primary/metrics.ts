@@ -165,7 +165,7 @@ export function createRegistry(snapshot: Snapshot, store: MetricsStore): Observa
     { labels: { result: 'success' }, value: reloads.success },
     { labels: { result: 'failure' }, value: reloads.failure },
   ]);
-  add('sluice_worker_event_loop_lag_seconds', "Worst event-loop delay of each worker over the last second (or how late a stuck worker's heartbeat is).", 'gauge', () => {
+  add('sluice_worker_event_loop_lag_seconds', "Event-loop delay of each worker: the 99th percentile over the last second, or how late a stuck worker's heartbeat is.", 'gauge', () => {
     const now = Date.now();
     return Array.from({ length: store.shared.workerSlots }, (_, w) => ({ labels: { worker: String(w) }, value: store.workerLag(w, now) }));
   });

@@ -38,7 +38,7 @@ export const enum Total {
   BackendClosedAbruptly = 7,
   /** Date.now() of the worker's last timer tick: lets the primary see a stuck event loop. */
   Heartbeat = 8,
-  /** Worst event-loop delay seen in the last heartbeat period, in seconds (a gauge, not a count). */
+  /** Event-loop delay (99th percentile) over the last heartbeat period, in seconds (a gauge, not a count). */
   EventLoopLag = 9,
 }
 export const TOTALS = 10;

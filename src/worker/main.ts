@@ -33,14 +33,16 @@ function post(message: WorkerToPrimary): void {
 
 const heartbeatAt = init.workerIndex * TOTALS + Total.Heartbeat;
 const lagAt = init.workerIndex * TOTALS + Total.EventLoopLag;
-// Event-loop delay sampled every 10 ms by libuv's timer (no JS per sample); the worst of each second is
-// published with the heartbeat. A loop stuck for longer stops the heartbeat itself, which the primary sees.
+// Event-loop delay sampled every 10 ms by libuv's timer (no JS per sample); each second the 99th percentile
+// beyond the sampling interval is published with the heartbeat (the maximum would report one GC pause or
+// a busy neighbour on a shared host as lag). A loop stuck for longer stops the heartbeat itself, which
+// the primary turns into lag (metrics-store.ts workerLag).
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
 shared.workerTotals[heartbeatAt] = Date.now();
 const heartbeat = setInterval(() => {
   shared.workerTotals[heartbeatAt] = Date.now();
-  shared.workerTotals[lagAt] = loopDelay.count > 0 ? Math.max(0, loopDelay.max / 1e9 - 0.01) : 0;
+  shared.workerTotals[lagAt] = loopDelay.count > 0 ? Math.max(0, loopDelay.percentile(99) / 1e9 - 0.01) : 0;
   loopDelay.reset();
 }, 1000);
 
