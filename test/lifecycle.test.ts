@@ -4,11 +4,11 @@
  * a port already in use ends `sluice run` with exit code 1 and a message naming the entry point.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
-import { after, describe, test } from 'node:test';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
 import type { WebSocket } from 'ws';
-import { accepts, runSluiceCommand, tempFiles } from './helpers/cli.js';
-import { closed, connect, roundTrip, terminateAll, type CloseEvent } from './helpers/clients.js';
+import { accepts, runSluiceCommand, tempFiles, type CommandResult } from './helpers/cli.js';
+import { closed, connect, roundTrip, terminateAll, tryUpgrade, type CloseEvent } from './helpers/clients.js';
 import { backendIndexes, countsAgree, describeCounts, startInProcess, workerHolds, type InProcessSluice } from './helpers/in-process.js';
 import { freePort, simpleConfig, startBackend, startSluice, type SluiceProcess, type TestBackend } from './helpers/sluice.js';
 import { waitFor } from './helpers/wait.js';
@@ -84,7 +84,103 @@ describe('a worker that crashes', () => {
   });
 });
 
-describe('SIGTERM', () => {
+describe('a worker that crashes again and again', () => {
+  let backend: TestBackend | undefined;
+  let sluice: InProcessSluice | undefined;
+  const clients: WebSocket[] = [];
+
+  after(async () => {
+    terminateAll(clients);
+    await sluice?.stop();
+    await backend?.close();
+  });
+
+  test('is restarted every time and serves after each restart', async () => {
+    backend = await startBackend();
+    sluice = await startInProcess(simpleConfig([backend.url]), 1);
+    const { supervisor } = sluice;
+    for (let crash = 1; crash <= 3; crash++) {
+      supervisor.injectFault(0, 'throw');
+      await waitFor(`crash ${crash} to be seen`, () => supervisor.listeningCount === 0);
+      await waitFor(`restart ${crash}`, () => supervisor.listeningCount === 1, undefined, { timeoutMs: 5000 });
+      const ws = await connect(sluice.url);
+      clients.push(ws);
+      assert.equal(await roundTrip(ws, `after crash ${crash}`), `after crash ${crash}`);
+    }
+  });
+});
+
+/** A backend that accepts TCP and never answers, so every upgrade through Sluice stays in flight. */
+async function startSilentBackend(): Promise<{ url: string; sockets: Socket[]; closedCount: () => number; close: () => Promise<void> }> {
+  const sockets: Socket[] = [];
+  let closedCount = 0;
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => closedCount++);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    sockets,
+    closedCount: () => closedCount,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('a worker that crashes with upgrades in flight', () => {
+  let silent: Awaited<ReturnType<typeof startSilentBackend>> | undefined;
+  let sluice: InProcessSluice | undefined;
+
+  after(async () => {
+    await sluice?.stop();
+    await silent?.close();
+  });
+
+  /** Three upgrades waiting on the silent backend, then a crash; resolves once the worker has exited. */
+  async function crashMidUpgrade(): Promise<{ outcomes: Promise<string[]> }> {
+    silent = await startSilentBackend();
+    sluice = await startInProcess(simpleConfig([silent.url]), 1);
+    const url = sluice.url;
+    const outcomes = Promise.all(
+      [0, 1, 2].map(() =>
+        tryUpgrade(url, {}, 5000).then(
+          (outcome) => (outcome.kind === 'open' ? 'open' : String(outcome.status)),
+          (error: Error) => error.message,
+        ),
+      ),
+    );
+    await waitFor('the upgrades to reach the backend', () => silent!.sockets.length === 3);
+    assert.equal(Atomics.load(sluice.shared.backendActive, 0), 3, 'upgrades in flight count on their backend');
+    sluice.supervisor.injectFault(0, 'throw');
+    await waitFor('the worker to exit', () => sluice!.supervisor.listeningCount === 0);
+    return { outcomes };
+  }
+
+  test('gives their counts back and does not leave the clients hanging', async () => {
+    const { outcomes } = await crashMidUpgrade();
+    // The worker's own bookkeeping never saw these tunnels open: only releaseWorkerSlot can return them.
+    assert.equal(Atomics.load(sluice!.shared.backendActive, 0), 0);
+    assert.equal(workerHolds(sluice!.shared, 0), 0);
+    // A refusal or a dropped connection are both fine; waiting forever is not.
+    const ended = await within(outcomes, 2000, 'an answer or close for every client');
+    assert.equal(ended.filter((outcome) => outcome === 'open').length, 0, ended.join(', '));
+  });
+
+  test(
+    'closes the backend connections of those upgrades',
+    async () => {
+      await crashMidUpgrade();
+      await waitFor('the backend to see its connections closed', () => silent!.closedCount() === 3, () => `${silent!.closedCount()} of 3 closed`, { timeoutMs: 2000 });
+    },
+  );
+});
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) describe(signal, () => {
   let backend: TestBackend | undefined;
   let sluice: SluiceProcess | undefined;
   const clients: WebSocket[] = [];
@@ -109,7 +205,9 @@ describe('SIGTERM', () => {
     }
     const clientCloses = Promise.all(clients.map((ws) => closed(ws)));
 
-    const exitCode = await within(sluice.stop(), 8000, 'exit after SIGTERM');
+    const exited = new Promise<number | null>((resolve) => sluice!.child.once('exit', (code) => resolve(code)));
+    sluice.child.kill(signal);
+    const exitCode = await within(exited, 8000, `exit after ${signal}`);
     assert.equal(exitCode, 0, sluice.stderr());
     const codes = await within(clientCloses, 2000, 'every client close');
     assert.deepEqual(codes.map((c) => c.code), clients.map(() => 1001));
@@ -121,23 +219,57 @@ describe('SIGTERM', () => {
   });
 });
 
-describe('an entry point whose port is in use', () => {
+describe('an entry point that cannot listen', () => {
   let squatter: Server | undefined;
+  let squatted = 0;
   let files: ReturnType<typeof tempFiles> | undefined;
+
+  before(async () => {
+    squatted = await freePort();
+    squatter = createServer();
+    await new Promise<void>((resolve) => squatter!.listen(squatted, '127.0.0.1', () => resolve()));
+  });
 
   after(async () => {
     files?.remove();
     await new Promise<void>((resolve) => (squatter === undefined ? resolve() : squatter.close(() => resolve())));
   });
 
-  test('ends sluice run with exit code 1, naming the entry point and the address', async () => {
-    const port = await freePort();
-    squatter = createServer();
-    await new Promise<void>((resolve) => squatter!.listen(port, '127.0.0.1', () => resolve()));
-    files = tempFiles({ 'sluice.yaml': simpleConfig(['ws://127.0.0.1:9']).replace('{PORT}', String(port)) });
-    const result = await runSluiceCommand(['run', '--config', files.file('sluice.yaml'), '--workers', '2']);
+  /** `sluice run --workers 2` with `config` ({PORT} = the port in use). */
+  async function runWith(config: string): Promise<CommandResult> {
+    files?.remove();
+    files = tempFiles({ 'sluice.yaml': config.replaceAll('{PORT}', String(squatted)) });
+    return runSluiceCommand(['run', '--config', files.file('sluice.yaml'), '--workers', '2']);
+  }
+
+  // Whatever the log format (text or JSON lines), the message itself must be there as written.
+  const inUse = (): RegExp => new RegExp(`cannot listen on web \\(127\\.0\\.0\\.1:${squatted}\\): address in use or not available`);
+
+  test('a port in use ends sluice run with exit code 1, naming the entry point and the address', async () => {
+    const result = await runWith(simpleConfig(['ws://127.0.0.1:9']));
     assert.equal(result.code, 1, result.stderr);
-    assert.match(result.stderr, new RegExp(`cannot listen on web \\(127\\.0\\.0\\.1:${port}\\)`));
+    assert.match(result.stderr, inUse());
     assert.doesNotMatch(result.stderr, /sluice listening/);
   });
+
+  test(
+    'says only that, without a worker stack trace',
+    async () => {
+      const result = await runWith(simpleConfig(['ws://127.0.0.1:9']));
+      assert.equal(result.code, 1);
+      assert.doesNotMatch(result.stderr, /ReferenceError|\n\s+at /);
+    },
+  );
+
+  test(
+    'the second of two entry points in use: still exit code 1, not an abort',
+    async () => {
+      // 'first' opens before 'web' fails, so the worker has a live listener when it must give up.
+      const first = `entryPoints:\n  first:\n    address: "127.0.0.1:${await freePort()}"\n`;
+      const config = simpleConfig(['ws://127.0.0.1:9']).replace('entryPoints:\n', first);
+      const result = await runWith(config);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, inUse());
+    },
+  );
 });
