@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { WebSocket } from 'ws';
 import { TOTALS, Total } from '../src/shared/layout.js';
-import { REPO, freePort, startBackend, type TestBackend } from './helpers/sluice.js';
+import { REPO, freePort, simpleConfig, startBackend, type TestBackend } from './helpers/sluice.js';
 import { connect, tryUpgrade, closed, terminateAll } from './helpers/clients.js';
 import { workerHolds } from './helpers/in-process.js';
 import { waitFor } from './helpers/wait.js';
@@ -183,6 +183,47 @@ http:
     assert.ok(v('process_cpu_user_seconds_total') > 0);
   });
 
+  test('the JSON API reports the same counts, each backend with its state', async () => {
+    const s = sluice!;
+    const json = async (path: string): Promise<unknown> => {
+      const answer = await get(`${s.adminUrl}${path}`);
+      assert.equal(answer.status, 200, `${path}: ${answer.text}`);
+      assert.match(answer.type, /^application\/json/);
+      return JSON.parse(answer.text) as unknown;
+    };
+    type Counted = { active: number; connections: Record<string, number>; messages: Record<string, number>; errors: Record<string, number> };
+    const backends = (await json('/api/backends')) as (Counted & { service: string; url: string; state: string; healthy: boolean })[];
+    const of = (url: string): Counted & { state: string } => backends.find((b) => b.url === url)!;
+    assert.equal(of(echoA.url).connections.upgraded + of(echoB.url).connections.upgraded, echoA.requests.length + echoB.requests.length);
+    assert.equal(of(idle.url).state, 'down');
+    assert.equal(of(echoA.url).state, 'up');
+    assert.equal(of(deadUrl).errors.connect_refused, 1);
+    assert.equal(of(fragile.url).errors.backend_lost, 1);
+    assert.equal(of(rejecting.url).connections.rejected_by_backend, 1);
+    for (const b of backends) assert.equal(b.active, 0);
+    const services = (await json('/api/services')) as (Counted & { name: string; backends: { url: string; state: string }[] })[];
+    const down = services.find((x) => x.name === 'down')!;
+    assert.equal(down.connections.no_backend, 1);
+    assert.deepEqual(down.backends, [{ url: idle.url, state: 'down' }]);
+    const echo = services.find((x) => x.name === 'echo')!;
+    assert.equal(echo.messages.clientToBackend, echo.messages.backendToClient + 1);
+    const routers = (await json('/api/routers')) as (Counted & { name: string; service: string; entryPoints: string[] })[];
+    assert.deepEqual(
+      routers.map((r) => [r.name, r.service, r.entryPoints]).sort(),
+      [['dead', 'dead', ['web']], ['down', 'down', ['web']], ['echo', 'echo', ['web']], ['fragile', 'fragile', ['web']], ['reject', 'reject', ['web']]],
+    );
+    const overview = (await json('/api/overview')) as Counted & { ready: boolean; workers: { running: boolean }[] };
+    assert.equal(overview.ready, true);
+    assert.deepEqual(overview.workers.map((w) => w.running), [true, true]);
+    assert.equal(overview.connections.upgraded, echoA.requests.length + echoB.requests.length + 1);
+    const missing = await get(`${s.adminUrl}/api/nothing`);
+    assert.equal(missing.status, 404);
+    assert.match(missing.text, /no such page '\/api\/nothing'/);
+    const post = await fetch(`${s.adminUrl}/metrics`, { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD');
+  });
+
   test('every metric the Grafana dashboard queries is exported', async () => {
     const text = (await get(`${sluice!.adminUrl}/metrics`)).text;
     const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
@@ -200,5 +241,56 @@ http:
     for (const name of ['websocket_connections_active', 'websocket_connections_total', 'websocket_messages_total', 'websocket_errors_total']) {
       assert.ok(queried.has(name), `the dashboard shows ${name}`);
     }
+  });
+});
+
+describe('counters survive a worker crash', () => {
+  let sluice: AdminSluice | undefined;
+  let backend: TestBackend | undefined;
+  const clients: WebSocket[] = [];
+  after(async () => {
+    terminateAll(clients);
+    await sluice?.stop();
+    await backend?.close();
+  });
+
+  test('a restarted worker\'s counts are kept, its live connections are not', async () => {
+    backend = await startBackend();
+    sluice = await startWithAdmin(simpleConfig([backend.url]), 2);
+    const s = sluice;
+    const echo: WebSocket[] = [];
+    while (workerHolds(s.shared, 0) < 1 || workerHolds(s.shared, 1) < 1) {
+      assert.ok(echo.length < 60, 'the kernel never gave both workers a connection');
+      const ws = await connect(`${s.url}/`);
+      echo.push(ws);
+      clients.push(ws);
+      await waitFor('the connection to be counted', () => workerHolds(s.shared, 0) + workerHolds(s.shared, 1) === echo.length);
+    }
+    for (const ws of echo) {
+      const reply = new Promise((resolve) => ws.once('message', resolve));
+      ws.send(PAYLOAD);
+      await reply;
+    }
+    const scrape = async (): Promise<Sample[]> => parsePrometheus((await get(`${s.adminUrl}/metrics`)).text);
+    const before = await scrape();
+    assert.equal(sampleSum(before, 'websocket_connections_active'), echo.length);
+    assert.equal(sampleSum(before, 'websocket_messages_total', { direction: 'client_to_backend' }), echo.length);
+    const held = workerHolds(s.shared, 0);
+
+    s.supervisor.injectFault(0, 'throw');
+    await waitFor('worker 0 to be replaced and listen again', () => {
+      const w = s.supervisor.workers()[0]!;
+      return w.listening && workerHolds(s.shared, 0) === 0;
+    }, undefined, { timeoutMs: 10_000 });
+    // Worker 1's clients are still open; worker 0's were closed by its drain (1006 for the client, counted).
+    let after = await scrape();
+    for (let i = 0; i < 100 && sampleSum(after, 'websocket_connections_active') !== echo.length - held; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      after = await scrape();
+    }
+    assert.equal(sampleSum(after, 'websocket_connections_active'), echo.length - held);
+    assert.equal(sampleSum(after, 'websocket_connections_total', { outcome: 'upgraded' }), echo.length, 'upgrades are not forgotten');
+    assert.equal(sampleSum(after, 'websocket_messages_total', { direction: 'client_to_backend' }), echo.length, 'messages are not forgotten');
+    assert.equal(sampleSum(after, 'websocket_bytes_total', { direction: 'backend_to_client' }), echo.length * PAYLOAD.length);
   });
 });
