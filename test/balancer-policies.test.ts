@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { LeastConnections } from '../src/balancer/leastconn.js';
 import { RoundRobin } from '../src/balancer/roundrobin.js';
+import { WeightedRoundRobin } from '../src/balancer/weighted.js';
+import { HashRing, mix32 } from '../src/balancer/hash.js';
+import { StickyBalancer } from '../src/balancer/sticky.js';
 import { createBalancer } from '../src/balancer/balancer.js';
 import type { ServiceSpec } from '../src/config/snapshot.js';
 import { createShared } from '../src/shared/layout.js';
@@ -13,6 +16,19 @@ import { makePool, pickFresh, runBalancerCases, type NewBalancer } from './helpe
 
 runBalancerCases('leastconn', (backends, state) => new LeastConnections(backends, state));
 runBalancerCases('roundrobin', (backends, state) => new RoundRobin(backends, state));
+runBalancerCases('weighted roundrobin', (backends, state) => new WeightedRoundRobin(backends, state));
+runBalancerCases('weighted roundrobin in slow start', (backends, state) => new WeightedRoundRobin(backends, state, { slowStartMs: 1000 }));
+runBalancerCases('leastconn in slow start', (backends, state) => new LeastConnections(backends, state, { slowStartMs: 1000 }));
+// Every pick with a key from a fixed sequence (the suite passes no request); factor 1 so that the
+// bound alone keeps the pool within one.
+runBalancerCases('hash (bounded load)', (backends, state) => {
+  const ring = new HashRing(backends, state, {}, backends.map((b) => `ws://10.0.0.${b}:9000`), 1);
+  let next = 0;
+  return { pick: (tried, triedCount) => ring.pick(tried, triedCount, { hashKey: mix32(next++), stickyBackend: -1 }) };
+});
+runBalancerCases('hash (requests without a key)', (backends, state) =>
+  new HashRing(backends, state, {}, backends.map((b) => `ws://10.0.0.${b}:9000`), 1.25));
+runBalancerCases('sticky over leastconn (no cookie)', (backends, state) => new StickyBalancer(new LeastConnections(backends, state), backends, state));
 
 describe('leastconn', () => {
   const newLeastConn: NewBalancer = (backends, state) => new LeastConnections(backends, state);
@@ -70,6 +86,19 @@ describe('roundrobin', () => {
   });
 });
 
+describe('sticky', () => {
+  test('the cookie\'s backend wins while it is up and untried; otherwise the wrapped policy picks', () => {
+    const { balancer, shared } = makePool((b, s) => new StickyBalancer(new LeastConnections(b, s), b, s), 3);
+    shared.backendActive.set([0, 0, 9]);
+    const toTwo = { hashKey: -1, stickyBackend: 2 };
+    for (let i = 0; i < 4; i++) assert.equal(balancer.pick(new Int32Array(0), 0, toTwo), 2);
+    assert.notEqual(balancer.pick(Int32Array.of(2), 1, toTwo), 2, 'tried: not again');
+    Atomics.store(shared.backendUp, 2, 0);
+    assert.notEqual(balancer.pick(new Int32Array(0), 0, toTwo), 2, 'down: not picked');
+    assert.notEqual(balancer.pick(new Int32Array(0), 0, { hashKey: -1, stickyBackend: 7 }), 7, 'not in the pool');
+  });
+});
+
 describe('createBalancer', () => {
   const service = (strategy: ServiceSpec['strategy']): ServiceSpec => ({
     name: 'pool',
@@ -78,6 +107,14 @@ describe('createBalancer', () => {
     passHostHeader: true,
     transport: 0,
     backends: [1, 2],
+    hash: null,
+    sticky: null,
+    healthCheck: null,
+    passiveHealthCheck: null,
+    slowStartMs: 0,
+    drainWindowMs: 10_000,
+    discovery: null,
+    retryAfterSeconds: 1,
   });
 
   test('builds the policy the service names, over the service\'s backends', () => {

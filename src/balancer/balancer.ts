@@ -4,15 +4,38 @@
  * (written by the primary), and live connection counts from the shared counters, so a choice made in
  * one worker accounts for the connections every other worker holds.
  */
-import type { ServiceSpec } from '../config/snapshot.js';
+import type { BackendSpec, ServiceSpec } from '../config/snapshot.js';
+import { HashRing } from './hash.js';
 import { LeastConnections } from './leastconn.js';
+import type { PoolOptions } from './pool.js';
 import { RoundRobin } from './roundrobin.js';
+import { StickyBalancer } from './sticky.js';
+import { WeightedRoundRobin } from './weighted.js';
 
-/** What a policy can read: live connections and health per global backend index. */
+/** What a policy can read: live connections, health and (for slow start) when each came up, per
+ *  global backend index. */
 export interface BackendState {
   readonly backendActive: Int32Array;
   readonly backendUp: Int32Array;
+  /** Date.now() when the backend last came up; 0 = up from the start. Absent: no slow start. */
+  readonly backendUpSince?: Float64Array;
 }
+
+/**
+ * What a policy may know about the request, computed once per upgrade (the upgrade's Handshake
+ * implements it, so a pick allocates nothing).
+ */
+export interface PickRequest {
+  /** Unsigned 32-bit hash of the request's hash key (strategy: hash); NO_KEY when it has none. */
+  readonly hashKey: number;
+  /** Backend named by a valid sticky cookie, -1 when none. */
+  readonly stickyBackend: number;
+}
+
+/** hashKey of a request that carries no key (no such header, cookie or parameter). */
+export const NO_KEY = -1;
+
+export const NO_REQUEST: PickRequest = Object.freeze({ hashKey: NO_KEY, stickyBackend: -1 });
 
 export interface Balancer {
   /**
@@ -20,14 +43,33 @@ export interface Balancer {
    * `tried` holds backends already attempted for this request (never chosen twice); only its first
    * `triedCount` entries are meaningful, so the caller can reuse one array.
    */
-  pick(tried: Int32Array, triedCount: number): number;
+  pick(tried: Int32Array, triedCount: number, request?: PickRequest): number;
+  /** A discovered backend slot now holds another address (identity: its URL); '' = empty slot. */
+  setIdentity?(backend: number, identity: string): void;
 }
 
-export function createBalancer(service: ServiceSpec, state: BackendState): Balancer {
+/**
+ * The policy a service names, wrapped in sticky cookies when it has them. `backends` is the
+ * snapshot's table (weights and identities); without it every weight is 1.
+ */
+export function createBalancer(service: ServiceSpec, state: BackendState, backends?: readonly BackendSpec[]): Balancer {
+  const weights = service.backends.map((b) => backends?.[b]?.weight ?? 1);
+  const slowStartMs = service.slowStartMs ?? 0;
+  const options: PoolOptions = { weights, slowStartMs };
+  const weighted = slowStartMs > 0 || weights.some((w) => w !== 1);
+  let policy: Balancer;
   switch (service.strategy) {
     case 'leastconn':
-      return new LeastConnections(service.backends, state);
+      policy = new LeastConnections(service.backends, state, options);
+      break;
     case 'roundrobin':
-      return new RoundRobin(service.backends, state);
+      policy = weighted ? new WeightedRoundRobin(service.backends, state, options) : new RoundRobin(service.backends, state, options);
+      break;
+    case 'hash': {
+      const identities = service.backends.map((b) => (backends?.[b]?.dnsName ? '' : backends?.[b]?.url ?? String(b)));
+      policy = new HashRing(service.backends, state, options, identities, service.hash?.balanceFactor ?? 1.25);
+      break;
+    }
   }
+  return service.sticky ? new StickyBalancer(policy, service.backends, state) : policy;
 }

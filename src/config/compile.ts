@@ -4,8 +4,9 @@
  * other keys applied, routers sorted. Problems found here join the same list as validation's; the caller
  * throws when the list is not empty, so a partly built snapshot never escapes.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
@@ -27,8 +28,11 @@ import {
   type TransportSpec,
   type Strategy,
   type WebSocketSettings,
+  type HashSpec,
+  type HealthCheckSpec,
+  type StickySpec,
 } from './snapshot.js';
-import type { CertificateFiles, CheckedConfig } from './validate.js';
+import type { CertificateFiles, CheckedConfig, HealthCheckConfig, StickyCookieConfig } from './validate.js';
 
 export interface CompileContext {
   /** The config file as the user named it; becomes Snapshot.source. */
@@ -98,6 +102,8 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     transports,
     websocket: compileWebSocket(config, problems),
     shutdownGraceMs: config.shutdown?.gracePeriod ?? numberDefault('shutdown.gracePeriod'),
+    ...stickySecret(config, services),
+    dnsServers: compileDnsServers(config.dns?.servers ?? [], problems),
     admin: config.admin?.address ?? (defaultOf('admin.address') as AdminSettings),
     logLevel: (config.log?.level ?? (defaultOf('log.level') as string)).toLowerCase() as LogLevel,
     accessLog: {
@@ -106,6 +112,25 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
       format: 'json',
     },
   };
+}
+
+/** The configured secret, else SLUICE_STICKY_SECRET, else (only when a service is sticky) a random one. */
+function stickySecret(config: CheckedConfig, services: readonly ServiceSpec[]): { stickySecret: string; stickySecretGenerated: boolean } {
+  const configured = config.loadBalancer?.stickySecret ?? process.env.SLUICE_STICKY_SECRET ?? '';
+  if (configured !== '' || !services.some((s) => s.sticky !== null)) return { stickySecret: configured, stickySecretGenerated: false };
+  return { stickySecret: randomBytes(32).toString('base64url'), stickySecretGenerated: true };
+}
+
+function compileDnsServers(servers: readonly string[], problems: Problems): string[] {
+  servers.forEach((server, i) => {
+    const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(server);
+    const [host, port] = bracketed !== null ? [bracketed[1]!, bracketed[2]] : isIP(server) !== 0 ? [server, undefined] : server.split(':');
+    const portNumber = port === undefined ? 53 : Number(port);
+    if (isIP(host ?? '') === 0 || !Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
+      problems.add(indexPath('dns.servers', i), `invalid DNS server '${server}' (expected an IP address, optionally with a port: "10.0.0.10" or "127.0.0.1:5353")`);
+    }
+  });
+  return [...servers];
 }
 
 function checkPortsUnique(entryPoints: readonly EntryPointSpec[], problems: Problems): void {
@@ -176,21 +201,111 @@ function compileServices(
     }
     const serviceIndex = services.length;
     const backendIndexes: number[] = [];
+    const lbPath = keyPath(path, 'loadBalancer');
+    const discovery = lb.discovery?.type === 'dns'
+      ? {
+          refreshIntervalMs: lb.discovery.refreshInterval ?? numberDefault('http.services.<name>.loadBalancer.discovery.refreshInterval'),
+          maxAddresses: lb.discovery.maxAddresses ?? numberDefault('http.services.<name>.loadBalancer.discovery.maxAddresses'),
+        }
+      : null;
     for (const server of lb.servers ?? []) {
       if (server.url === undefined) continue;
-      backendIndexes.push(backends.length);
-      backends.push({ index: backends.length, service: serviceIndex, ...server.url });
+      const weight = server.weight ?? 1;
+      if (discovery === null) {
+        backendIndexes.push(backends.length);
+        backends.push({ index: backends.length, service: serviceIndex, ...server.url, weight, dnsName: '' });
+        continue;
+      }
+      // One slot per address the name may resolve to; each starts empty (down) until the primary fills it.
+      for (let slot = 0; slot < discovery.maxAddresses; slot++) {
+        backendIndexes.push(backends.length);
+        backends.push({ index: backends.length, service: serviceIndex, ...server.url, weight, dnsName: server.url.host });
+      }
     }
+    const strategy = lb.strategy ?? config.loadBalancer?.strategy ?? (defaultOf('loadBalancer.strategy') as Strategy);
+    const hash = strategy === 'hash' ? compileHash(lb.hash, keyPath(lbPath, 'hash'), problems) : null;
+    if (strategy !== 'hash' && lb.hash !== undefined) {
+      problems.add(keyPath(lbPath, 'hash'), `hash settings need strategy: hash (the service's strategy is '${strategy}')`);
+    }
+    const healthCheck = compileHealthCheck(lb.healthCheck);
+    const passive = lb.passiveHealthCheck === undefined
+      ? null
+      : {
+          maxFailedAttempts: lb.passiveHealthCheck.maxFailedAttempts ?? numberDefault('http.services.<name>.loadBalancer.passiveHealthCheck.maxFailedAttempts'),
+          failureWindowMs: lb.passiveHealthCheck.failureWindow ?? numberDefault('http.services.<name>.loadBalancer.passiveHealthCheck.failureWindow'),
+          maxEjectionMs: lb.passiveHealthCheck.maxEjectionTime ?? numberDefault('http.services.<name>.loadBalancer.passiveHealthCheck.maxEjectionTime'),
+        };
+    // A client refused because every backend is down is told to come back about when the next check
+    // (or the end of an ejection) could bring one back.
+    const retryAfterMs = healthCheck !== null ? healthCheck.unhealthyIntervalMs : passive !== null ? passive.failureWindowMs : 1000;
     services.push({
       name,
-      strategy: lb.strategy ?? config.loadBalancer?.strategy ?? (defaultOf('loadBalancer.strategy') as Strategy),
+      strategy,
       retries: lb.retries ?? config.loadBalancer?.retries ?? numberDefault('loadBalancer.retries'),
       passHostHeader: lb.passHostHeader ?? true,
       transport,
       backends: backendIndexes,
+      hash,
+      sticky: lb.sticky === undefined ? null : compileSticky(name, lb.sticky.cookie ?? {}),
+      healthCheck,
+      passiveHealthCheck: passive,
+      slowStartMs: lb.slowStart ?? config.loadBalancer?.slowStart ?? numberDefault('loadBalancer.slowStart'),
+      drainWindowMs: lb.drainWindow ?? config.loadBalancer?.drainWindow ?? numberDefault('loadBalancer.drainWindow'),
+      discovery,
+      retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
     });
   }
   return { services, backends };
+}
+
+const HASH_KEY = /^(clientIP|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[^\s;=,]+|query:.+)$/;
+
+function compileHash(hash: { key?: string; balanceFactor?: number } | undefined, path: string, problems: Problems): HashSpec {
+  const key = hash?.key ?? (defaultOf('http.services.<name>.loadBalancer.hash.key') as string);
+  const balanceFactor = hash?.balanceFactor ?? numberDefault('http.services.<name>.loadBalancer.hash.balanceFactor');
+  if (!HASH_KEY.test(key)) {
+    problems.add(keyPath(path, 'key'), `invalid hash key '${key}' (expected 'clientIP', 'header:NAME', 'cookie:NAME' or 'query:NAME')`);
+    return { source: 'clientIP', name: '', balanceFactor };
+  }
+  if (key === 'clientIP') return { source: 'clientIP', name: '', balanceFactor };
+  const colon = key.indexOf(':');
+  const source = key.slice(0, colon) as 'header' | 'cookie' | 'query';
+  const name = key.slice(colon + 1);
+  return { source, name: source === 'header' ? name.toLowerCase() : name, balanceFactor };
+}
+
+function compileHealthCheck(check: HealthCheckConfig | undefined): HealthCheckSpec | null {
+  if (check === undefined || check.path === undefined) return null;
+  const d = (key: string): number => numberDefault(`http.services.<name>.loadBalancer.healthCheck.${key}`);
+  const intervalMs = check.interval ?? d('interval');
+  return {
+    path: check.path.startsWith('/') ? check.path : `/${check.path}`,
+    method: (check.method ?? 'GET').toUpperCase(),
+    scheme: check.scheme ?? '',
+    hostname: check.hostname ?? '',
+    port: check.port ?? 0,
+    headers: Object.entries(check.headers ?? {}),
+    status: check.status ?? 0,
+    intervalMs,
+    unhealthyIntervalMs: check.unhealthyInterval ?? intervalMs,
+    timeoutMs: check.timeout ?? d('timeout'),
+    rise: check.rise ?? d('rise'),
+    fall: check.fall ?? d('fall'),
+    onDown: check.onDown ?? 'keep',
+  };
+}
+
+/** Traefik's default cookie name: '_' and the first 6 hex digits of SHA-1 of the service name. */
+function compileSticky(service: string, cookie: StickyCookieConfig): StickySpec {
+  const name = cookie.name ?? `_${createHash('sha1').update(service).digest('hex').slice(0, 6)}`;
+  let attributes = `; Path=${cookie.path ?? '/'}`;
+  if (cookie.domain !== undefined && cookie.domain !== '') attributes += `; Domain=${cookie.domain}`;
+  const maxAge = cookie.maxAge ?? 0;
+  if (maxAge !== 0) attributes += `; Max-Age=${maxAge < 0 ? 0 : maxAge}`;
+  if (cookie.secure) attributes += '; Secure';
+  if (cookie.httpOnly) attributes += '; HttpOnly';
+  if (cookie.sameSite) attributes += `; SameSite=${cookie.sameSite[0]!.toUpperCase()}${cookie.sameSite.slice(1)}`;
+  return { cookieName: name, attributes };
 }
 
 /** Traefik qualifies names with their provider (`chat@file`); this file is the only provider Sluice has. */

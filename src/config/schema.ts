@@ -12,6 +12,7 @@ export type ScalarType =
   | 'duration' // Traefik duration: "10s", "1m30s", or a number of seconds; validated into milliseconds
   | 'size' // bytes: a number, or "64KiB", "16MiB", "1MB"; validated into bytes
   | 'strategy' // balancing strategy name; validated into a Strategy
+  | 'number' // a finite number (fractions allowed), within min/max
   | 'choice' // one of `choices`, as written
   | 'address' // listener address "[host]:port"; validated into { host, port }
   | 'url'; // backend URL; validated into { url, host, port, tls, pathPrefix }
@@ -47,6 +48,8 @@ export interface ObjectSchema extends Documented {
   readonly acceptsBoolean?: boolean;
   /** The refused keys are other kinds of this object (a `weighted` service instead of `loadBalancer`). */
   readonly refusedAreKinds?: boolean;
+  /** Absent means the feature is off: the section is not filled with its defaults when left out. */
+  readonly optIn?: boolean;
 }
 
 /** A mapping from user-chosen names (routers, services…) to objects of one shape. */
@@ -174,8 +177,207 @@ const server: ObjectSchema = {
       required: true,
       doc: 'ws://, wss://, http:// or https:// with a host; default port 80/443; a path is prefixed to every request path.',
     },
+    weight: {
+      kind: 'scalar',
+      type: 'integer',
+      min: 0,
+      max: 1_000_000,
+      defaultValue: 1,
+      defaultText: '1',
+      doc: "Share of new connections relative to the pool's other servers; 0 = none (roundrobin, leastconn and hash all honour it).",
+    },
   },
-  refused: { weight: NOT_YET, preservePath: NOT_YET },
+  refused: { preservePath: NOT_YET },
+};
+
+
+const stickySchema: ObjectSchema = {
+  kind: 'object',
+  optIn: true,
+  doc: 'Sticky sessions: a signed cookie names the backend, so reconnects (and every replica with the same secret) return to it.',
+  fields: {
+    cookie: {
+      kind: 'object',
+      acceptsBoolean: true,
+      doc: 'The cookie; `{}` takes every default.',
+      fields: {
+        name: {
+          kind: 'scalar',
+          type: 'string',
+          doc: 'Cookie name.',
+          defaultText: "'_' and 6 hex digits of SHA-1 of the service name, as in Traefik",
+        },
+        secure: { kind: 'scalar', type: 'boolean', defaultValue: false, defaultText: 'false', doc: 'Send the Secure attribute.' },
+        httpOnly: { kind: 'scalar', type: 'boolean', defaultValue: false, defaultText: 'false', doc: 'Send the HttpOnly attribute.' },
+        sameSite: {
+          kind: 'scalar',
+          type: 'choice',
+          choices: ['', 'none', 'lax', 'strict'],
+          defaultValue: '',
+          defaultText: "'' (no attribute)",
+          doc: "SameSite attribute: 'none', 'lax', 'strict', or '' for none sent.",
+        },
+        maxAge: {
+          kind: 'scalar',
+          type: 'integer',
+          min: -1,
+          max: Number.MAX_SAFE_INTEGER,
+          defaultValue: 0,
+          defaultText: '0 (a session cookie)',
+          doc: 'Max-Age in seconds; 0 = session cookie; -1 expires it at once.',
+        },
+        path: { kind: 'scalar', type: 'string', defaultValue: '/', defaultText: "'/'", doc: 'Path attribute.' },
+        domain: { kind: 'scalar', type: 'string', defaultText: 'none (host only)', doc: 'Domain attribute.' },
+      },
+    },
+  },
+};
+
+const healthCheckSchema: ObjectSchema = {
+  kind: 'object',
+  optIn: true,
+  doc: 'Active HTTP health checks, run by the primary against every backend of the service.',
+  fields: {
+    path: {
+      kind: 'scalar',
+      type: 'string',
+      required: true,
+      expects: 'a path like "/health"',
+      doc: 'Path (and query) requested.',
+    },
+    method: { kind: 'scalar', type: 'string', defaultValue: 'GET', defaultText: 'GET', doc: 'HTTP method of the check.' },
+    scheme: {
+      kind: 'scalar',
+      type: 'choice',
+      choices: ['http', 'https'],
+      doc: "'http' or 'https'.",
+      defaultText: 'https for wss/https servers, else http',
+    },
+    hostname: { kind: 'scalar', type: 'string', doc: 'Host header of the check.', defaultText: "the server's host" },
+    port: { kind: 'scalar', type: 'integer', min: 1, max: 65535, doc: 'Port of the check.', defaultText: "the server's port" },
+    headers: {
+      kind: 'map',
+      entry: 'header',
+      value: { kind: 'scalar', type: 'string', doc: 'Header value.' },
+      doc: 'Extra request headers, by name.',
+    },
+    status: {
+      kind: 'scalar',
+      type: 'integer',
+      min: 100,
+      max: 599,
+      doc: 'The status a healthy backend answers.',
+      defaultText: 'any 2xx or 3xx',
+    },
+    interval: { kind: 'scalar', type: 'duration', min: 1, defaultValue: 30_000, defaultText: '30s', doc: 'Time between checks of a healthy backend.' },
+    unhealthyInterval: { kind: 'scalar', type: 'duration', min: 1, doc: 'Time between checks of a backend marked down.', defaultText: 'interval' },
+    timeout: { kind: 'scalar', type: 'duration', min: 1, defaultValue: 5000, defaultText: '5s', doc: 'Time a check may take before it counts as failed.' },
+    rise: { kind: 'scalar', type: 'integer', min: 1, max: 100, defaultValue: 2, defaultText: '2', doc: 'Sluice: consecutive good checks that bring a down backend back.' },
+    fall: { kind: 'scalar', type: 'integer', min: 1, max: 100, defaultValue: 3, defaultText: '3', doc: 'Sluice: consecutive failed checks that mark a backend down.' },
+    onDown: {
+      kind: 'scalar',
+      type: 'choice',
+      choices: ['keep', 'drain'],
+      defaultValue: 'keep',
+      defaultText: 'keep',
+      doc: "Sluice: what happens to a down backend's open WebSockets: 'keep' them, or 'drain' them with 1012, paced over drainWindow.",
+    },
+  },
+  refused: {
+    mode: 'only HTTP checks exist (no gRPC)',
+    followRedirects: 'a redirect answer counts as it is (3xx is healthy unless status is set)',
+  },
+};
+
+const passiveHealthCheckSchema: ObjectSchema = {
+  kind: 'object',
+  optIn: true,
+  doc: 'Passive checks: failed connects and failed upgrades eject a backend for a while.',
+  fields: {
+    maxFailedAttempts: {
+      kind: 'scalar',
+      type: 'integer',
+      min: 1,
+      max: 1000,
+      defaultValue: 1,
+      defaultText: '1',
+      doc: 'Failures within failureWindow that eject the backend.',
+    },
+    failureWindow: {
+      kind: 'scalar',
+      type: 'duration',
+      min: 1,
+      defaultValue: 10_000,
+      defaultText: '10s',
+      doc: 'Window of counted failures, and the first ejection time (doubled on each ejection in a row).',
+    },
+    maxEjectionTime: {
+      kind: 'scalar',
+      type: 'duration',
+      min: 1,
+      defaultValue: 300_000,
+      defaultText: '5m',
+      doc: 'Sluice: cap of the doubled ejection time.',
+    },
+  },
+};
+
+const hashSchema: ObjectSchema = {
+  kind: 'object',
+  optIn: true,
+  doc: 'Sluice: consistent hashing (strategy: hash).',
+  fields: {
+    key: {
+      kind: 'scalar',
+      type: 'string',
+      defaultValue: 'clientIP',
+      defaultText: 'clientIP',
+      expects: "'clientIP', 'header:NAME', 'cookie:NAME' or 'query:NAME'",
+      doc: "What is hashed: 'clientIP', 'header:NAME', 'cookie:NAME' or 'query:NAME'.",
+    },
+    balanceFactor: {
+      kind: 'scalar',
+      type: 'number',
+      min: 1,
+      max: 100,
+      defaultValue: 1.25,
+      defaultText: '1.25',
+      doc: 'Bounded load: no backend takes more than factor × the average live connections; keys overflow to their next backend.',
+    },
+  },
+};
+
+const discoverySchema: ObjectSchema = {
+  kind: 'object',
+  optIn: true,
+  doc: "Sluice: expand each server's host name to one backend per address it resolves to.",
+  fields: {
+    type: {
+      kind: 'scalar',
+      type: 'choice',
+      choices: ['dns'],
+      required: true,
+      expects: "'dns'",
+      doc: "'dns': resolve A and AAAA records of each server's host.",
+    },
+    refreshInterval: {
+      kind: 'scalar',
+      type: 'duration',
+      min: 1,
+      defaultValue: 30_000,
+      defaultText: '30s',
+      doc: 'Time between resolutions; added addresses join (with slowStart), vanished ones drain.',
+    },
+    maxAddresses: {
+      kind: 'scalar',
+      type: 'integer',
+      min: 1,
+      max: 1024,
+      defaultValue: 16,
+      defaultText: '16',
+      doc: 'Backend slots reserved per server; addresses beyond it are ignored (and logged).',
+    },
+  },
 };
 
 const service: ObjectSchema = {
@@ -212,7 +414,7 @@ const service: ObjectSchema = {
         strategy: {
           kind: 'scalar',
           type: 'strategy',
-          doc: "Sluice: 'leastconn' or 'roundrobin' (Traefik's 'wrr' is read as roundrobin).",
+          doc: "Sluice: 'leastconn', 'roundrobin' or 'hash' (Traefik's 'wrr' is read as roundrobin, 'hrw' as hash).",
           defaultText: 'loadBalancer.strategy',
         },
         retries: {
@@ -220,11 +422,29 @@ const service: ObjectSchema = {
           type: 'integer',
           min: 0,
           max: 100,
-          doc: 'Sluice: connect attempts on other backends after the first fails.',
+          doc: 'Sluice: attempts on other backends after a failed connect or a 5xx answer to the upgrade.',
           defaultText: 'loadBalancer.retries',
         },
+        sticky: stickySchema,
+        healthCheck: healthCheckSchema,
+        passiveHealthCheck: passiveHealthCheckSchema,
+        hash: hashSchema,
+        slowStart: {
+          kind: 'scalar',
+          type: 'duration',
+          doc: "Sluice: time over which a backend that came up (or was discovered) ramps from no share to its full share.",
+          defaultText: 'loadBalancer.slowStart',
+        },
+        drainWindow: {
+          kind: 'scalar',
+          type: 'duration',
+          min: 1,
+          doc: 'Sluice: window over which connections of a backend marked down (onDown: drain) or gone from DNS are closed with 1012, paced.',
+          defaultText: 'loadBalancer.drainWindow',
+        },
+        discovery: discoverySchema,
       },
-      refused: notYet('sticky', 'healthCheck', 'passiveHealthCheck', 'responseForwarding'),
+      refused: notYet('responseForwarding'),
     },
   },
   refused: { weighted: NOT_YET, mirroring: NOT_YET, failover: NOT_YET },
@@ -375,7 +595,7 @@ export const CONFIG_SCHEMA: ObjectSchema = {
           type: 'strategy',
           defaultValue: 'leastconn',
           defaultText: 'leastconn',
-          doc: "'leastconn' (fewest active connections, counted across all workers) or 'roundrobin'.",
+          doc: "'leastconn' (fewest active connections per weight, counted across all workers), 'roundrobin' (smooth weighted) or 'hash' (consistent, bounded load).",
         },
         retries: {
           kind: 'scalar',
@@ -384,7 +604,40 @@ export const CONFIG_SCHEMA: ObjectSchema = {
           max: 100,
           defaultValue: 2,
           defaultText: '2',
-          doc: 'Connect attempts on other backends after the first fails.',
+          doc: 'Attempts on other backends after a failed connect or a 5xx answer to the upgrade.',
+        },
+        slowStart: {
+          kind: 'scalar',
+          type: 'duration',
+          defaultValue: 0,
+          defaultText: '0s (off)',
+          doc: 'Time over which a backend that came up ramps from no share of new connections to its full share.',
+        },
+        drainWindow: {
+          kind: 'scalar',
+          type: 'duration',
+          min: 1,
+          defaultValue: 10_000,
+          defaultText: '10s',
+          doc: 'Window over which the connections of a backend marked down (onDown: drain) or gone from DNS are closed, paced.',
+        },
+        stickySecret: {
+          kind: 'scalar',
+          type: 'string',
+          doc: 'Secret that signs sticky cookies; replicas that share it honour each other\'s cookies.',
+          defaultText: 'env SLUICE_STICKY_SECRET, else random per process (logged)',
+        },
+      },
+    },
+    dns: {
+      kind: 'object',
+      doc: 'Sluice: the resolver used by discovery: dns.',
+      fields: {
+        servers: {
+          kind: 'list',
+          item: { kind: 'scalar', type: 'string', doc: 'A resolver address, "IP" or "IP:port".' },
+          doc: 'DNS servers to ask, "10.0.0.10" or "127.0.0.1:5353".',
+          defaultText: "the system's (/etc/resolv.conf)",
         },
       },
     },

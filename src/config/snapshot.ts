@@ -5,9 +5,9 @@
  */
 import type { RuleNode } from './rule-ast.js';
 
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
 
-export type Strategy = 'leastconn' | 'roundrobin';
+export type Strategy = 'leastconn' | 'roundrobin' | 'hash';
 
 export interface EntryPointSpec {
   readonly name: string;
@@ -58,6 +58,60 @@ export interface BackendSpec {
   readonly tls: boolean;
   /** Path prefix from the server URL (Traefik prepends it to the request path); '' when none. */
   readonly pathPrefix: string;
+  /** servers[].weight: share of new connections relative to the pool (0 = none). */
+  readonly weight: number;
+  /**
+   * With DNS discovery: the name this slot's address comes from ('' for a static backend). The primary
+   * resolves it and tells the workers which address each slot holds; an empty slot is down.
+   */
+  readonly dnsName: string;
+}
+
+/** Where the hash key of a request comes from (strategy: hash). */
+export interface HashSpec {
+  readonly source: 'clientIP' | 'header' | 'cookie' | 'query';
+  /** Header name (lowercase), cookie name or query parameter name; '' for clientIP. */
+  readonly name: string;
+  /** No backend takes more than balanceFactor × the average live connections. */
+  readonly balanceFactor: number;
+}
+
+export interface StickySpec {
+  readonly cookieName: string;
+  /** Cookie attributes after the value, ready to append: `; Path=/; HttpOnly; …`. */
+  readonly attributes: string;
+}
+
+export interface HealthCheckSpec {
+  readonly path: string;
+  readonly method: string;
+  /** '' = from the backend URL (https for wss/https). */
+  readonly scheme: '' | 'http' | 'https';
+  /** '' = the backend's host. */
+  readonly hostname: string;
+  /** 0 = the backend's port. */
+  readonly port: number;
+  readonly headers: readonly (readonly [string, string])[];
+  /** 0 = any 2xx or 3xx. */
+  readonly status: number;
+  readonly intervalMs: number;
+  readonly unhealthyIntervalMs: number;
+  readonly timeoutMs: number;
+  readonly rise: number;
+  readonly fall: number;
+  readonly onDown: 'keep' | 'drain';
+}
+
+export interface PassiveHealthSpec {
+  readonly maxFailedAttempts: number;
+  readonly failureWindowMs: number;
+  readonly maxEjectionMs: number;
+}
+
+export interface DiscoverySpec {
+  readonly refreshIntervalMs: number;
+  /** Backend slots per server. */
+  readonly maxAddresses: number;
 }
 
 export interface ServiceSpec {
@@ -68,8 +122,18 @@ export interface ServiceSpec {
   readonly passHostHeader: boolean;
   /** Index into Snapshot.transports. */
   readonly transport: number;
-  /** Global backend indexes, in config order. */
+  /** Global backend indexes, in config order (with discovery: maxAddresses slots per server). */
   readonly backends: readonly number[];
+  readonly hash: HashSpec | null;
+  readonly sticky: StickySpec | null;
+  readonly healthCheck: HealthCheckSpec | null;
+  readonly passiveHealthCheck: PassiveHealthSpec | null;
+  /** 0 = off. */
+  readonly slowStartMs: number;
+  readonly drainWindowMs: number;
+  readonly discovery: DiscoverySpec | null;
+  /** Retry-After (seconds) of the 503 answered when every backend is down. */
+  readonly retryAfterSeconds: number;
 }
 
 export interface WebSocketSettings {
@@ -118,6 +182,12 @@ export interface Snapshot {
   readonly websocket: WebSocketSettings;
   /** Grace period for SIGTERM: clients are closed with 1001, then the process exits. */
   readonly shutdownGraceMs: number;
+  /** Signs sticky cookies (HMAC-SHA256); from the config, SLUICE_STICKY_SECRET, or random per process. */
+  readonly stickySecret: string;
+  /** True when stickySecret was generated (replicas will not agree; the primary warns). */
+  readonly stickySecretGenerated: boolean;
+  /** DNS servers for discovery ('IP' or 'IP:port'); empty = the system's. */
+  readonly dnsServers: readonly string[];
   readonly admin: AdminSettings;
   readonly logLevel: LogLevel;
   readonly accessLog: AccessLogSettings;

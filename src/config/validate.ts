@@ -30,6 +30,32 @@ export interface CertificateFiles {
   keyFile?: string;
 }
 
+export interface StickyCookieConfig {
+  name?: string;
+  secure?: boolean;
+  httpOnly?: boolean;
+  sameSite?: '' | 'none' | 'lax' | 'strict';
+  maxAge?: number;
+  path?: string;
+  domain?: string;
+}
+
+export interface HealthCheckConfig {
+  path?: string;
+  method?: string;
+  scheme?: 'http' | 'https';
+  hostname?: string;
+  port?: number;
+  headers?: Record<string, string>;
+  status?: number;
+  interval?: number;
+  unhealthyInterval?: number;
+  timeout?: number;
+  rise?: number;
+  fall?: number;
+  onDown?: 'keep' | 'drain';
+}
+
 /** The checked document. Everything is optional: a key that failed validation is absent. */
 export interface CheckedConfig {
   entryPoints?: Record<string, { address?: ListenAddress; http?: { tls?: object } }>;
@@ -42,11 +68,18 @@ export interface CheckedConfig {
       string,
       {
         loadBalancer?: {
-          servers?: { url?: BackendUrl }[];
+          servers?: { url?: BackendUrl; weight?: number }[];
           passHostHeader?: boolean;
           serversTransport?: string;
           strategy?: Strategy;
           retries?: number;
+          sticky?: { cookie?: StickyCookieConfig };
+          healthCheck?: HealthCheckConfig;
+          passiveHealthCheck?: { maxFailedAttempts?: number; failureWindow?: number; maxEjectionTime?: number };
+          hash?: { key?: string; balanceFactor?: number };
+          slowStart?: number;
+          drainWindow?: number;
+          discovery?: { type?: 'dns'; refreshInterval?: number; maxAddresses?: number };
         };
       }
     >;
@@ -60,7 +93,8 @@ export interface CheckedConfig {
     stores?: { default?: { defaultCertificate?: CertificateFiles } };
   };
   workers?: number;
-  loadBalancer?: { strategy?: Strategy; retries?: number };
+  loadBalancer?: { strategy?: Strategy; retries?: number; slowStart?: number; drainWindow?: number; stickySecret?: string };
+  dns?: { servers?: string[] };
   websocket?: {
     maxMessageSize?: number;
     clientHighWaterMark?: number;
@@ -135,7 +169,7 @@ function checkObject(schema: ObjectSchema, value: unknown, path: string, problem
       problems.add(path, `missing required key '${key}' (expected ${expected(field)})`);
     } else if (field.kind === 'scalar' && field.defaultValue !== undefined) {
       out[key] = field.defaultValue;
-    } else if (field.kind === 'object' && !field.acceptsBoolean) {
+    } else if (field.kind === 'object' && !field.acceptsBoolean && !field.optIn) {
       // Materialize an absent section so its defaults apply, unless it has required keys (then absent means absent).
       const scratch = new Problems();
       const filled = checkObject(field, {}, keyPath(path, key), scratch);
@@ -206,6 +240,10 @@ function checkScalar(schema: ScalarSchema, value: unknown, path: string, problem
       return checkQuantity(schema, value, parseSize, formatSize, fail);
     case 'strategy':
       return checkStrategy(value, fail);
+    case 'number':
+      if (typeof value !== 'number' || !Number.isFinite(value)) return fail(`got ${describeValue(value)} (expected ${expected(schema)})`);
+      if (!inRange(schema, value)) return fail(`${value} is out of range (expected ${expected(schema)})`);
+      return value;
     case 'choice':
       if (typeof value !== 'string' || !(schema.choices ?? []).includes(value)) {
         return fail(`got ${describeValue(value)} (expected ${expected(schema)})`);
@@ -252,16 +290,18 @@ function checkQuantity(
 }
 
 function checkStrategy(value: unknown, fail: (message: string) => undefined): Strategy | undefined {
-  const EXPECTED = "(expected 'leastconn' or 'roundrobin')";
+  const EXPECTED = "(expected 'leastconn', 'roundrobin' or 'hash')";
   if (typeof value !== 'string') return fail(`got ${describeValue(value)} ${EXPECTED}`);
   switch (value) {
     case 'leastconn':
     case 'roundrobin':
+    case 'hash':
       return value;
     case 'wrr':
-      return 'roundrobin'; // Traefik's name for its (weighted) round-robin; Sluice has no weights yet
-    case 'p2c':
+      return 'roundrobin'; // Traefik's name for its weighted round robin, which Sluice's roundrobin is
     case 'hrw':
+      return 'hash'; // Traefik's highest random weight is rendezvous hashing of the client IP, Sluice's default hash
+    case 'p2c':
       return fail(`Traefik strategy '${value}' is not supported by Sluice ${EXPECTED}`);
     default:
       return fail(`unknown strategy '${value}' ${EXPECTED}`);
@@ -298,7 +338,9 @@ export function expected(schema: Schema): string {
         case 'size':
           return 'a number of bytes, or a size like "64KiB", "16MiB" or "1MB"';
         case 'strategy':
-          return "'leastconn' or 'roundrobin'";
+          return "'leastconn', 'roundrobin' or 'hash'";
+        case 'number':
+          return schema.max === undefined ? `a number ≥ ${schema.min ?? 0}` : `a number from ${schema.min ?? 0} to ${schema.max}`;
         case 'choice':
           return (schema.choices ?? []).map((c) => `'${c}'`).join(', ').replace(/, ([^,]*)$/, ' or $1');
         case 'address':

@@ -9,6 +9,7 @@ import type { Snapshot } from '../config/snapshot.js';
 import { createShared } from '../shared/layout.js';
 import { planMetrics } from '../shared/metrics-plan.js';
 import { Supervisor } from './supervisor.js';
+import { manageBackends } from './backend-health.js';
 import { log, setLogLevel } from './log.js';
 import { formatHostPort, startObservability } from './observability.js';
 
@@ -38,13 +39,17 @@ export async function run(options: RunOptions): Promise<number> {
   setLogLevel(snapshot.logLevel);
   const shared = createShared(snapshot.backends.length, snapshot.workers, planMetrics(snapshot).slabFloats);
   const supervisor = new Supervisor(snapshot, shared);
+  // Health bits, active checks and DNS discovery (backend-health.ts); workers only read the bits.
+  const backends = manageBackends(snapshot, shared, supervisor);
   // The admin listener opens first, so /ready answers 503 (not a refused connection) while workers start.
   const observability = await startObservability(snapshot, shared, supervisor);
   const { admin, adminAddress } = observability;
   try {
+    await backends.start();
     await supervisor.start();
   } catch (error) {
     log.error((error as Error).message);
+    backends.stop();
     await supervisor.shutdown(0);
     observability.close();
     return 1;
@@ -72,6 +77,7 @@ export async function run(options: RunOptions): Promise<number> {
       stopping = true;
       observability.markDraining();
       log.info(`${signal}: draining (grace ${snapshot.shutdownGraceMs} ms)`);
+      backends.stop();
       void supervisor.shutdown(snapshot.shutdownGraceMs).then(() => {
         observability.close();
         log.info('stopped');

@@ -41,6 +41,10 @@ export class Supervisor {
   onWorkerExit: ((index: number) => void) | null = null;
   /** A batch of access-log records from worker `index` (msgpackr-packed, see worker/access-log.ts). */
   onAccessLog: ((index: number, records: Uint8Array) => void) | null = null;
+  /** Passive health: a worker saw an attempt on `backend` fail (backend-health.ts counts it). */
+  onBackendFailed: ((backend: number) => void) | null = null;
+  /** Messages every newly started worker gets first (the discovered address table). */
+  welcomeMessages: (() => readonly PrimaryToWorker[]) | null = null;
   private firstStart: { resolve: () => void; reject: (error: Error) => void } | null = null;
 
   constructor(
@@ -88,6 +92,7 @@ export class Supervisor {
     slot.listening = false;
     slot.startedAt = Date.now();
     worker.on('message', (message: WorkerToPrimary) => this.onMessage(index, message));
+    for (const message of this.welcomeMessages?.() ?? []) worker.postMessage(message);
     worker.on('error', (error) => log.error(`worker ${index}: ${error.stack ?? error.message}`));
     worker.on('exit', (code) => this.onExit(index, code));
   }
@@ -105,6 +110,9 @@ export class Supervisor {
       case 'listen-failed':
         this.firstStart?.reject(new Error(`cannot listen on ${message.addresses.join(', ')}: address in use or not available`));
         this.firstStart = null;
+        return;
+      case 'backend-failed':
+        this.onBackendFailed?.(message.backend);
         return;
       case 'access-log':
         this.onAccessLog?.(index, message.records);
@@ -130,6 +138,11 @@ export class Supervisor {
       slot.restartTimer = null;
       if (!this.stopping) this.spawn(index);
     }, delay);
+  }
+
+  /** Send `message` to every running worker. */
+  broadcast(message: PrimaryToWorker): void {
+    for (const slot of this.slots) slot.worker?.postMessage(message);
   }
 
   /** Tests only: make worker `index` throw or block (see PrimaryToWorker 'fault'). */

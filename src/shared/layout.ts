@@ -16,6 +16,9 @@
  *                                                  carried totals before zeroing it). The slab's sub-regions and
  *                                                  their label tables are planned from the snapshot by
  *                                                  metrics-plan.ts; only its size is part of this header.
+ *   backendUpSince  Float64[backendSlots]          Date.now() when the backend last came up, 0 =   (primary writes when it sets backendUp to 1;
+ *                                                  up from the start (no slow start ramp)          workers read on each pick of a service
+ *                                                                                                  with slowStart)
  *
  * Float64 counters are written without Atomics: each has exactly one writer, aligned 8-byte stores do
  * not tear on the 64-bit targets we run on, and a reader that sees a value one event old is fine for
@@ -23,7 +26,7 @@
  */
 
 export const LAYOUT_MAGIC = 0x534c4345; // 'SLCE'
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 const HEADER_INTS = 5;
 
 /** Per-worker event counters (workerTotals), one Float64 each. */
@@ -64,12 +67,13 @@ export interface SharedViews {
   /** Floats in each worker's metrics slab (workerMetrics), as planned by metrics-plan.ts. */
   readonly slabFloats: number;
   readonly workerMetrics: Float64Array;
+  readonly backendUpSince: Float64Array;
 }
 
 function byteLength(backendSlots: number, workerSlots: number, slabFloats: number): { ints: number; floatsOffset: number; total: number } {
   const ints = HEADER_INTS + backendSlots * 2 + workerSlots * backendSlots;
   const floatsOffset = Math.ceil((ints * 4) / 8) * 8;
-  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + workerSlots * slabFloats;
+  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + workerSlots * slabFloats + backendSlots;
   return { ints, floatsOffset, total: floatsOffset + floats * 8 };
 }
 
@@ -123,7 +127,8 @@ export function attachShared(
   const workerTraffic = new Float64Array(buffer, trafficOffset, workerSlots * backendSlots * TRAFFIC);
   const metricsOffset = trafficOffset + workerSlots * backendSlots * TRAFFIC * 8;
   const workerMetrics = new Float64Array(buffer, metricsOffset, workerSlots * slabFloats);
-  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, slabFloats, workerMetrics };
+  const backendUpSince = new Float64Array(buffer, metricsOffset + workerSlots * slabFloats * 8, backendSlots);
+  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, slabFloats, workerMetrics, backendUpSince };
 }
 
 /**

@@ -9,7 +9,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { PrimaryToWorker, WorkerInit, WorkerToPrimary } from '../shared/messages.js';
 import { attachShared, Total, TOTALS } from '../shared/layout.js';
-import { createBalancer } from '../balancer/balancer.js';
+import { applyAddresses, initBackendPools } from './backend-pool.js';
+import { drainBackend } from './drain.js';
 import { initContext } from './context.js';
 import { RouterTable } from './router-table.js';
 import { startListeners, closeListeners, closeAllConnections } from './listeners.js';
@@ -25,7 +26,7 @@ const ctx = initContext(init.workerIndex, init.snapshot, shared);
 initMetrics(ctx);
 initAccessLog(init.snapshot, (records) => port.postMessage({ type: 'access-log', records } satisfies WorkerToPrimary, [records.buffer as ArrayBuffer]));
 const table = new RouterTable(init.snapshot.routers, init.snapshot.entryPoints.length);
-const balancers = init.snapshot.services.map((service) => createBalancer(service, shared));
+const balancers = initBackendPools(init.snapshot, shared, (backend) => post({ type: 'backend-failed', backend }));
 
 function post(message: WorkerToPrimary): void {
   port.postMessage(message);
@@ -85,6 +86,8 @@ function drain(graceMs: number): void {
 port.on('message', (message: PrimaryToWorker) => {
   if (message.type === 'shutdown') drain(message.graceMs);
   else if (message.type === 'fault') injectFault(message.kind, message.ms ?? 0);
+  else if (message.type === 'backend-addresses') applyAddresses(message.addresses);
+  else if (message.type === 'drain-backend' && !draining) drainBackend(message.backend, message.windowMs, message.reason);
 });
 
 function injectFault(kind: 'throw' | 'block', ms: number): void {

@@ -81,6 +81,13 @@ export function tunnels(): ReadonlySet<Tunnel> {
   return liveTunnels;
 }
 
+/** Open tunnels per global backend index, so draining one backend costs O(its tunnels). */
+const tunnelsByBackend: (Set<Tunnel> | undefined)[] = [];
+const NO_TUNNELS: ReadonlySet<Tunnel> = new Set();
+export function tunnelsOf(backend: number): ReadonlySet<Tunnel> {
+  return tunnelsByBackend[backend] ?? NO_TUNNELS;
+}
+
 // ---- shared live-connection counters --------------------------------------------------------
 
 /** Claim a connection slot on `backend` in the shared counters (before connecting, so concurrent
@@ -162,6 +169,7 @@ export function onClientClose(ws: uWS.WebSocket<TunnelRef>, code: number, reason
   const t = ws.getUserData().tunnel;
   t.ws = null;
   liveTunnels.delete(t);
+  tunnelsByBackend[t.backend]?.delete(t);
   const socket = t.socket;
   if (socket !== null && !t.closeToBackend) {
     t.closeToBackend = true;
@@ -438,5 +446,6 @@ export function openTunnel(t: Tunnel, ws: uWS.WebSocket<TunnelRef>, early: Buffe
   t.ws = ws;
   t.state = TunnelState.Open;
   liveTunnels.add(t);
+  (tunnelsByBackend[t.backend] ??= new Set()).add(t);
   if (early !== null && early.length > 0) pumpFromBackend(t, early, early.length);
 }

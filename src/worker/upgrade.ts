@@ -13,6 +13,7 @@ import type { Balancer } from '../balancer/balancer.js';
 import { context, countTotal } from './context.js';
 import { Conn, ErrorReason, countError, countOutcome, connectionOpened, upgradeStarted } from './metrics.js';
 import { newHandshakeKey } from './frame-codec.js';
+import { backendFailed, cookieHeaderOf, hostOf, requestHashKey, stickyCookiesOf } from './backend-pool.js';
 import { Tunnel, TunnelState, countOn, uncount, openTunnel, type TunnelSocket, type TunnelRef } from './tunnel.js';
 import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout } from './backend-socket.js';
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
@@ -41,6 +42,9 @@ export class Handshake {
   bodyLength = 0;
   /** The backend answered and we are relaying: a close now is the end of the body, not a failure. */
   relaying = false;
+  // PickRequest (balancer.ts): what the balancer may know of this request, computed once.
+  hashKey = -1;
+  stickyBackend = -1;
 
   constructor(
     readonly res: uWS.HttpResponse,
@@ -72,6 +76,9 @@ export function beginUpgrade(
   const t = new Tunnel(router.service, routerIndex, entryPoint) as HandshakeTunnel;
   const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), balancer, service.name, service.retries + 1);
   t.handshake = h;
+  h.hashKey = requestHashKey(service, client);
+  const sticky = stickyCookiesOf(router.service);
+  if (sticky !== null) h.stickyBackend = sticky.backendFor(cookieHeaderOf(client));
   t.clientAddress = client.clientIp;
   upgradeStarted(t);
   res.onAborted(() => {
@@ -81,15 +88,23 @@ export function beginUpgrade(
   connectNext(t);
 }
 
-function connectNext(t: HandshakeTunnel): void {
+/** Try the next backend: `chosen` when the caller already picked it, else the balancer's pick. */
+function connectNext(t: HandshakeTunnel, chosen = -1): void {
   const h = t.handshake!;
   const { snapshot } = context();
-  const backend = h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts) : -1;
+  let backend = chosen >= 0 ? chosen : h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
+  // A discovery slot whose address this worker has not heard of yet: count it tried and move on.
+  while (backend >= 0 && hostOf(backend) === '') {
+    h.tried[h.attempts++] = backend;
+    backend = h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
+  }
   if (backend < 0) {
     if (h.attempts === 0) {
+      // Every backend is down (or ejected): say when to come back rather than invite a retry storm.
       countTotal(Total.NoBackend);
       countOutcome(t, Conn.NoBackend);
-      answer(t, 503, `no backend available for service '${h.serviceName}'`);
+      const retryAfter = String(snapshot.services[t.service]!.retryAfterSeconds);
+      answer(t, 503, `no backend available for service '${h.serviceName}'`, [['retry-after', retryAfter]]);
     } else {
       countTotal(Total.ConnectFailed);
       countOutcome(t, Conn.ConnectFailed);
@@ -103,10 +118,11 @@ function connectNext(t: HandshakeTunnel): void {
   countOn(t, backend);
   const spec = snapshot.backends[backend]!;
   const transport = snapshot.transports[snapshot.services[t.service]!.transport]!;
+  const host = hostOf(backend);
   let socket: TunnelSocket;
   if (spec.tls) {
     socket = tls.connect({
-      host: spec.host,
+      host,
       port: spec.port,
       servername: transport.serverName !== '' ? transport.serverName : net.isIP(spec.host) === 0 ? spec.host : undefined,
       rejectUnauthorized: !transport.insecureSkipVerify,
@@ -116,7 +132,7 @@ function connectNext(t: HandshakeTunnel): void {
     socket.on('secureConnect', onBackendConnect);
     socket.on('data', onBackendData);
   } else {
-    socket = net.connect({ host: spec.host, port: spec.port, onread: { buffer: backendReadBuffer, callback: onBackendRead } }) as TunnelSocket;
+    socket = net.connect({ host, port: spec.port, onread: { buffer: backendReadBuffer, callback: onBackendRead } }) as TunnelSocket;
     socket.on('connect', onBackendConnect);
   }
   socket.tunnel = t;
@@ -175,6 +191,17 @@ export function handshakeData(t: HandshakeTunnel, chunk: Buffer, length: number)
     completeUpgrade(t, h, parsed, rest);
     return;
   }
+  if (parsed.status >= 500) {
+    backendFailed(t.backend);
+    // This backend cannot take the connection now: try another (never one already tried); the
+    // last 5xx is relayed as it came when none is left.
+    const next = h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
+    if (next >= 0) {
+      dropAttempt(t);
+      connectNext(t, next);
+      return;
+    }
+  }
   countTotal(Total.RejectedByBackend);
   countOutcome(t, Conn.RejectedByBackend);
   h.response = parsed;
@@ -211,7 +238,15 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   t.handshake = null;
   countTotal(Total.Upgraded);
   const res = h.res;
+  const sticky = stickyCookiesOf(t.service);
+  const setCookie = sticky !== null && t.backend !== h.stickyBackend ? sticky.setCookieFor(t.backend) : '';
   res.cork(() => {
+    if (setCookie !== '') {
+      // upgrade() writes the 101 and its own headers, keeping a status already written: so a
+      // Set-Cookie written here goes out with the 101.
+      res.writeStatus('101 Switching Protocols');
+      res.writeHeader('set-cookie', setCookie);
+    }
     res.upgrade<TunnelRef>({ tunnel: t }, h.client.key, protocol, '', h.uwsContext);
   });
   // uWS ran `open` inside upgrade(); if the client was gone by then, let the backend go too.
@@ -287,6 +322,7 @@ export function handshakeSocketClosed(t: HandshakeTunnel, timedOut: boolean): vo
   if (h.head === null) {
     // Nothing came back: a failed or timed-out connect. Retry on another backend.
     h.lastFailure = timedOut ? 'timeout' : 'refused';
+    backendFailed(t.backend);
     countError(t.backend, timedOut ? ErrorReason.ConnectTimeout : ErrorReason.ConnectRefused);
     connectNext(t);
     return;
@@ -294,23 +330,36 @@ export function handshakeSocketClosed(t: HandshakeTunnel, timedOut: boolean): vo
   countTotal(Total.ConnectFailed);
   countOutcome(t, Conn.ConnectFailed);
   countError(t.backend, ErrorReason.HandshakeFailed);
+  backendFailed(t.backend);
   answer(t, 502, `backend of service '${h.serviceName}' closed the connection during the upgrade`);
 }
 
 function failHandshake(t: HandshakeTunnel, status: number, reason: string): void {
+  backendFailed(t.backend);
   countTotal(Total.ConnectFailed);
   countOutcome(t, Conn.ConnectFailed);
   countError(t.backend, ErrorReason.HandshakeFailed);
   answer(t, status, `${reason} (service '${t.handshake!.serviceName}')`);
 }
 
-function answer(t: HandshakeTunnel, status: number, message: string): void {
+function answer(t: HandshakeTunnel, status: number, message: string, headers?: readonly (readonly [string, string])[]): void {
   const h = t.handshake!;
   t.handshake = null;
   abandonBackend(t);
   if (h.aborted) return;
   h.aborted = true;
-  sendError(h.res, status, message);
+  sendError(h.res, status, message, headers);
+}
+
+/** Let go of this attempt's backend socket and its count; the upgrade goes on with another. */
+function dropAttempt(t: Tunnel): void {
+  const socket = t.socket;
+  if (socket !== null) {
+    socket.tunnel = null;
+    t.socket = null;
+    socket.destroy();
+  }
+  uncount(t);
 }
 
 function abandonBackend(t: Tunnel): void {

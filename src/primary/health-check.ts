@@ -1,0 +1,130 @@
+/**
+ * Active health checks, run by the primary (never by the workers, so N workers do not multiply the
+ * probes): each backend of a service with `healthCheck` is asked `method path` every `interval`
+ * (`unhealthyInterval` while down), over http or https. An answer with the expected status (or any
+ * 2xx/3xx) within `timeout` is a success. `fall` failures in a row mark an up backend down, `rise`
+ * successes in a row bring a down one back; the verdict goes to BackendHealth, which owns the
+ * shared bits. Probes are spread over the first interval so a large pool is not checked in a burst.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import type { BackendSpec, HealthCheckSpec, Snapshot, TransportSpec } from '../config/snapshot.js';
+import type { BackendHealth } from './backend-health.js';
+
+interface Probe {
+  readonly spec: BackendSpec;
+  readonly check: HealthCheckSpec;
+  /** The service's serversTransport: https checks trust what the WebSocket connections trust. */
+  readonly transport: TransportSpec;
+  /** Consecutive results of the current kind (positive: successes, negative: failures). */
+  streak: number;
+  healthy: boolean;
+  timer: NodeJS.Timeout | null;
+  /** The discovery slot's address changed: restart the streak. */
+  host: string;
+}
+
+export class HealthChecker {
+  private readonly probes: Probe[] = [];
+  private stopped = false;
+
+  constructor(
+    snapshot: Snapshot,
+    private readonly health: BackendHealth,
+    /** The address to probe: the static host, or a discovery slot's current address ('' = empty). */
+    private readonly hostOf: (backend: number) => string,
+  ) {
+    for (const spec of snapshot.backends) {
+      const service = snapshot.services[spec.service]!;
+      const check = service.healthCheck;
+      const transport = snapshot.transports[service.transport]!;
+      if (check !== null) this.probes.push({ spec, check, transport, streak: 0, healthy: true, timer: null, host: '' });
+    }
+  }
+
+  start(): void {
+    this.probes.forEach((probe, i) => {
+      // First round at once, spread over up to a tenth of the interval.
+      this.schedule(probe, Math.min(probe.check.intervalMs / 10, 1000) * (i / Math.max(1, this.probes.length)));
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const probe of this.probes) if (probe.timer !== null) clearTimeout(probe.timer);
+  }
+
+  private schedule(probe: Probe, delayMs: number): void {
+    if (this.stopped) return;
+    probe.timer = setTimeout(() => {
+      probe.timer = null;
+      this.run(probe);
+    }, delayMs);
+    probe.timer.unref();
+  }
+
+  private run(probe: Probe): void {
+    const host = this.hostOf(probe.spec.index);
+    if (host !== probe.host) {
+      probe.host = host;
+      probe.streak = 0;
+      probe.healthy = true;
+    }
+    if (host === '') {
+      this.schedule(probe, probe.check.intervalMs);
+      return;
+    }
+    checkOnce(probe.spec, probe.check, probe.transport, host, (ok) => {
+      if (this.stopped || probe.host !== host) return;
+      this.record(probe, ok);
+      this.schedule(probe, probe.healthy ? probe.check.intervalMs : probe.check.unhealthyIntervalMs);
+    });
+  }
+
+  private record(probe: Probe, ok: boolean): void {
+    probe.streak = ok ? Math.max(probe.streak, 0) + 1 : Math.min(probe.streak, 0) - 1;
+    if (probe.healthy && probe.streak <= -probe.check.fall) probe.healthy = false;
+    else if (!probe.healthy && probe.streak >= probe.check.rise) probe.healthy = true;
+    else return;
+    this.health.setHealthy(probe.spec.index, probe.healthy);
+  }
+}
+
+/** One probe; `done(true)` for a healthy answer. Never throws; every path calls done once. */
+export function checkOnce(spec: BackendSpec, check: HealthCheckSpec, transport: TransportSpec, host: string, done: (ok: boolean) => void): void {
+  const secure = check.scheme === '' ? spec.tls : check.scheme === 'https';
+  const port = check.port !== 0 ? check.port : spec.port;
+  const headers: Record<string, string> = { 'user-agent': 'sluice-health-check', connection: 'close' };
+  const hostHeader = check.hostname !== '' ? check.hostname : spec.dnsName !== '' ? spec.dnsName : spec.host.includes(':') ? `[${spec.host}]` : spec.host;
+  headers.host = port === (secure ? 443 : 80) ? hostHeader : `${hostHeader}:${port}`;
+  for (const [name, value] of check.headers) headers[name.toLowerCase()] = value;
+  let finished = false;
+  const finish = (ok: boolean): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    done(ok);
+  };
+  const options = { host, port, method: check.method, path: check.path, headers, agent: false as const };
+  const request = secure
+    ? https.request({
+        ...options,
+        rejectUnauthorized: !transport.insecureSkipVerify,
+        ca: transport.rootCAs !== '' ? transport.rootCAs : undefined,
+        servername: transport.serverName || check.hostname || spec.dnsName || (net.isIP(spec.host) === 0 ? spec.host : undefined),
+      })
+    : http.request(options);
+  const timer = setTimeout(() => {
+    request.destroy();
+    finish(false);
+  }, check.timeoutMs);
+  request.on('response', (response) => {
+    const status = response.statusCode ?? 0;
+    response.resume();
+    request.destroy();
+    finish(check.status !== 0 ? status === check.status : status >= 200 && status < 400);
+  });
+  request.on('error', () => finish(false));
+  request.end();
+}

@@ -1,0 +1,235 @@
+/**
+ * Backends that fail and come back: active checks (rise/fall, onDown keep|drain, 503 with
+ * Retry-After when every backend is down), a backend killed under steady connection churn (no
+ * failed upgrade once it is detected; back after `rise`, ramping with slow start), passive
+ * ejection with backoff and probation, and retries that never try a backend twice.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, describe, test } from 'node:test';
+import { startSluice, type SluiceProcess } from './helpers/sluice.js';
+import { reach, reachBackend, startPoolBackend, tally, type PoolBackend, type Reached } from './helpers/pool.js';
+import { waitFor } from './helpers/wait.js';
+
+/** One entry point, one catch-all router, one service over `backends` with `loadBalancer` extra keys. */
+function poolConfig(backends: readonly PoolBackend[], lines: string): string {
+  return `entryPoints:
+  web: { address: "127.0.0.1:{PORT}" }
+http:
+  routers:
+    all: { rule: "PathPrefix(\`/\`)", service: pool }
+  services:
+    pool:
+      loadBalancer:
+        servers:
+${backends.map((b) => `          - url: "${b.url}"`).join('\n')}
+${lines.replace(/^/gm, '        ')}
+`;
+}
+
+let cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.reverse()) await step().catch(() => undefined);
+  cleanup = [];
+});
+
+async function startBackends(names: readonly string[]): Promise<PoolBackend[]> {
+  const backends = await Promise.all(names.map((n) => startPoolBackend(n)));
+  cleanup.push(() => Promise.all(backends.map((b) => b.kill())));
+  return backends;
+}
+
+async function start(config: string): Promise<SluiceProcess> {
+  const sluice = await startSluice(config);
+  cleanup.push(() => sluice.stop());
+  return sluice;
+}
+
+/** Terminate `r` when the test ends. */
+function keep(r: Reached): Reached {
+  cleanup.push(async () => r.ws.terminate());
+  return r;
+}
+
+describe('active health checks', () => {
+  test('fall marks a backend down (no new connections), rise brings it back', async () => {
+    const backends = await startBackends(['a', 'b']);
+    const sluice = await start(poolConfig(backends, `strategy: roundrobin
+healthCheck: { path: /health, interval: 50ms, timeout: 200ms, rise: 2, fall: 3 }`));
+    const [a] = backends as [PoolBackend, PoolBackend];
+    await waitFor('checks to run', () => a.healthChecks >= 2);
+    a.healthStatus = 503;
+    const failedFrom = a.healthChecks;
+    await waitFor('a to fail 3 checks', () => a.healthChecks >= failedFrom + 4);
+    const whileDown = [];
+    for (let i = 0; i < 6; i++) whileDown.push((await reachBackend(sluice.url)).backend);
+    assert.deepEqual(tally(whileDown), { b: 6 }, 'a down backend must get no new connections');
+    a.healthStatus = 200;
+    // Back after `rise` good checks: roundrobin then alternates again.
+    let back = false;
+    const deadline = Date.now() + 3000;
+    while (!back && Date.now() < deadline) {
+      back = (await reachBackend(sluice.url)).backend === 'a';
+      if (!back) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(back, 'a never came back');
+    assert.match(sluice.stderr(), /backend ws:\/\/127\.0\.0\.1:\d+ is down/);
+    assert.match(sluice.stderr(), /backend ws:\/\/127\.0\.0\.1:\d+ is up/);
+  });
+
+  test('every backend down: 503 with Retry-After (the unhealthy interval), no connect attempted', async () => {
+    const backends = await startBackends(['a', 'b']);
+    for (const b of backends) b.healthStatus = 500;
+    const sluice = await start(poolConfig(backends, 'healthCheck: { path: /health, interval: 50ms, unhealthyInterval: 3s, fall: 1 }'));
+    await waitFor('both to be checked', () => backends.every((b) => b.healthChecks >= 1));
+    await waitFor('the pool to be marked down', () => /is down[\s\S]*is down/.test(sluice.stderr()));
+    const attempt = await reach(sluice.url);
+    assert.ok('status' in attempt, 'expected a refusal');
+    assert.equal(attempt.status, 503);
+    assert.equal(attempt.headers['retry-after'], '3');
+    assert.match(attempt.body, /no backend available for service 'pool'/);
+    assert.deepEqual(backends.map((b) => b.upgrades), [0, 0]);
+  });
+
+  test('onDown: keep leaves open WebSockets alone', async () => {
+    const backends = await startBackends(['a']);
+    const sluice = await start(poolConfig(backends, 'healthCheck: { path: /health, interval: 50ms, fall: 1, onDown: keep }'));
+    const clients = [keep(await reachBackend(sluice.url)), keep(await reachBackend(sluice.url))];
+    backends[0]!.healthStatus = 503;
+    await waitFor('a to be marked down', () => /is down/.test(sluice.stderr()));
+    await new Promise((r) => setTimeout(r, 300));
+    for (const c of clients) assert.equal(c.ws.readyState, c.ws.OPEN);
+  });
+
+  test('onDown: drain closes the backend\'s clients with 1012, paced over drainWindow', async () => {
+    const backends = await startBackends(['a', 'b']);
+    const sluice = await start(poolConfig(backends, `strategy: roundrobin
+drainWindow: 800ms
+healthCheck: { path: /health, interval: 50ms, fall: 1, onDown: drain }`));
+    const clients: Reached[] = [];
+    for (let i = 0; i < 10; i++) clients.push(keep(await reachBackend(sluice.url)));
+    const onA = clients.filter((c) => c.backend === 'a');
+    const onB = clients.filter((c) => c.backend === 'b');
+    assert.equal(onA.length, 5);
+    backends[0]!.healthStatus = 503;
+    const closes = await Promise.all(onA.map((c) => c.closed));
+    assert.deepEqual(closes.map((c) => c.code), [1012, 1012, 1012, 1012, 1012]);
+    const times = closes.map((c) => c.at).sort((x, y) => x - y);
+    const spread = times[4]! - times[0]!;
+    assert.ok(spread >= 500, `closes spread over ${spread} ms; expected about 800 (paced, never all at once)`);
+    for (const c of onB) assert.equal(c.ws.readyState, c.ws.OPEN, 'the healthy backend\'s clients stay');
+    // Reconnects go to the healthy backend.
+    assert.equal((await reachBackend(sluice.url)).backend, 'b');
+  });
+});
+
+describe('a backend killed under steady connection churn', () => {
+  test('after detection no upgrade fails; once back it gets connections again after rise, ramping with slow start', async () => {
+    const backends = await startBackends(['a', 'b', 'c']);
+    const sluice = await start(poolConfig(backends, `retries: 0
+slowStart: 3s
+healthCheck: { path: /health, interval: 50ms, timeout: 100ms, rise: 2, fall: 2 }`));
+    const [, , c] = backends as [PoolBackend, PoolBackend, PoolBackend];
+    const outcomes: { at: number; result: string }[] = [];
+    let churning = true;
+    const held: Reached[] = [];
+    cleanup.push(async () => {
+      churning = false;
+      for (const r of held) r.ws.terminate();
+    });
+    // Steady churn: one upgrade every 10 ms; each client stays open (leastconn sees the load).
+    const churn = (async () => {
+      while (churning) {
+        const at = Date.now();
+        const attempt = await reach(sluice.url).catch((error: Error) => ({ status: -1, headers: {}, body: error.message }));
+        if ('status' in attempt) outcomes.push({ at, result: `refused ${attempt.status}` });
+        else {
+          held.push(attempt);
+          outcomes.push({ at, result: attempt.backend });
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    await waitFor('c to take connections', () => outcomes.filter((o) => o.result === 'c').length >= 5);
+    await c.kill();
+    await waitFor('c to be marked down', () => /:\d+ is down/.test(sluice.stderr()), undefined, { timeoutMs: 3000 });
+    const detectedAt = Date.now();
+    await waitFor('churn after detection', () => outcomes.filter((o) => o.at > detectedAt).length >= 30, undefined, { timeoutMs: 5000 });
+    const after = outcomes.filter((o) => o.at > detectedAt);
+    assert.deepEqual(after.filter((o) => !['a', 'b'].includes(o.result)), [], 'no upgrade may fail (or reach c) once c is detected down');
+
+    await c.revive();
+    await waitFor('c to be up again', () => /:\d+ is up/.test(sluice.stderr()), undefined, { timeoutMs: 3000 });
+    const upAt = Date.now();
+    await waitFor('c to receive connections again', () => outcomes.some((o) => o.at > upAt && o.result === 'c'), undefined, { timeoutMs: 4000 });
+    await waitFor('a second of churn after c came back', () => outcomes.filter((o) => o.at > upAt).length >= 40, undefined, { timeoutMs: 5000 });
+    churning = false;
+    await churn;
+    const ramp = tally(outcomes.filter((o) => o.at > upAt).slice(0, 40).map((o) => o.result));
+    // Without slow start, leastconn would send c every new connection until it caught up with the
+    // others' ~N each; with it, a and b keep taking most of them at first.
+    assert.ok((ramp.c ?? 0) >= 1 && (ramp.a ?? 0) + (ramp.b ?? 0) >= 20, `first 40 after c came back: ${JSON.stringify(ramp)}`);
+    assert.equal(ramp.refused, undefined);
+    assert.ok(c.healthChecks >= 2);
+  });
+});
+
+describe('passive health checks and retries', () => {
+  test('a 5xx answer to the upgrade is retried on another backend, and ejects the backend that gave it', async () => {
+    const backends = await startBackends(['bad', 'good']);
+    const [bad] = backends as [PoolBackend, PoolBackend];
+    bad.refuseWith = 503;
+    const sluice = await start(poolConfig(backends, `strategy: roundrobin
+passiveHealthCheck: { maxFailedAttempts: 1, failureWindow: 600ms }`));
+    const first = keep(await reachBackend(sluice.url));
+    const second = keep(await reachBackend(sluice.url));
+    assert.deepEqual([first.backend, second.backend], ['good', 'good']);
+    assert.equal(bad.upgrades, 1, 'the failed backend must be ejected after its first failure');
+    await waitFor('the ejection to be logged', () => /ejected for 600 ms/.test(sluice.stderr()));
+    // While ejected, roundrobin never offers it.
+    for (let i = 0; i < 4; i++) keep(await reachBackend(sluice.url));
+    assert.equal(bad.upgrades, 1);
+    // After the ejection: probation. One more failure ejects it again, for twice as long.
+    await waitFor('probation', () => /back on probation/.test(sluice.stderr()), undefined, { timeoutMs: 2000 });
+    for (let i = 0; i < 3 && bad.upgrades === 1; i++) keep(await reachBackend(sluice.url));
+    assert.equal(bad.upgrades, 2, 'on probation it is tried again');
+    await waitFor('the doubled ejection', () => /ejected for 1200 ms: failed on probation/.test(sluice.stderr()));
+    // Healthy again: on probation it takes connections, and a clean probation forgives it.
+    bad.refuseWith = 0;
+    await waitFor('second probation', () => (sluice.stderr().match(/back on probation/g) ?? []).length >= 2, undefined, { timeoutMs: 3000 });
+    const after: string[] = [];
+    for (let i = 0; i < 4; i++) after.push(keep(await reachBackend(sluice.url)).backend);
+    assert.deepEqual(tally(after), { bad: 2, good: 2 });
+  });
+
+  test('connect failures are retried on another backend, never the same one twice', async () => {
+    const backends = await startBackends(['a', 'b', 'c']);
+    await backends[0]!.kill();
+    await backends[1]!.kill();
+    const sluice = await start(poolConfig(backends, 'strategy: roundrobin\nretries: 5'));
+    for (let i = 0; i < 3; i++) assert.equal(keep(await reachBackend(sluice.url)).backend, 'c');
+  });
+
+  test('every backend answering 5xx: the last answer is relayed, each backend tried once', async () => {
+    const backends = await startBackends(['a', 'b', 'c']);
+    for (const b of backends) b.refuseWith = 502;
+    const sluice = await start(poolConfig(backends, 'retries: 10'));
+    const attempt = await reach(sluice.url);
+    assert.ok('status' in attempt);
+    assert.equal(attempt.status, 502);
+    assert.deepEqual(backends.map((b) => b.upgrades), [1, 1, 1]);
+  });
+
+  test('a clean WebSocket close is never a failure', async () => {
+    const backends = await startBackends(['a', 'b']);
+    const sluice = await start(poolConfig(backends, `strategy: roundrobin
+passiveHealthCheck: { maxFailedAttempts: 1, failureWindow: 10s }`));
+    for (let i = 0; i < 6; i++) {
+      const r = await reachBackend(sluice.url);
+      r.ws.close(1000);
+      await r.closed;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.doesNotMatch(sluice.stderr(), /ejected/);
+    assert.deepEqual(backends.map((b) => b.upgrades), [3, 3]);
+  });
+});
