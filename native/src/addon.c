@@ -107,12 +107,13 @@ void js_on_message(conn *c, source *src, uint8_t opcode, bool fin, size_t start,
     ab = read_buffer_value(e);
   } else {
     if (src->array_buffer == NULL) {
-      if (napi_create_external_arraybuffer(e->env, src->base, src->capacity, free_block, NULL, &src->array_buffer) != napi_ok) {
-        /* no external buffers in this runtime: copy instead */
+      if (napi_create_external_arraybuffer(e->env, src->base, src->capacity, free_block, NULL, &src->array_buffer) == napi_ok) {
+        src->handed_over = true;
+      } else {
+        /* no external buffers in this runtime (V8 sandbox): copy instead; the block stays ours */
         void *data;
         napi_create_arraybuffer(e->env, src->capacity, &data, &src->array_buffer);
         memcpy(data, src->base, src->capacity);
-        free(src->base);
       }
     }
     ab = src->array_buffer;
@@ -317,7 +318,7 @@ static napi_value js_start_framing(napi_env env, napi_callback_info info) {
       return NULL;
     }
     memcpy(copy, early, length);
-    source heap = {SOURCE_HEAP, copy, length, NULL};
+    source heap = {SOURCE_HEAP, copy, length, NULL, false};
     napi_value saved_buffer = scope_read_buffer, saved_message = scope_on_message;
     upstream_env *saved_owner = scope_owner;
     bool saved_loop = in_loop_callback;
@@ -328,7 +329,7 @@ static napi_value js_start_framing(napi_env env, napi_callback_info info) {
     scope_on_message = saved_message;
     scope_owner = saved_owner;
     in_loop_callback = saved_loop;
-    if (heap.array_buffer == NULL) free(copy);
+    if (!heap.handed_over) free(copy);
   }
   return boolean(env, true);
 }

@@ -373,7 +373,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       e->stats.direct_reads++;
     }
     e->pending_read.c = c;
-    e->pending_read.src = (source){SOURCE_READ_BUFFER, e->read_buffer, READ_BUFFER_SIZE, NULL};
+    e->pending_read.src = (source){SOURCE_READ_BUFFER, e->read_buffer, READ_BUFFER_SIZE, NULL, false};
     e->pending_read.end = (size_t)nread;
     e->pending_read.direct = direct;
     /* With onRead, JavaScript chooses when the frames of this read are delivered (inside ws.cork,

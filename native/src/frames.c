@@ -219,14 +219,14 @@ bool frames_parse_partial(conn *c, source *src, size_t *offset, size_t end) {
 
   uint8_t *block = c->partial;
   size_t frame = c->partial_need;
-  source heap = {SOURCE_HEAP, block, c->partial_capacity, NULL};
+  source heap = {SOURCE_HEAP, block, c->partial_capacity, NULL, false};
   c->partial = NULL;
   c->partial_length = c->partial_need = c->partial_capacity = 0;
   c->partial_sized = 0;
   c->owner->stats.reassembled++;
   size_t header = header_length(block[1]);
   deliver(c, &heap, block[0], header, frame - header);
-  if (heap.array_buffer == NULL) free(block); /* else JavaScript owns it now */
+  if (!heap.handed_over) free(block); /* else JavaScript owns it now */
   return c->state == CONN_FRAMING;
 }
 

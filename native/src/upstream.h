@@ -105,6 +105,7 @@ typedef struct source {
   uint8_t *base;
   size_t capacity;
   napi_value array_buffer; /* created on first delivery for SOURCE_HEAP */
+  bool handed_over;        /* the block now belongs to array_buffer (freed by GC), not to us */
 } source;
 
 struct upstream_env {
