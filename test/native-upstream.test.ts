@@ -138,8 +138,9 @@ function text(size: number): string {
   return 'abcdefghijklmnopqrstuvwxyz0123456789'.repeat(Math.ceil(size / 36)).slice(0, size);
 }
 
-/** A raw TCP "backend" that answers any request with a 101 (valid for any key) followed by `then`. */
-async function rawBackend(then: (socket: net.Socket) => void): Promise<net.Server> {
+/** A raw TCP "backend" that answers any request with a 101 (valid for any key) and `early` in one
+ *  write, then runs `then`. */
+async function rawBackend(then: (socket: net.Socket) => void, early: Buffer = Buffer.alloc(0)): Promise<net.Server> {
   const server = net.createServer((socket) => {
     let seen = '';
     socket.on('data', (chunk) => {
@@ -148,7 +149,7 @@ async function rawBackend(then: (socket: net.Socket) => void): Promise<net.Serve
       if (key === undefined || !seen.includes('\r\n\r\n')) return;
       seen = '';
       const accept = createHash('sha1').update(key + GUID).digest('base64');
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`), early]));
       then(socket);
     });
     socket.on('error', () => {});
@@ -296,13 +297,36 @@ describe('native upstream addon', { skip }, () => {
   });
 
   test('parses frames that came in the same read as the 101', async () => {
-    const server = await rawBackend((socket) => socket.write(Buffer.from([0x81, 0x05, ...Buffer.from('early'), 0x82, 0x02, 7, 8])));
+    const server = await rawBackend(() => {}, Buffer.from([0x81, 0x05, ...Buffer.from('early'), 0x82, 0x02, 7, 8]));
     const u = await open(portOf(server));
     await waitFor('two messages', () => u.messages.length === 2);
     assert.equal(u.messages[0]!.data.toString(), 'early');
     assert.deepEqual([...u.messages[1]!.data], [7, 8]);
     native!.destroy(u.id);
     server.close();
+  });
+
+  test('completes a frame whose start came in the same read as the 101', async () => {
+    const frame = Buffer.concat([Buffer.from([0x82, 126, 0x01, 0x00]), Buffer.alloc(256, 5)]);
+    const server = await rawBackend((socket) => setTimeout(() => socket.write(frame.subarray(3)), 30), frame.subarray(0, 3));
+    const u = await open(portOf(server));
+    await waitFor('the message', () => u.messages.length === 1);
+    assert.ok(u.messages[0]!.data.equals(Buffer.alloc(256, 5)));
+    native!.destroy(u.id);
+    server.close();
+  });
+
+  test('binds the given local address', async () => {
+    const seen = new Promise<string>((resolve) => wss.once('connection', (_ws, request) => resolve(request.socket.remoteAddress ?? '')));
+    const id = native!.connect('127.0.0.1', port, 2000, '127.0.0.7');
+    assert.ok(id > 0);
+    const u = new Upstream(id, port, MiB);
+    live.set(id, u);
+    await waitFor('connect', () => u.openStatus !== null);
+    u.sendUpgrade('/bound');
+    assert.equal(await seen, '127.0.0.7');
+    native!.destroy(id);
+    assert.ok(native!.connect('127.0.0.1', port, 2000, 'not an address') < 0);
   });
 
   test('reassembles frames split at every byte', async () => {
