@@ -39,6 +39,9 @@ const TWO_32 = 4294967296;
 export class HashRing extends PoolPolicy {
   /** Per pool position: hash of the backend's identity; 0 with an empty identity (no address yet). */
   private readonly seeds: Uint32Array;
+  /** Every weight equal and no slow start: the raw hash orders backends as w / -ln(u) would, without
+   *  a Math.log per backend. */
+  private readonly uniform: boolean;
 
   constructor(
     backends: readonly number[],
@@ -49,6 +52,7 @@ export class HashRing extends PoolPolicy {
   ) {
     super(backends, state, options);
     this.seeds = Uint32Array.from(identities, (id) => (id === '' ? 0 : hashString(id)));
+    this.uniform = this.slowStartMs === 0 && this.weights.every((w) => w === this.weights[0]);
   }
 
   setIdentity(backend: number, identity: string): void {
@@ -58,8 +62,9 @@ export class HashRing extends PoolPolicy {
 
   /** The score of pool position `at` for `key` with weight `weight` (higher wins). */
   private score(key: number, at: number, weight: number): number {
-    const u = (mix32((key ^ this.seeds[at]!) + 0x9e3779b9) + 0.5) / TWO_32;
-    return weight / -Math.log(u);
+    const h = mix32((key ^ this.seeds[at]!) + 0x9e3779b9);
+    if (this.uniform) return h;
+    return weight / -Math.log((h + 0.5) / TWO_32);
   }
 
   pick(tried: Int32Array, triedCount: number, request?: PickRequest): number {
