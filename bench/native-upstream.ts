@@ -66,6 +66,9 @@ interface EchoResult {
   echoed: number;
   cpuMicros: number;
   microsPerRoundTrip: number;
+  /** The same split into user (JS, V8, libuv, the addon) and system (the kernel's TCP work) time. */
+  userMicrosPerRoundTrip: number;
+  systemMicrosPerRoundTrip: number;
   seconds: number;
 }
 
@@ -386,7 +389,18 @@ async function measureEcho(path: Path, port: number, options: Options): Promise<
   await sleep(500);
   upstream.close();
   const cpuMicros = cpu.user + cpu.system;
-  return { path, connections: count, sent: sentInWindow, echoed, cpuMicros, microsPerRoundTrip: cpuMicros / Math.max(1, echoed), seconds };
+  const perRoundTrip = (micros: number): number => micros / Math.max(1, echoed);
+  return {
+    path,
+    connections: count,
+    sent: sentInWindow,
+    echoed,
+    cpuMicros,
+    microsPerRoundTrip: perRoundTrip(cpuMicros),
+    userMicrosPerRoundTrip: perRoundTrip(cpu.user),
+    systemMicrosPerRoundTrip: perRoundTrip(cpu.system),
+    seconds,
+  };
 }
 
 // ---- orchestration --------------------------------------------------------------------------
@@ -528,8 +542,8 @@ async function main(): Promise<void> {
     '',
     `${options.idle} idle upgraded connections; echo: ${options.connections} connections × ${options.rate} msg/s × ${options.size} B, ${options.seconds} s measured${hasTaskset ? ' (client on CPU 0, backend on CPU 1)' : ''}.`,
     '',
-    '| Path | RSS / idle connection | anonymous RSS / connection | JS heap / connection | same with a 1 MB young generation: RSS / anonymous | CPU µs / round trip, median (runs) | Echoed / sent in windows |',
-    '|---|---|---|---|---|---|---|',
+    '| Path | RSS / idle connection | anonymous RSS / connection | JS heap / connection | same with a 1 MB young generation: RSS / anonymous | CPU µs / round trip, median (runs) | of which user / system (median) | Echoed / sent in windows |',
+    '|---|---|---|---|---|---|---|---|',
     ...options.only.map((path) => {
       const i = idle.find((r) => r.path === path && r.youngGeneration === 'default')!;
       const small = idle.find((r) => r.path === path && r.youngGeneration === '1 MB')!;
@@ -538,7 +552,9 @@ async function main(): Promise<void> {
       const all = runs.map((r) => r.microsPerRoundTrip.toFixed(2)).join(', ');
       const echoed = runs.reduce((n, r) => n + r.echoed, 0);
       const sent = runs.reduce((n, r) => n + r.sent, 0);
-      return `| ${path} | ${KB(i.rssPerConnection)} KB | ${KB(i.anonPerConnection)} KB | ${KB(i.heapPerConnection)} KB | ${KB(small.rssPerConnection)} KB / ${KB(small.anonPerConnection)} KB | ${m.toFixed(2)} (${all}) | ${echoed} / ${sent} |`;
+      const user = median(runs.map((r) => r.userMicrosPerRoundTrip)).toFixed(2);
+      const system = median(runs.map((r) => r.systemMicrosPerRoundTrip)).toFixed(2);
+      return `| ${path} | ${KB(i.rssPerConnection)} KB | ${KB(i.anonPerConnection)} KB | ${KB(i.heapPerConnection)} KB | ${KB(small.rssPerConnection)} KB / ${KB(small.anonPerConnection)} KB | ${m.toFixed(2)} (${all}) | ${user} / ${system} | ${echoed} / ${sent} |`;
     }),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
