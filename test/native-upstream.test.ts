@@ -376,6 +376,23 @@ describe('native upstream addon', { skip }, () => {
     server.close();
   });
 
+  test('reports a write to a reset backend as an error', async () => {
+    let backendSocket: net.Socket | null = null;
+    const server = await rawBackend((socket) => (backendSocket = socket));
+    const u = await open(portOf(server));
+    // Not reading, the addon only learns of the reset when the flush of the next message fails.
+    native!.pause(u.id);
+    await waitFor('the backend socket', () => backendSocket !== null);
+    backendSocket!.resetAndDestroy();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    native!.sendMessage(u.id, 1, Buffer.from('into the void'));
+    await waitFor('onClose', () => u.closed !== null);
+    assert.equal(u.closed!.kind, CloseKind.Error);
+    assert.equal(u.closed!.code, 1006);
+    assert.ok(u.closed!.status < 0, `status ${u.closed!.status}`);
+    server.close();
+  });
+
   test('reports a refused connect as ECONNREFUSED', async () => {
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -51,6 +51,10 @@ void js_leave(upstream_env *e, napi_callback_scope scope, napi_handle_scope hand
 
 static bool can_call(upstream_env *e) { return e->initialized && !e->tearing_down; }
 
+/* True inside a loop callback that opened its scope (js_enter). A nested js_enter would also be
+ * safe (inside a call from JavaScript, say), only slower. */
+bool js_scope_open(upstream_env *e) { return scope_owner == e; }
+
 /* A callback that throws from a loop event is an uncaught exception, as for any Node event. */
 static void call(upstream_env *e, napi_value fn, size_t argc, napi_value *argv) {
   napi_value undefined;

@@ -167,7 +167,14 @@ static void fail_socket(conn *c, int status) {
     close_handle(c);
     return;
   }
+  /* Flushes run without a JavaScript scope (most never call back): open one only to report. */
+  upstream_env *e = c->owner;
+  bool enter = !js_scope_open(e);
+  napi_callback_scope scope;
+  napi_handle_scope handles;
+  if (enter) js_enter(e, &scope, &handles);
   js_on_close(c, 1006, NULL, 0, CLOSE_ERROR, status);
+  if (enter) js_leave(e, scope, handles);
   conn_finish(c, false);
 }
 
@@ -271,23 +278,9 @@ static void flush_dirty(upstream_env *e) {
   }
 }
 
-static void on_flush_before_poll(uv_prepare_t *handle) {
-  upstream_env *e = handle->data;
-  napi_callback_scope scope;
-  napi_handle_scope handles;
-  js_enter(e, &scope, &handles);
-  flush_dirty(e);
-  js_leave(e, scope, handles);
-}
+static void on_flush_before_poll(uv_prepare_t *handle) { flush_dirty(handle->data); }
 
-static void on_flush_after_poll(uv_check_t *handle) {
-  upstream_env *e = handle->data;
-  napi_callback_scope scope;
-  napi_handle_scope handles;
-  js_enter(e, &scope, &handles);
-  flush_dirty(e);
-  js_leave(e, scope, handles);
-}
+static void on_flush_after_poll(uv_check_t *handle) { flush_dirty(handle->data); }
 
 void conn_mark_dirty(conn *c) {
   if (c->flags & (F_DIRTY | F_HANDLE_CLOSING)) return;

@@ -187,6 +187,7 @@ void frames_fail(conn *c, uint16_t code, const char *reason, enum close_kind kin
 /* addon.c: calls into JavaScript (each opens its own handle scope; the caller opens the callback scope) */
 void js_enter(upstream_env *e, napi_callback_scope *scope, napi_handle_scope *handles);
 void js_leave(upstream_env *e, napi_callback_scope scope, napi_handle_scope handles);
+bool js_scope_open(upstream_env *e);
 void js_on_open(conn *c, int status);
 void js_on_raw(conn *c, size_t length);
 void js_on_message(conn *c, source *src, uint8_t opcode, bool fin, size_t start, size_t length);
