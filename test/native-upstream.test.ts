@@ -24,7 +24,7 @@ const native = nativeModule.default;
 const CloseKind = nativeModule.CloseKind;
 const skip =
   native === null
-    ? `native addon not built (${nativeModule.loadError?.message ?? 'unknown'}); build it with: cd native && node "$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js" rebuild --nodedir=/usr`
+    ? `native addon unavailable (${nativeModule.loadError?.message ?? 'unknown'}); build it with: cd native && node "$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js" rebuild --nodedir=/usr`
     : false;
 
 const KiB = 1024;
