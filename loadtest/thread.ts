@@ -124,14 +124,14 @@ export class ThreadRun implements ClientEvents {
       this.slow.bytesReceivedAfterResume += length;
       return;
     }
+    const micros = (now - sentAt) * 1000;
+    if (micros >= 0) recordMicros(this.recent, micros); // progress shows warm-up latency too
     if (sentAt >= this.measureStart) {
       this.received++;
       client.received++;
       this.bytesReceived += length;
       if (length !== this.options.size) this.corrupt++;
-      const micros = (now - sentAt) * 1000;
       recordMicros(this.rtt, micros);
-      recordMicros(this.recent, micros);
     }
     this.traffic?.onMessage(client);
   }
@@ -283,7 +283,8 @@ export default async function runThread(task: ThreadTask): Promise<Uint8Array> {
       recent: encodeHistogram(run.recent),
     });
     run.recent.reset();
-  }, 1000);
+    // Four times a second, so the conductor's once-a-second line never shows a stale thread.
+  }, 250);
   run.rampUp();
   await stopped;
   const result = await run.finish();
