@@ -35,7 +35,7 @@ export interface RunHooks {
 }
 
 export interface CpuUsage {
-  /** This process (all threads) over the measured window. */
+  /** This process (all threads) over the measured window (connect: from the first attempt, as the ramp is its work). */
   readonly userMs: number;
   readonly systemMs: number;
   readonly percentOfOneCore: number;
