@@ -111,13 +111,22 @@ describe('a worker that crashes again and again', () => {
 });
 
 /** A backend that accepts TCP and never answers, so every upgrade through Sluice stays in flight. */
-async function startSilentBackend(): Promise<{ url: string; sockets: Socket[]; closedCount: () => number; close: () => Promise<void> }> {
+interface SilentBackend {
+  readonly url: string;
+  readonly sockets: Socket[];
+  closedCount(): number;
+  close(): Promise<void>;
+}
+
+async function startSilentBackend(): Promise<SilentBackend> {
   const sockets: Socket[] = [];
   let closedCount = 0;
   const server = createServer((socket) => {
     sockets.push(socket);
     socket.on('error', () => undefined);
     socket.on('close', () => closedCount++);
+    // Read (and drop) the upgrade request: a socket that is never read never sees the peer's FIN.
+    socket.resume();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   return {
@@ -133,18 +142,22 @@ async function startSilentBackend(): Promise<{ url: string; sockets: Socket[]; c
 }
 
 describe('a worker that crashes with upgrades in flight', () => {
-  let silent: Awaited<ReturnType<typeof startSilentBackend>> | undefined;
-  let sluice: InProcessSluice | undefined;
+  // Each test starts its own pair; every one is stopped, or its restarted worker keeps the process alive.
+  const started: { sluice?: InProcessSluice; silent: SilentBackend }[] = [];
 
   after(async () => {
-    await sluice?.stop();
-    await silent?.close();
+    for (const { sluice, silent } of started) {
+      await sluice?.stop();
+      await silent.close();
+    }
   });
 
   /** Three upgrades waiting on the silent backend, then a crash; resolves once the worker has exited. */
-  async function crashMidUpgrade(): Promise<{ outcomes: Promise<string[]> }> {
-    silent = await startSilentBackend();
-    sluice = await startInProcess(simpleConfig([silent.url]), 1);
+  async function crashMidUpgrade(): Promise<{ sluice: InProcessSluice; silent: SilentBackend; outcomes: Promise<string[]> }> {
+    const pair: (typeof started)[number] = { silent: await startSilentBackend() };
+    started.push(pair);
+    const silent = pair.silent;
+    const sluice = (pair.sluice = await startInProcess(simpleConfig([silent.url]), 1));
     const url = sluice.url;
     const outcomes = Promise.all(
       [0, 1, 2].map(() =>
@@ -154,18 +167,18 @@ describe('a worker that crashes with upgrades in flight', () => {
         ),
       ),
     );
-    await waitFor('the upgrades to reach the backend', () => silent!.sockets.length === 3);
+    await waitFor('the upgrades to reach the backend', () => silent.sockets.length === 3);
     assert.equal(Atomics.load(sluice.shared.backendActive, 0), 3, 'upgrades in flight count on their backend');
     sluice.supervisor.injectFault(0, 'throw');
-    await waitFor('the worker to exit', () => sluice!.supervisor.listeningCount === 0);
-    return { outcomes };
+    await waitFor('the worker to exit', () => sluice.supervisor.listeningCount === 0);
+    return { sluice, silent, outcomes };
   }
 
   test('gives their counts back and does not leave the clients hanging', async () => {
-    const { outcomes } = await crashMidUpgrade();
+    const { sluice, outcomes } = await crashMidUpgrade();
     // The worker's own bookkeeping never saw these tunnels open: only releaseWorkerSlot can return them.
-    assert.equal(Atomics.load(sluice!.shared.backendActive, 0), 0);
-    assert.equal(workerHolds(sluice!.shared, 0), 0);
+    assert.equal(Atomics.load(sluice.shared.backendActive, 0), 0);
+    assert.equal(workerHolds(sluice.shared, 0), 0);
     // A refusal or a dropped connection are both fine; waiting forever is not.
     const ended = await within(outcomes, 2000, 'an answer or close for every client');
     assert.equal(ended.filter((outcome) => outcome === 'open').length, 0, ended.join(', '));
@@ -174,8 +187,8 @@ describe('a worker that crashes with upgrades in flight', () => {
   test(
     'closes the backend connections of those upgrades',
     async () => {
-      await crashMidUpgrade();
-      await waitFor('the backend to see its connections closed', () => silent!.closedCount() === 3, () => `${silent!.closedCount()} of 3 closed`, { timeoutMs: 2000 });
+      const { silent } = await crashMidUpgrade();
+      await waitFor('the backend to see its connections closed', () => silent.closedCount() === 3, () => `${silent.closedCount()} of 3 closed`, { timeoutMs: 2000 });
     },
   );
 });
