@@ -11,6 +11,7 @@ import { connect, roundTrip, terminateAll, tryUpgrade } from './helpers/clients.
 import { backendIndexes, countsAgree, describeCounts, startInProcess, workerHolds, workerHoldsOn, type InProcessSluice } from './helpers/in-process.js';
 import { freePort, simpleConfig, startBackend, startSluice, type SluiceProcess, type TestBackend } from './helpers/sluice.js';
 import { seededRandom, waitFor } from './helpers/wait.js';
+import { createShared, releaseWorkerSlot } from '../src/shared/layout.js';
 
 /** Client source addresses: the kernel hashes the 4-tuple to pick a SO_REUSEPORT listener, so
  *  varying the source spreads connections over both workers. */
@@ -182,5 +183,27 @@ describe('retries: 0 with the picked backend dead', () => {
       }
     }
     assert.deepEqual(outcomes, ['502', 'open', '502', 'open']);
+  });
+});
+
+describe('releaseWorkerSlot', () => {
+  test('gives back exactly a dead worker\'s share of every backend and empties its slab', () => {
+    const shared = createShared(3, 2);
+    // Worker 0 holds 2, 0, 1 and worker 1 holds 1, 4, 0 connections on backends 0, 1, 2.
+    const held = [
+      [2, 0, 1],
+      [1, 4, 0],
+    ];
+    held.forEach((perBackend, worker) =>
+      perBackend.forEach((count, backend) => {
+        Atomics.add(shared.workerActive, worker * 3 + backend, count);
+        Atomics.add(shared.backendActive, backend, count);
+      }),
+    );
+    releaseWorkerSlot(shared, 0);
+    assert.deepEqual([...shared.backendActive], [1, 4, 0]);
+    assert.deepEqual([...shared.workerActive], [0, 0, 0, 1, 4, 0]);
+    releaseWorkerSlot(shared, 0); // a second release (or one after a clean drain) changes nothing
+    assert.deepEqual([...shared.backendActive], [1, 4, 0]);
   });
 });

@@ -176,7 +176,7 @@ describe('a worker that crashes with upgrades in flight', () => {
 
   test('gives their counts back and does not leave the clients hanging', async () => {
     const { sluice, outcomes } = await crashMidUpgrade();
-    // The worker's own bookkeeping never saw these tunnels open: only releaseWorkerSlot can return them.
+    // Whoever gives them back (the dying worker's drain or the supervisor's releaseWorkerSlot), none may stay counted.
     assert.equal(Atomics.load(sluice.shared.backendActive, 0), 0);
     assert.equal(workerHolds(sluice.shared, 0), 0);
     // A refusal or a dropped connection are both fine; waiting forever is not.
