@@ -338,10 +338,8 @@ describe('maximum message size (64 KiB)', () => {
     assert.ok((await client.next()).data.equals(payload));
   });
 
-  // uWebSockets.js 20.30 drops a client that exceeds maxPayloadLength without a close frame (the
-  // client sees 1006, Sluice's close handler 1006 "Received too big message"), so the client leg
-  // cannot get its 1009 while uWS enforces the limit. What Sluice controls is tested here; the
-  // code itself in the todo test below.
+  // uWebSockets.js drops a client past its own maxPayloadLength without a close frame (1006), so
+  // Sluice gives uWS twice the limit and sends the 1009 itself for anything between the two.
   test('a larger message from the client closes that client and its backend connection; other tunnels keep flowing', async () => {
     const bystander = await tunnel('echo');
     const { client, server } = await tunnel();

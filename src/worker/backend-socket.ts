@@ -23,7 +23,17 @@ export function onBackendData(this: TunnelSocket, chunk: Buffer): void {
   else pumpFromBackend(t, chunk, chunk.length);
 }
 
+/** Every backend socket of this worker, from connect to 'close': a drain waits for all of them. */
+const openSockets = new Set<TunnelSocket>();
+export function backendSockets(): ReadonlySet<TunnelSocket> {
+  return openSockets;
+}
+export function trackBackendSocket(socket: TunnelSocket): void {
+  openSockets.add(socket);
+}
+
 export function onBackendClose(this: TunnelSocket): void {
+  openSockets.delete(this);
   const t = this.tunnel;
   if (t === null) return;
   this.tunnel = null;

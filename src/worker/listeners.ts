@@ -126,7 +126,9 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
   snapshot.entryPoints.forEach((entryPoint, index) => {
     const addRoutes = (app: uWS.TemplatedApp): void => {
       app.ws<TunnelRef>('/*', {
-        maxPayloadLength: ws.maxMessageSize,
+        // uWS drops a client past this limit with no close frame (1006), so it is set to twice
+        // Sluice's limit, which onClientMessage enforces with a proper 1009.
+        maxPayloadLength: Math.min(2 * ws.maxMessageSize, 0x7fffffff),
         maxBackpressure: ws.clientMaxBuffer,
         closeOnBackpressureLimit: 1,
         idleTimeout: ws.idleTimeoutSeconds,

@@ -14,6 +14,7 @@ import { drainBackend } from './drain.js';
 import { initContext } from './context.js';
 import { RouterTable } from './router-table.js';
 import { startListeners, closeListeners, closeAllConnections } from './listeners.js';
+import { backendSockets } from './backend-socket.js';
 import { tunnels } from './tunnel.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { initMetrics, closeStartedBy, Side } from './metrics.js';
@@ -47,14 +48,15 @@ const heartbeat = setInterval(() => {
   loopDelay.reset();
 }, 1000);
 
+let draining = false;
+
 const listeners = startListeners(table, balancers, (failed) => {
   if (failed.length > 0) {
     post({ type: 'listen-failed', addresses: failed });
-    drain(0);
+    // Listen callbacks can run inside startListeners(), before `listeners` is assigned.
+    setImmediate(() => drain(0));
   } else post({ type: 'listening' });
 });
-
-let draining = false;
 
 /** Stop accepting; close clients with 1001 (their backends get the close too); force what is left
  *  after graceMs; then end the thread by letting its loop run dry. */
@@ -68,12 +70,22 @@ function drain(graceMs: number): void {
     t.ws?.end(1001, 'Sluice is shutting down');
   }
   const deadline = Date.now() + graceMs;
+  let forced = false;
   const check = setInterval(() => {
-    if (tunnels().size > 0 && Date.now() < deadline) return;
-    for (const t of tunnels()) {
-      t.ws?.close();
-      t.socket?.destroy();
+    // Done when every client is gone and every backend socket closed (including those still
+    // waiting for a backend's close reply, and those of upgrades in flight).
+    const busy = tunnels().size > 0 || backendSockets().size > 0;
+    if (busy && Date.now() < deadline) return;
+    if (busy && !forced) {
+      forced = true;
+      for (const t of tunnels()) t.ws?.close();
+      for (const socket of backendSockets()) socket.destroy();
+      closeAllConnections(listeners);
+      return;
     }
+    // A destroyed socket's fd is closed only when its 'close' event has run: a thread that ends
+    // before that leaks the connection (the backend never sees it end). Give them a moment.
+    if (backendSockets().size > 0 && Date.now() < deadline + 1000) return;
     closeAllConnections(listeners);
     clearInterval(check);
     clearInterval(heartbeat);

@@ -142,6 +142,16 @@ export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuff
   const t = ws.getUserData().tunnel;
   const socket = t.socket;
   if (t.state !== TunnelState.Open || socket === null) return;
+  if (message.byteLength > context().snapshot.websocket.maxMessageSize) {
+    // uWS enforces only its own, larger limit (listeners.ts), and drops the socket without a
+    // close frame when it does; this is where the client gets its 1009.
+    countTotal(Total.OversizeCloses);
+    countError(t.backend, ErrorReason.MessageTooBig);
+    closeStartedBy(t, Side.Proxy, 1009);
+    t.state = TunnelState.Closing;
+    ws.end(1009, 'message too big');
+    return;
+  }
   writeToBackend(t, socket, encodeMaskedFrame(isBinary ? Opcode.Binary : Opcode.Text, new Uint8Array(message)));
   countToBackend(t, message.byteLength);
   if (socket.writableLength > context().snapshot.websocket.upstreamWriteBudget) {

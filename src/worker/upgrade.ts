@@ -15,7 +15,7 @@ import { Conn, ErrorReason, countError, countOutcome, connectionOpened, upgradeS
 import { newHandshakeKey } from './frame-codec.js';
 import { backendFailed, cookieHeaderOf, hostOf, requestHashKey, stickyCookiesOf } from './backend-pool.js';
 import { Tunnel, TunnelState, countOn, uncount, openTunnel, type TunnelSocket, type TunnelRef } from './tunnel.js';
-import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout } from './backend-socket.js';
+import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout, trackBackendSocket } from './backend-socket.js';
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
 import { buildForwardedHead, type ClientRequestInfo } from './forwarded-request.js';
 
@@ -139,6 +139,7 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   t.socket = socket;
   socket.setNoDelay(true);
   socket.setTimeout(transport.dialTimeoutMs);
+  trackBackendSocket(socket);
   socket.on('close', onBackendClose);
   socket.on('error', onBackendError);
   socket.on('timeout', onBackendTimeout);
