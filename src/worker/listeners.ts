@@ -82,6 +82,9 @@ function tlsOptions(cert: CertificateSpec): uWS.AppOptions {
  * by its SNI name first: each name given to addServerName gets a router of its own, and a request on
  * a name whose router is empty is dropped without an answer. So every name is given the same routes.
  */
+/** Names a worker registers on the fly for wildcard certificates, per entry point. */
+const MAX_WILDCARD_NAMES = 1000;
+
 function createApp(entryPoint: EntryPointSpec, certificates: readonly CertificateSpec[], addRoutes: (app: uWS.TemplatedApp) => void): uWS.TemplatedApp {
   if (!entryPoint.tls) {
     const app = uWS.App();
@@ -103,11 +106,17 @@ function createApp(entryPoint: EntryPointSpec, certificates: readonly Certificat
   }
   if (wildcards.length > 0) {
     // uSockets matches exact names only: register a wildcard's certificate for each new name it covers.
+    // Each registration holds a TLS context and a route table for good (removing one under live
+    // connections is not safe in uWS), so a client inventing subdomains could grow memory without
+    // end: past MAX_WILDCARD_NAMES, new names are served the default certificate instead.
+    let added = 0;
     app.missingServerName((hostname) => {
+      if (added >= MAX_WILDCARD_NAMES) return;
       const name = hostname.toLowerCase();
       for (const [suffix, cert] of wildcards) {
         if (name.endsWith(suffix) && name.indexOf('.') === name.length - suffix.length) {
           addName(hostname, cert);
+          added++;
           return;
         }
       }
