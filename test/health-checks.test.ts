@@ -126,7 +126,7 @@ describe('a backend killed under steady connection churn', () => {
   test('after detection no upgrade fails; once back it gets connections again after rise, ramping with slow start', async () => {
     const backends = await startBackends(['a', 'b', 'c']);
     const sluice = await start(poolConfig(backends, `retries: 0
-slowStart: 3s
+slowStart: 10s
 healthCheck: { path: /health, interval: 50ms, timeout: 100ms, rise: 2, fall: 2 }`));
     const [, , c] = backends as [PoolBackend, PoolBackend, PoolBackend];
     const outcomes: { at: number; result: string }[] = [];
@@ -161,13 +161,14 @@ healthCheck: { path: /health, interval: 50ms, timeout: 100ms, rise: 2, fall: 2 }
     await waitFor('c to be up again', () => /:\d+ is up/.test(sluice.stderr()), undefined, { timeoutMs: 3000 });
     const upAt = Date.now();
     await waitFor('c to receive connections again', () => outcomes.some((o) => o.at > upAt && o.result === 'c'), undefined, { timeoutMs: 4000 });
-    await waitFor('a second of churn after c came back', () => outcomes.filter((o) => o.at > upAt).length >= 40, undefined, { timeoutMs: 5000 });
+    await waitFor('more churn after c came back', () => outcomes.filter((o) => o.at > upAt).length >= 20, undefined, { timeoutMs: 5000 });
     churning = false;
     await churn;
-    const ramp = tally(outcomes.filter((o) => o.at > upAt).slice(0, 40).map((o) => o.result));
+    const ramp = tally(outcomes.filter((o) => o.at > upAt).slice(0, 20).map((o) => o.result));
     // Without slow start, leastconn would send c every new connection until it caught up with the
-    // others' ~N each; with it, a and b keep taking most of them at first.
-    assert.ok((ramp.c ?? 0) >= 1 && (ramp.a ?? 0) + (ramp.b ?? 0) >= 20, `first 40 after c came back: ${JSON.stringify(ramp)}`);
+    // others' ~25 each (measured: all 20); with it, c's weight is a few percent in the first seconds
+    // and a and b keep taking most of them.
+    assert.ok((ramp.a ?? 0) + (ramp.b ?? 0) >= 10, `first 20 after c came back: ${JSON.stringify(ramp)}`);
     assert.equal(ramp.refused, undefined);
     assert.ok(c.healthChecks >= 2);
   });
