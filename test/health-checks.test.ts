@@ -122,6 +122,25 @@ healthCheck: { path: /health, interval: 50ms, fall: 1, onDown: drain }`));
   });
 });
 
+describe('a drain that the backend outlives', () => {
+  test('a backend that passes its checks again keeps the connections the drain has not closed yet', async () => {
+    const backends = await startBackends(['a']);
+    const sluice = await start(poolConfig(backends, `drainWindow: 3s
+healthCheck: { path: /health, interval: 50ms, fall: 1, rise: 1, onDown: drain }`));
+    const clients: Reached[] = [];
+    for (let i = 0; i < 4; i++) clients.push(keep(await reachBackend(sluice.url)));
+    backends[0]!.healthStatus = 503;
+    // The first close goes at once; the next would follow 750 ms later.
+    const first = await Promise.race(clients.map((c) => c.closed));
+    assert.equal(first.code, 1012);
+    backends[0]!.healthStatus = 200;
+    await waitFor('a to be up again', () => /is up/.test(sluice.stderr()));
+    await new Promise((r) => setTimeout(r, 2500));
+    const stillOpen = clients.filter((c) => c.ws.readyState === c.ws.OPEN).length;
+    assert.equal(stillOpen, 3, 'the drain must stop once the backend is up again');
+  });
+});
+
 describe('a backend killed under steady connection churn', () => {
   test('after detection no upgrade fails; once back it gets connections again after rise, ramping with slow start', async () => {
     const backends = await startBackends(['a', 'b', 'c']);

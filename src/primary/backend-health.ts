@@ -44,7 +44,7 @@ interface State {
 
 export interface HealthHooks {
   /** Close the backend's tunnels in every worker, paced (onDown: drain, or an address that left DNS). */
-  drain(backend: number, windowMs: number, reason: string): void;
+  drain(backend: number, windowMs: number, reason: string, untilUp: boolean): void;
 }
 
 export class BackendHealth {
@@ -79,7 +79,7 @@ export class BackendHealth {
     const check = this.snapshot.services[this.snapshot.backends[backend]!.service]!.healthCheck;
     if (!healthy && check?.onDown === 'drain') {
       const service = this.snapshot.services[this.snapshot.backends[backend]!.service]!;
-      this.hooks.drain(backend, service.drainWindowMs, 'backend failed its health check');
+      this.hooks.drain(backend, service.drainWindowMs, 'backend failed its health check', true);
     }
   }
 
@@ -175,8 +175,8 @@ export interface BackendManagement {
 }
 
 export function manageBackends(snapshot: Snapshot, shared: SharedViews, supervisor: Supervisor): BackendManagement {
-  const drain = (backend: number, windowMs: number, reason: string): void =>
-    supervisor.broadcast({ type: 'drain-backend', backend, windowMs, reason });
+  const drain = (backend: number, windowMs: number, reason: string, untilUp: boolean): void =>
+    supervisor.broadcast({ type: 'drain-backend', backend, windowMs, reason, untilUp });
   const health = new BackendHealth(snapshot, shared, { drain });
   const discovery = new Discovery(snapshot, shared, health, {
     publish: (addresses) => supervisor.broadcast({ type: 'backend-addresses', addresses }),

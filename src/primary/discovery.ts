@@ -29,7 +29,7 @@ interface Group {
 export interface DiscoveryHooks {
   /** The slots whose address changed: tell every worker (and remember for new ones). */
   publish(addresses: readonly BackendAddress[]): void;
-  drain(backend: number, windowMs: number, reason: string): void;
+  drain(backend: number, windowMs: number, reason: string, untilUp: boolean): void;
 }
 
 /** The URL a discovered slot stands for: the server URL with the address in place of the name. */
@@ -141,7 +141,7 @@ export class Discovery {
       if (address === '' || found.includes(address)) return;
       const spec = group.slots[i]!;
       this.health.setPresent(spec.index, false, false);
-      this.hooks.drain(spec.index, service.drainWindowMs, `address ${address} left DNS`);
+      this.hooks.drain(spec.index, service.drainWindowMs, `address ${address} left DNS`, false);
       group.addresses[i] = '';
       changes.push({ backend: spec.index, host: '', identity: '' });
       log.info(`discovery: ${group.name}: ${address} is gone (slot ${spec.index}, draining)`);

@@ -32,8 +32,9 @@ export type PrimaryToWorker =
    *  keys sticky cookies and hash order. */
   | { readonly type: 'backend-addresses'; readonly addresses: readonly BackendAddress[] }
   /** Close the backend's tunnels with 1012, paced over windowMs (health check down with onDown:
-   *  drain, or an address gone from DNS). */
-  | { readonly type: 'drain-backend'; readonly backend: number; readonly windowMs: number; readonly reason: string };
+   *  drain, or an address gone from DNS). `untilUp`: stop if the backend comes back up meanwhile
+   *  (a health drain; never for a slot whose address left, which may be reused at once). */
+  | { readonly type: 'drain-backend'; readonly backend: number; readonly windowMs: number; readonly reason: string; readonly untilUp: boolean };
 
 export type WorkerToPrimary =
   | { readonly type: 'listening' }

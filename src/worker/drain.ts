@@ -6,18 +6,22 @@
  */
 import { TunnelState, tunnelsOf, type Tunnel } from './tunnel.js';
 import { closeStartedBy, Side } from './metrics.js';
+import { context } from './context.js';
 
 /** Shortest pause between two closes; shorter windows close several per tick. */
 const MIN_TICK_MS = 20;
 
-export function drainBackend(backend: number, windowMs: number, reason: string): void {
+export function drainBackend(backend: number, windowMs: number, reason: string, untilUp: boolean): void {
   const victims = [...tunnelsOf(backend)];
+  const up = context().shared.backendUp;
   const n = victims.length;
   if (n === 0) return;
   const tickMs = Math.max(MIN_TICK_MS, windowMs / n);
   const perTick = Math.ceil((n * tickMs) / windowMs);
   let next = 0;
   const closeSome = (): boolean => {
+    // A backend whose health check passes again keeps the connections not yet closed.
+    if (untilUp && Atomics.load(up, backend) === 1) return false;
     for (let i = 0; i < perTick && next < n; i++) close(victims[next++]!, backend, reason);
     return next < n;
   };

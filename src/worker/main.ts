@@ -99,7 +99,7 @@ port.on('message', (message: PrimaryToWorker) => {
   if (message.type === 'shutdown') drain(message.graceMs);
   else if (message.type === 'fault') injectFault(message.kind, message.ms ?? 0);
   else if (message.type === 'backend-addresses') applyAddresses(message.addresses);
-  else if (message.type === 'drain-backend' && !draining) drainBackend(message.backend, message.windowMs, message.reason);
+  else if (message.type === 'drain-backend' && !draining) drainBackend(message.backend, message.windowMs, message.reason, message.untilUp);
 });
 
 function injectFault(kind: 'throw' | 'block', ms: number): void {
