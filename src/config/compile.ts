@@ -217,9 +217,10 @@ function compileServices(
         continue;
       }
       // One slot per address the name may resolve to; each starts empty (down) until the primary fills it.
+      // `url#N` names the slot wherever backends are listed by URL (metrics labels, admin API, logs).
       for (let slot = 0; slot < discovery.maxAddresses; slot++) {
         backendIndexes.push(backends.length);
-        backends.push({ index: backends.length, service: serviceIndex, ...server.url, weight, dnsName: server.url.host });
+        backends.push({ index: backends.length, service: serviceIndex, ...server.url, url: `${server.url.url}#${slot}`, weight, dnsName: server.url.host });
       }
     }
     const strategy = lb.strategy ?? config.loadBalancer?.strategy ?? (defaultOf('loadBalancer.strategy') as Strategy);

@@ -51,6 +51,7 @@ export interface BackendSpec {
   /** Global backend index: the slot of its counters in the SharedArrayBuffer. */
   readonly index: number;
   readonly service: number;
+  /** The server URL as written; a DNS discovery slot's is `URL#N` (slot N of that server). */
   readonly url: string;
   readonly host: string;
   readonly port: number;
