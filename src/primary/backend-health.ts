@@ -63,11 +63,15 @@ export class BackendHealth {
     });
   }
 
-  /** Label for logs: `service 'chat' backend ws://10.0.0.1:9000`. */
-  describe(backend: number, host?: string): string {
+  /** The address a discovery slot holds now (set by manageBackends; '' when empty). */
+  addressOf: (backend: number) => string = () => '';
+
+  /** Label for logs: `service 'chat' backend ws://10.0.0.1:9000`, or `… ws://chat:9000#2 (10.0.0.7)`. */
+  describe(backend: number): string {
     const spec = this.snapshot.backends[backend]!;
     const service = this.snapshot.services[spec.service]!.name;
-    return `service '${service}' backend ${spec.dnsName === '' ? spec.url : `${host ?? spec.dnsName} (slot ${backend} of ${spec.dnsName})`}`;
+    const address = spec.dnsName === '' ? '' : this.addressOf(backend);
+    return `service '${service}' backend ${spec.url}${address === '' ? '' : ` (${address})`}`;
   }
 
   /** Active check verdict (health-check.ts, after rise/fall). */
@@ -182,6 +186,7 @@ export function manageBackends(snapshot: Snapshot, shared: SharedViews, supervis
     publish: (addresses) => supervisor.broadcast({ type: 'backend-addresses', addresses }),
     drain,
   });
+  health.addressOf = (backend) => discovery.addressOf(backend);
   const checker = new HealthChecker(snapshot, health, (backend) => {
     const spec = snapshot.backends[backend]!;
     return spec.dnsName === '' ? spec.host : discovery.addressOf(backend);
