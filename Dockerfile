@@ -4,8 +4,12 @@
 # Each proxied WebSocket holds two file descriptors: raise the open-files limit (--ulimit nofile=…).
 
 FROM node:20-bookworm-slim AS build
+# The native upstream leg (native/) is compiled with node-gyp; without these the build falls back
+# to the JavaScript leg.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
+COPY native ./native
 COPY src ./src
 COPY loadtest ./loadtest
 COPY bench ./bench
@@ -20,6 +24,8 @@ WORKDIR /opt/sluice
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/src ./dist/src
+COPY --from=build /src/native/index.js ./native/index.js
+COPY --from=build /src/native/build/Release/sluice_upstream.node ./native/build/Release/sluice_upstream.node
 COPY bin ./bin
 COPY config/sluice.yaml /etc/sluice/sluice.yaml
 USER node

@@ -15,6 +15,7 @@ import { initContext } from './context.js';
 import { RouterTable } from './router-table.js';
 import { startListeners, closeListeners, closeAllConnections } from './listeners.js';
 import { backendSockets } from './backend-socket.js';
+import { destroyAllNative, nativeConnections } from './native-leg.js';
 import { tunnels } from './tunnel.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { initMetrics, closeStartedBy, Side } from './metrics.js';
@@ -74,12 +75,13 @@ function drain(graceMs: number): void {
   const check = setInterval(() => {
     // Done when every client is gone and every backend socket closed (including those still
     // waiting for a backend's close reply, and those of upgrades in flight).
-    const busy = tunnels().size > 0 || backendSockets().size > 0;
+    const busy = tunnels().size > 0 || backendSockets().size > 0 || nativeConnections() > 0;
     if (busy && Date.now() < deadline) return;
     if (busy && !forced) {
       forced = true;
       for (const t of tunnels()) t.ws?.close();
       for (const socket of backendSockets()) socket.destroy();
+      destroyAllNative();
       closeAllConnections(listeners);
       return;
     }

@@ -23,6 +23,7 @@ import { Total } from '../shared/layout.js';
 import { context, countTotal } from './context.js';
 import { countToBackend, countToClient, countError, closeStartedBy, connectionClosed, ErrorReason, Side } from './metrics.js';
 import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
+import nativeUpstream from '#native';
 
 export const enum TunnelState {
   /** Upgrade in progress (connect, handshake). */
@@ -43,7 +44,10 @@ export interface TunnelRef {
 
 export class Tunnel {
   ws: uWS.WebSocket<TunnelRef> | null = null;
+  /** The backend leg when it is a Node socket (TLS, host names, or no native addon)... */
   socket: TunnelSocket | null = null;
+  /** ...or when it is a connection of the native addon (native-leg.ts): its id, 0 when none. */
+  upstreamId = 0;
   state = TunnelState.Upgrading;
   backend = -1;
   /** Offset of this backend's traffic counters in the worker's slab. */
@@ -140,8 +144,7 @@ function writeToBackend(t: Tunnel, socket: TunnelSocket, frame: Buffer): void {
 /** uWS `message`: one client message becomes one masked frame toward the backend. */
 export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuffer, isBinary: boolean): void {
   const t = ws.getUserData().tunnel;
-  const socket = t.socket;
-  if (t.state !== TunnelState.Open || socket === null) return;
+  if (t.state !== TunnelState.Open) return;
   if (message.byteLength > context().snapshot.websocket.maxMessageSize) {
     // uWS enforces only its own, larger limit (listeners.ts), and drops the socket without a
     // close frame when it does; this is where the client gets its 1009.
@@ -152,9 +155,19 @@ export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuff
     ws.end(1009, 'message too big');
     return;
   }
-  writeToBackend(t, socket, encodeMaskedFrame(isBinary ? Opcode.Binary : Opcode.Text, new Uint8Array(message)));
+  let queued: number;
+  if (t.upstreamId !== 0) {
+    // The addon copies, masks and batches the frame itself.
+    queued = nativeUpstream!.sendMessage(t.upstreamId, isBinary ? Opcode.Binary : Opcode.Text, message);
+    if (queued < 0) return;
+  } else {
+    const socket = t.socket;
+    if (socket === null) return;
+    writeToBackend(t, socket, encodeMaskedFrame(isBinary ? Opcode.Binary : Opcode.Text, new Uint8Array(message)));
+    queued = socket.writableLength;
+  }
   countToBackend(t, message.byteLength);
-  if (socket.writableLength > context().snapshot.websocket.upstreamWriteBudget) {
+  if (queued > context().snapshot.websocket.upstreamWriteBudget) {
     // The backend is not reading: closing this client is the only bounded choice, since uWS
     // cannot stop reading one WebSocket.
     countTotal(Total.BackpressureCloses);
@@ -170,7 +183,8 @@ export function onClientDrain(ws: uWS.WebSocket<TunnelRef>): void {
   const t = ws.getUserData().tunnel;
   if (t.readPaused && ws.getBufferedAmount() < context().snapshot.websocket.clientHighWaterMark) {
     t.readPaused = false;
-    t.socket?.resume();
+    if (t.upstreamId !== 0) nativeUpstream!.resume(t.upstreamId);
+    else t.socket?.resume();
   }
 }
 
@@ -180,17 +194,46 @@ export function onClientClose(ws: uWS.WebSocket<TunnelRef>, code: number, reason
   t.ws = null;
   liveTunnels.delete(t);
   tunnelsByBackend[t.backend]?.delete(t);
-  const socket = t.socket;
-  if (socket !== null && !t.closeToBackend) {
-    t.closeToBackend = true;
+  if (!t.closeToBackend) {
     // 1005 (none given) goes on as an empty close; 1006 (vanished) and other unsendable codes as 1001.
     const forward = code === 1005 ? 0 : isSendableCloseCode(code) ? code : 1001;
-    if (socket.writable) socket.end(encodeCloseFrame(forward, forward === 0 ? '' : new Uint8Array(reason)));
-    socket.setTimeout(5000);
+    sendCloseToBackend(t, forward, forward === 0 ? '' : new Uint8Array(reason));
   }
-  t.state = t.socket === null ? TunnelState.Closed : TunnelState.Closing;
+  t.state = backendOpen(t) ? TunnelState.Closing : TunnelState.Closed;
   uncount(t);
   connectionClosed(t, code);
+}
+
+/** The backend leg (either kind) is still there. */
+export function backendOpen(t: Tunnel): boolean {
+  return t.socket !== null || t.upstreamId !== 0;
+}
+
+/** Start the closing handshake toward the backend (once), giving it 5 s to answer before the
+ *  connection is dropped. */
+function sendCloseToBackend(t: Tunnel, code: number, reason: Uint8Array | string): void {
+  if (t.closeToBackend) return;
+  t.closeToBackend = true;
+  if (t.upstreamId !== 0) {
+    nativeUpstream!.sendClose(t.upstreamId, code, reason);
+    nativeUpstream!.setDeadline(t.upstreamId, 5000);
+    return;
+  }
+  const socket = t.socket;
+  if (socket === null) return;
+  if (socket.writable) socket.end(encodeCloseFrame(code, reason));
+  socket.setTimeout(5000);
+}
+
+function pauseBackend(t: Tunnel): void {
+  t.readPaused = true;
+  if (t.upstreamId !== 0) nativeUpstream!.pause(t.upstreamId);
+  else t.socket?.pause();
+}
+
+/** After a read was handed to the client: stop reading the backend while the client lags. */
+export function checkClientBackpressure(t: Tunnel): void {
+  if (t.ws !== null && !t.readPaused && t.ws.getBufferedAmount() > context().snapshot.websocket.clientHighWaterMark) pauseBackend(t);
 }
 
 // ---- backend → client -----------------------------------------------------------------------
@@ -209,10 +252,7 @@ export function pumpFromBackend(t: Tunnel, buffer: Buffer, length: number): void
   readEnd = length;
   ws.cork(flushRead);
   readTunnel = null;
-  if (t.ws !== null && !t.readPaused && t.ws.getBufferedAmount() > context().snapshot.websocket.clientHighWaterMark) {
-    t.readPaused = true;
-    t.socket?.pause();
-  }
+  checkClientBackpressure(t);
 }
 
 function flushRead(): void {
@@ -327,7 +367,6 @@ function headerLengthOf(b1: number): number {
 }
 
 function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length: number): void {
-  const ws = t.ws!;
   const opcode = b0 & 0x0f;
   const fin = (b0 & 0x80) !== 0;
   if ((b0 & 0x70) !== 0) {
@@ -336,44 +375,10 @@ function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length:
   }
   switch (opcode) {
     case Opcode.Text:
-    case Opcode.Binary: {
-      if (t.fragmentOpcode !== 0) {
-        failFromBackend(t, 1002, 'backend started a message inside a fragmented one');
-        return;
-      }
-      const payload = buf.subarray(start, start + length);
-      if (fin) {
-        ws.send(payload, opcode === Opcode.Binary);
-        countToClient(t, length);
-      } else {
-        t.fragmentOpcode = opcode;
-        t.fragmentBytes = length;
-        ws.sendFirstFragment(payload, opcode === Opcode.Binary);
-      }
+    case Opcode.Binary:
+    case Opcode.Continuation:
+      deliverData(t, opcode, fin, buf.subarray(start, start + length));
       return;
-    }
-    case Opcode.Continuation: {
-      if (t.fragmentOpcode === 0) {
-        failFromBackend(t, 1002, 'backend sent a continuation with no message');
-        return;
-      }
-      t.fragmentBytes += length;
-      if (t.fragmentBytes > context().snapshot.websocket.maxMessageSize) {
-        countTotal(Total.OversizeCloses);
-        failFromBackend(t, 1009, 'message too big');
-        return;
-      }
-      const payload = buf.subarray(start, start + length);
-      if (fin) {
-        ws.sendLastFragment(payload);
-        countToClient(t, t.fragmentBytes);
-        t.fragmentOpcode = 0;
-        t.fragmentBytes = 0;
-      } else {
-        ws.sendFragment(payload);
-      }
-      return;
-    }
     case Opcode.Ping:
       // Each leg answers its own pings: the client's are answered by uWS, the backend's here.
       if (length > 125 || !fin) {
@@ -389,6 +394,47 @@ function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length:
       return;
     default:
       failFromBackend(t, 1002, 'backend sent an unknown opcode');
+  }
+}
+
+/** One data frame from the backend (either leg kind) to the client: a whole message, or a fragment
+ *  passed on as a fragment. `payload` is only valid during the call (uWS copies it). */
+export function deliverData(t: Tunnel, opcode: number, fin: boolean, payload: Uint8Array): void {
+  const ws = t.ws;
+  if (ws === null || t.state !== TunnelState.Open) return;
+  const length = payload.byteLength;
+  if (opcode !== Opcode.Continuation) {
+    if (t.fragmentOpcode !== 0) {
+      failFromBackend(t, 1002, 'backend started a message inside a fragmented one');
+      return;
+    }
+    if (fin) {
+      ws.send(payload, opcode === Opcode.Binary);
+      countToClient(t, length);
+    } else {
+      t.fragmentOpcode = opcode;
+      t.fragmentBytes = length;
+      ws.sendFirstFragment(payload, opcode === Opcode.Binary);
+    }
+    return;
+  }
+  if (t.fragmentOpcode === 0) {
+    failFromBackend(t, 1002, 'backend sent a continuation with no message');
+    return;
+  }
+  t.fragmentBytes += length;
+  if (t.fragmentBytes > context().snapshot.websocket.maxMessageSize) {
+    countTotal(Total.OversizeCloses);
+    failFromBackend(t, 1009, 'message too big');
+    return;
+  }
+  if (fin) {
+    ws.sendLastFragment(payload);
+    countToClient(t, t.fragmentBytes);
+    t.fragmentOpcode = 0;
+    t.fragmentBytes = 0;
+  } else {
+    ws.sendFragment(payload);
   }
 }
 
@@ -409,6 +455,11 @@ function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number)
     t.closeToBackend = true;
     socket.end(encodeCloseFrame(code, reason ?? ''));
   }
+  closeClientAsBackend(t, code, reason);
+}
+
+/** Close the client with the backend's close code (0: none) and reason. */
+export function closeClientAsBackend(t: Tunnel, code: number, reason: Uint8Array | undefined): void {
   const ws = t.ws;
   if (ws !== null) {
     if (code === 0) ws.end();
@@ -417,16 +468,11 @@ function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number)
 }
 
 /** A protocol breach or size breach on the backend leg: close both legs with `code`. */
-function failFromBackend(t: Tunnel, code: number, reason: string): void {
+export function failFromBackend(t: Tunnel, code: number, reason: string): void {
   t.state = TunnelState.Closing;
   countError(t.backend, code === 1009 ? ErrorReason.MessageTooBig : ErrorReason.ProtocolError);
   closeStartedBy(t, Side.Proxy, code);
-  const socket = t.socket;
-  if (socket !== null && !t.closeToBackend) {
-    t.closeToBackend = true;
-    socket.end(encodeCloseFrame(code, reason));
-    socket.setTimeout(5000);
-  }
+  sendCloseToBackend(t, code, reason);
   t.ws?.end(code, reason);
 }
 
@@ -434,6 +480,7 @@ function failFromBackend(t: Tunnel, code: number, reason: string): void {
  *  closes its client with 1011 (1001 when Sluice itself is shutting down). */
 export function backendGone(t: Tunnel): void {
   t.socket = null;
+  t.upstreamId = 0;
   uncount(t);
   const ws = t.ws;
   if (ws !== null && !t.closeFromBackend) {

@@ -16,6 +16,7 @@ import { newHandshakeKey } from './frame-codec.js';
 import { backendFailed, cookieHeaderOf, hostOf, requestHashKey, stickyCookiesOf } from './backend-pool.js';
 import { Tunnel, TunnelState, countOn, uncount, openTunnel, type TunnelSocket, type TunnelRef } from './tunnel.js';
 import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout, trackBackendSocket } from './backend-socket.js';
+import { connectNative, destroyNative, nativeAvailable, startNativeFraming } from './native-leg.js';
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
 import { buildForwardedHead, type ClientRequestInfo } from './forwarded-request.js';
 
@@ -36,6 +37,8 @@ export class Handshake {
   lastFailure: 'refused' | 'timeout' = 'refused';
   timedOut = false;
   acceptExpected = '';
+  /** The upgrade request of the current attempt (the native leg sends it once connected). */
+  request = '';
   head: Buffer | null = null;
   response: ResponseHead | null = null;
   bodyChunks: Buffer[] = [];
@@ -119,6 +122,16 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   const spec = snapshot.backends[backend]!;
   const transport = snapshot.transports[snapshot.services[t.service]!.transport]!;
   const host = hostOf(backend);
+  const { key, accept } = newHandshakeKey();
+  h.acceptExpected = accept;
+  h.head = null;
+  h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}Sec-WebSocket-Key: ${key}\r\n\r\n`;
+  if (!spec.tls && nativeAvailable && net.isIP(host) !== 0) {
+    // Plain backend by address: the native leg (native-leg.ts) sends the request once connected.
+    if (connectNative(t, host, spec.port, transport.dialTimeoutMs)) return;
+    handshakeSocketClosed(t, false);
+    return;
+  }
   let socket: TunnelSocket;
   if (spec.tls) {
     socket = tls.connect({
@@ -143,11 +156,7 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   socket.on('close', onBackendClose);
   socket.on('error', onBackendError);
   socket.on('timeout', onBackendTimeout);
-  const { key, accept } = newHandshakeKey();
-  h.acceptExpected = accept;
-  h.head = null;
-  const path = spec.pathPrefix + h.client.path;
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}Sec-WebSocket-Key: ${key}\r\n\r\n`);
+  socket.write(h.request);
 }
 
 function hostFor(t: Tunnel, h: Handshake): string {
@@ -232,10 +241,12 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     answer(t, 503, 'Sluice is shutting down');
     return;
   }
-  const socket = t.socket!;
-  socket.setTimeout(0);
-  // The backend leg has no pings of its own yet: let the kernel find a backend host that vanished.
-  socket.setKeepAlive(true, 30_000);
+  const socket = t.socket;
+  if (socket !== null) {
+    socket.setTimeout(0);
+    // The backend leg has no pings of its own yet: let the kernel find a backend host that vanished.
+    socket.setKeepAlive(true, 30_000);
+  }
   t.handshake = null;
   countTotal(Total.Upgraded);
   const res = h.res;
@@ -257,7 +268,10 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   }
   // Counted open only once uWS holds the client: then its `close` is sure to come and count the close.
   connectionOpened(t);
-  openTunnel(t, t.ws, early.length > 0 ? early : null);
+  if (t.upstreamId !== 0) {
+    openTunnel(t, t.ws, null);
+    startNativeFraming(t, early.length > 0 ? early : null);
+  } else openTunnel(t, t.ws, early.length > 0 ? early : null);
 }
 
 /** uWS `open` (runs inside res.upgrade): attach the WebSocket to its tunnel. */
@@ -314,6 +328,7 @@ function dechunk(raw: Buffer): Buffer {
 export function handshakeSocketClosed(t: HandshakeTunnel, timedOut: boolean): void {
   const h = t.handshake;
   t.socket = null;
+  t.upstreamId = 0;
   uncount(t);
   if (h === null || h.aborted) return;
   if (h.relaying) {
@@ -354,6 +369,7 @@ function answer(t: HandshakeTunnel, status: number, message: string, headers?: r
 
 /** Let go of this attempt's backend socket and its count; the upgrade goes on with another. */
 function dropAttempt(t: Tunnel): void {
+  destroyNative(t);
   const socket = t.socket;
   if (socket !== null) {
     socket.tunnel = null;
@@ -364,6 +380,7 @@ function dropAttempt(t: Tunnel): void {
 }
 
 function abandonBackend(t: Tunnel): void {
+  destroyNative(t);
   const socket = t.socket;
   t.state = TunnelState.Closed;
   if (socket !== null) {
