@@ -69,11 +69,12 @@ export function startAdmin(ctx: AdminContext, metrics: Observability, host: stri
         sendJson(res, 200, backendsDocument(ctx));
         return;
       case '/':
+      case '/dashboard/':
+        // The page fetches 'api/…' relative to itself, which only resolves to /api/… from /dashboard.
         res.writeHead(302, { location: '/dashboard' });
         res.end();
         return;
       case '/dashboard':
-      case '/dashboard/':
         send(res, 200, 'text/html; charset=utf-8', DASHBOARD_HTML);
         return;
       default:
