@@ -2,13 +2,20 @@
  * Backends that fail and come back: active checks (rise/fall, onDown keep|drain, 503 with
  * Retry-After when every backend is down), a backend killed under steady connection churn (no
  * failed upgrade once it is detected; back after `rise`, ramping with slow start), passive
- * ejection with backoff and probation, and retries that never try a backend twice.
+ * ejection with backoff and probation, retries that never try a backend twice, and one probe's
+ * rules (method, path, headers, status, timeout, TLS trust).
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
-import { startSluice, type SluiceProcess } from './helpers/sluice.js';
+import { freePort, startSluice, type SluiceProcess } from './helpers/sluice.js';
 import { reach, reachBackend, startPoolBackend, tally, type PoolBackend, type Reached } from './helpers/pool.js';
 import { waitFor } from './helpers/wait.js';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { checkOnce } from '../src/primary/health-check.js';
+import type { BackendSpec, HealthCheckSpec, TransportSpec } from '../src/config/snapshot.js';
+import { CertificateFactory } from './helpers/certificates.js';
 
 /** One entry point, one catch-all router, one service over `backends` with `loadBalancer` extra keys. */
 function poolConfig(backends: readonly PoolBackend[], lines: string): string {
@@ -251,5 +258,73 @@ passiveHealthCheck: { maxFailedAttempts: 1, failureWindow: 10s }`));
     await new Promise((r) => setTimeout(r, 100));
     assert.doesNotMatch(sluice.stderr(), /ejected/);
     assert.deepEqual(backends.map((b) => b.upgrades), [3, 3]);
+  });
+});
+
+describe('one probe (checkOnce)', () => {
+  const spec = (port: number, tls = false): BackendSpec => ({
+    index: 0, service: 0, url: `ws://127.0.0.1:${port}`, host: '127.0.0.1', port, tls, pathPrefix: '', weight: 1, dnsName: '',
+  });
+  const check = (extra: Partial<HealthCheckSpec> = {}): HealthCheckSpec => ({
+    path: '/health?deep=1', method: 'GET', scheme: '', hostname: '', port: 0, headers: [], status: 0,
+    intervalMs: 1000, unhealthyIntervalMs: 1000, timeoutMs: 300, rise: 1, fall: 1, onDown: 'keep', ...extra,
+  });
+  const transport = (extra: Partial<TransportSpec> = {}): TransportSpec => ({ name: 'default', insecureSkipVerify: false, rootCAs: '', serverName: '', dialTimeoutMs: 1000, ...extra });
+  const probe = (s: BackendSpec, c: HealthCheckSpec, t: TransportSpec = transport()): Promise<boolean> =>
+    new Promise((resolve) => checkOnce(s, c, t, s.host, resolve));
+
+  /** A server on a free port, closed when the test ends. */
+  async function server(handler: http.RequestListener, secure?: { cert: string; key: string }): Promise<{ port: number }> {
+    const s = secure ? https.createServer(secure, handler) : http.createServer(handler);
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
+    cleanup.push(() => new Promise<void>((resolve) => {
+      s.closeAllConnections();
+      s.close(() => resolve());
+    }));
+    return { port: (s.address() as AddressInfo).port };
+  }
+
+  test('asks method, path and headers as configured; 2xx and 3xx are healthy unless a status is set', async () => {
+    const seen: http.IncomingMessage[] = [];
+    let status = 200;
+    const { port } = await server((req, res) => {
+      seen.push(req);
+      res.writeHead(status).end();
+    });
+    const configured = check({ method: 'HEAD', hostname: 'chat.internal', headers: [['X-Probe', 'sluice']] });
+    assert.equal(await probe(spec(port), configured), true);
+    assert.equal(seen[0]!.method, 'HEAD');
+    assert.equal(seen[0]!.url, '/health?deep=1');
+    assert.equal(seen[0]!.headers.host, `chat.internal:${port}`);
+    assert.equal(seen[0]!.headers['x-probe'], 'sluice');
+    status = 302;
+    assert.equal(await probe(spec(port), check()), true);
+    status = 404;
+    assert.equal(await probe(spec(port), check()), false);
+    status = 204;
+    assert.equal(await probe(spec(port), check({ status: 204 })), true);
+    status = 200;
+    assert.equal(await probe(spec(port), check({ status: 204 })), false);
+  });
+
+  test('a slow answer past the timeout, a refused connection: unhealthy', async () => {
+    const { port } = await server(() => undefined); // never answers
+    const started = Date.now();
+    assert.equal(await probe(spec(port), check({ timeoutMs: 150 })), false);
+    assert.ok(Date.now() - started < 1000);
+    const closed = await freePort();
+    assert.equal(await probe(spec(closed), check()), false);
+  });
+
+  test('wss/https backends are checked over TLS, trusting what the servers transport trusts', async () => {
+    const certs = new CertificateFactory();
+    cleanup.push(async () => certs.remove());
+    const leaf = certs.issue('backend', 'backend.internal', ['DNS:backend.internal']);
+    const { port } = await server((_req, res) => res.writeHead(200).end(), leaf);
+    const tlsSpec = spec(port, true);
+    assert.equal(await probe(tlsSpec, check(), transport({ rootCAs: certs.ca.cert, serverName: 'backend.internal' })), true);
+    assert.equal(await probe(tlsSpec, check(), transport()), false, 'an unknown CA must fail the check');
+    assert.equal(await probe(tlsSpec, check(), transport({ insecureSkipVerify: true })), true);
+    assert.equal(await probe(tlsSpec, check({ scheme: 'http' }), transport({ insecureSkipVerify: true })), false, 'scheme: http against a TLS port');
   });
 });
