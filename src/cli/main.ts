@@ -12,7 +12,7 @@ const USAGE = `usage:
   sluice --version
 options:
   --config FILE   the configuration file (Traefik file-provider shape, plus Sluice's own keys)
-  --workers N     worker threads; overrides the config's 'workers' (default: available cores)
+  --workers N     worker threads (1-1024); overrides the config's 'workers' (default: available cores)
 `;
 
 function version(): string {
@@ -53,7 +53,7 @@ async function main(argv: readonly string[]): Promise<number> {
           configFile = value;
           i++;
         } else if (arg === '--workers' || arg === '-w') {
-          if (value === undefined || !/^[1-9]\d*$/.test(value) || Number(value) > 256) return usageError(`${arg}: invalid value '${value ?? ''}' (expected an integer from 1 to 256)`);
+          if (value === undefined || !/^[1-9]\d*$/.test(value) || Number(value) > 1024) return usageError(`${arg}: invalid value '${value ?? ''}' (expected an integer from 1 to 1024, as the workers key)`);
           workers = Number(value);
           i++;
         } else return usageError(`run: unknown option '${arg}' (expected --config or --workers)`);
