@@ -4,9 +4,8 @@
  * other keys applied, routers sorted. Problems found here join the same list as validation's; the caller
  * throws when the list is not empty, so a partly built snapshot never escapes.
  */
-import { X509Certificate, createHash, createPrivateKey, randomBytes } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
@@ -28,11 +27,9 @@ import {
   type TransportSpec,
   type Strategy,
   type WebSocketSettings,
-  type HashSpec,
-  type HealthCheckSpec,
-  type StickySpec,
 } from './snapshot.js';
-import type { CertificateFiles, CheckedConfig, HealthCheckConfig, StickyCookieConfig } from './validate.js';
+import type { CertificateFiles, CheckedConfig } from './validate.js';
+import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
 
 export interface CompileContext {
   /** The config file as the user named it; becomes Snapshot.source. */
@@ -112,25 +109,6 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
       format: 'json',
     },
   };
-}
-
-/** The configured secret, else SLUICE_STICKY_SECRET, else (only when a service is sticky) a random one. */
-function stickySecret(config: CheckedConfig, services: readonly ServiceSpec[]): { stickySecret: string; stickySecretGenerated: boolean } {
-  const configured = config.loadBalancer?.stickySecret ?? process.env.SLUICE_STICKY_SECRET ?? '';
-  if (configured !== '' || !services.some((s) => s.sticky !== null)) return { stickySecret: configured, stickySecretGenerated: false };
-  return { stickySecret: randomBytes(32).toString('base64url'), stickySecretGenerated: true };
-}
-
-function compileDnsServers(servers: readonly string[], problems: Problems): string[] {
-  servers.forEach((server, i) => {
-    const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(server);
-    const [host, port] = bracketed !== null ? [bracketed[1]!, bracketed[2]] : isIP(server) !== 0 ? [server, undefined] : server.split(':');
-    const portNumber = port === undefined ? 53 : Number(port);
-    if (isIP(host ?? '') === 0 || !Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
-      problems.add(indexPath('dns.servers', i), `invalid DNS server '${server}' (expected an IP address, optionally with a port: "10.0.0.10" or "127.0.0.1:5353")`);
-    }
-  });
-  return [...servers];
 }
 
 function checkPortsUnique(entryPoints: readonly EntryPointSpec[], problems: Problems): void {
@@ -257,56 +235,6 @@ function compileServices(
     });
   }
   return { services, backends };
-}
-
-const HASH_KEY = /^(clientIP|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[^\s;=,]+|query:.+)$/;
-
-function compileHash(hash: { key?: string; balanceFactor?: number } | undefined, path: string, problems: Problems): HashSpec {
-  const key = hash?.key ?? (defaultOf('http.services.<name>.loadBalancer.hash.key') as string);
-  const balanceFactor = hash?.balanceFactor ?? numberDefault('http.services.<name>.loadBalancer.hash.balanceFactor');
-  if (!HASH_KEY.test(key)) {
-    problems.add(keyPath(path, 'key'), `invalid hash key '${key}' (expected 'clientIP', 'header:NAME', 'cookie:NAME' or 'query:NAME')`);
-    return { source: 'clientIP', name: '', balanceFactor };
-  }
-  if (key === 'clientIP') return { source: 'clientIP', name: '', balanceFactor };
-  const colon = key.indexOf(':');
-  const source = key.slice(0, colon) as 'header' | 'cookie' | 'query';
-  const name = key.slice(colon + 1);
-  return { source, name: source === 'header' ? name.toLowerCase() : name, balanceFactor };
-}
-
-function compileHealthCheck(check: HealthCheckConfig | undefined): HealthCheckSpec | null {
-  if (check === undefined || check.path === undefined) return null;
-  const d = (key: string): number => numberDefault(`http.services.<name>.loadBalancer.healthCheck.${key}`);
-  const intervalMs = check.interval ?? d('interval');
-  return {
-    path: check.path.startsWith('/') ? check.path : `/${check.path}`,
-    method: (check.method ?? 'GET').toUpperCase(),
-    scheme: check.scheme ?? '',
-    hostname: check.hostname ?? '',
-    port: check.port ?? 0,
-    headers: Object.entries(check.headers ?? {}),
-    status: check.status ?? 0,
-    intervalMs,
-    unhealthyIntervalMs: check.unhealthyInterval ?? intervalMs,
-    timeoutMs: check.timeout ?? d('timeout'),
-    rise: check.rise ?? d('rise'),
-    fall: check.fall ?? d('fall'),
-    onDown: check.onDown ?? 'keep',
-  };
-}
-
-/** Traefik's default cookie name: '_' and the first 6 hex digits of SHA-1 of the service name. */
-function compileSticky(service: string, cookie: StickyCookieConfig): StickySpec {
-  const name = cookie.name ?? `_${createHash('sha1').update(service).digest('hex').slice(0, 6)}`;
-  let attributes = `; Path=${cookie.path ?? '/'}`;
-  if (cookie.domain !== undefined && cookie.domain !== '') attributes += `; Domain=${cookie.domain}`;
-  const maxAge = cookie.maxAge ?? 0;
-  if (maxAge !== 0) attributes += `; Max-Age=${maxAge < 0 ? 0 : maxAge}`;
-  if (cookie.secure) attributes += '; Secure';
-  if (cookie.httpOnly) attributes += '; HttpOnly';
-  if (cookie.sameSite) attributes += `; SameSite=${cookie.sameSite[0]!.toUpperCase()}${cookie.sameSite.slice(1)}`;
-  return { cookieName: name, attributes };
 }
 
 /** Traefik qualifies names with their provider (`chat@file`); this file is the only provider Sluice has. */

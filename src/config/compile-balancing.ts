@@ -1,0 +1,82 @@
+/**
+ * Compiling the keys of backends that come and go (compile.ts calls these per service): the hash key,
+ * health check and sticky cookie settings, the sticky secret, and the DNS servers of discovery.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+
+import { Problems, indexPath, keyPath } from './errors.js';
+import { defaultOf } from './schema.js';
+import type { HashSpec, HealthCheckSpec, ServiceSpec, StickySpec } from './snapshot.js';
+import type { CheckedConfig, HealthCheckConfig, StickyCookieConfig } from './validate.js';
+
+const numberDefault = (path: string): number => defaultOf(path) as number;
+
+/** The configured secret, else SLUICE_STICKY_SECRET, else (only when a service is sticky) a random one. */
+export function stickySecret(config: CheckedConfig, services: readonly ServiceSpec[]): { stickySecret: string; stickySecretGenerated: boolean } {
+  const configured = config.loadBalancer?.stickySecret ?? process.env.SLUICE_STICKY_SECRET ?? '';
+  if (configured !== '' || !services.some((s) => s.sticky !== null)) return { stickySecret: configured, stickySecretGenerated: false };
+  return { stickySecret: randomBytes(32).toString('base64url'), stickySecretGenerated: true };
+}
+
+export function compileDnsServers(servers: readonly string[], problems: Problems): string[] {
+  servers.forEach((server, i) => {
+    const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(server);
+    const [host, port] = bracketed !== null ? [bracketed[1]!, bracketed[2]] : isIP(server) !== 0 ? [server, undefined] : server.split(':');
+    const portNumber = port === undefined ? 53 : Number(port);
+    if (isIP(host ?? '') === 0 || !Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
+      problems.add(indexPath('dns.servers', i), `invalid DNS server '${server}' (expected an IP address, optionally with a port: "10.0.0.10" or "127.0.0.1:5353")`);
+    }
+  });
+  return [...servers];
+}
+
+const HASH_KEY = /^(clientIP|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[^\s;=,]+|query:.+)$/;
+
+export function compileHash(hash: { key?: string; balanceFactor?: number } | undefined, path: string, problems: Problems): HashSpec {
+  const key = hash?.key ?? (defaultOf('http.services.<name>.loadBalancer.hash.key') as string);
+  const balanceFactor = hash?.balanceFactor ?? numberDefault('http.services.<name>.loadBalancer.hash.balanceFactor');
+  if (!HASH_KEY.test(key)) {
+    problems.add(keyPath(path, 'key'), `invalid hash key '${key}' (expected 'clientIP', 'header:NAME', 'cookie:NAME' or 'query:NAME')`);
+    return { source: 'clientIP', name: '', balanceFactor };
+  }
+  if (key === 'clientIP') return { source: 'clientIP', name: '', balanceFactor };
+  const colon = key.indexOf(':');
+  const source = key.slice(0, colon) as 'header' | 'cookie' | 'query';
+  const name = key.slice(colon + 1);
+  return { source, name: source === 'header' ? name.toLowerCase() : name, balanceFactor };
+}
+
+export function compileHealthCheck(check: HealthCheckConfig | undefined): HealthCheckSpec | null {
+  if (check === undefined || check.path === undefined) return null;
+  const d = (key: string): number => numberDefault(`http.services.<name>.loadBalancer.healthCheck.${key}`);
+  const intervalMs = check.interval ?? d('interval');
+  return {
+    path: check.path.startsWith('/') ? check.path : `/${check.path}`,
+    method: (check.method ?? 'GET').toUpperCase(),
+    scheme: check.scheme ?? '',
+    hostname: check.hostname ?? '',
+    port: check.port ?? 0,
+    headers: Object.entries(check.headers ?? {}),
+    status: check.status ?? 0,
+    intervalMs,
+    unhealthyIntervalMs: check.unhealthyInterval ?? intervalMs,
+    timeoutMs: check.timeout ?? d('timeout'),
+    rise: check.rise ?? d('rise'),
+    fall: check.fall ?? d('fall'),
+    onDown: check.onDown ?? 'keep',
+  };
+}
+
+/** Traefik's default cookie name: '_' and the first 6 hex digits of SHA-1 of the service name. */
+export function compileSticky(service: string, cookie: StickyCookieConfig): StickySpec {
+  const name = cookie.name ?? `_${createHash('sha1').update(service).digest('hex').slice(0, 6)}`;
+  let attributes = `; Path=${cookie.path ?? '/'}`;
+  if (cookie.domain !== undefined && cookie.domain !== '') attributes += `; Domain=${cookie.domain}`;
+  const maxAge = cookie.maxAge ?? 0;
+  if (maxAge !== 0) attributes += `; Max-Age=${maxAge < 0 ? 0 : maxAge}`;
+  if (cookie.secure) attributes += '; Secure';
+  if (cookie.httpOnly) attributes += '; HttpOnly';
+  if (cookie.sameSite) attributes += `; SameSite=${cookie.sameSite[0]!.toUpperCase()}${cookie.sameSite.slice(1)}`;
+  return { cookieName: name, attributes };
+}
