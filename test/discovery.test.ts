@@ -114,6 +114,12 @@ dns:
     const batch = await connectMany(12);
     assert.deepEqual(Object.keys(tally(batch.map((c) => c.backend))).sort(), ['127.0.0.2', '127.0.0.3', '127.0.0.4']);
     assert.match(sluice!.stderr(), /discovery: pool\.sluice\.test: 127\.0\.0\.4 joins/);
+    // The admin API lists each slot as URL#N with the address it holds.
+    const listed = (await (await fetch(`${sluice!.adminUrl}/api/backends`)).json()) as { url: string; state: string; health: { address: string } }[];
+    assert.deepEqual(
+      listed.map((b) => [b.url.replace(/^.*#/, '#'), b.state, b.health.address]).sort(),
+      [['#0', 'up', '127.0.0.2'], ['#1', 'up', '127.0.0.3'], ['#2', 'up', '127.0.0.4'], ['#3', 'down', '']],
+    );
   });
 
   test('an address that leaves DNS is drained with 1012 and gets no new connections', async () => {

@@ -212,6 +212,8 @@ passiveHealthCheck: { maxFailedAttempts: 1, failureWindow: 600ms }`));
     assert.deepEqual([first.backend, second.backend], ['good', 'good']);
     assert.equal(bad.upgrades, 1, 'the failed backend must be ejected after its first failure');
     await waitFor('the ejection to be logged', () => /ejected for 600 ms/.test(sluice.stderr()));
+    const listed = (await (await fetch(`${sluice.adminUrl}/api/backends`)).json()) as { url: string; health: { ejections: number; passingChecks: boolean } }[];
+    assert.deepEqual(listed.find((b) => b.url === bad.url)!.health.ejections, 1, 'the admin API shows the ejection');
     // While ejected, roundrobin never offers it.
     for (let i = 0; i < 4; i++) keep(await reachBackend(sluice.url));
     assert.equal(bad.upgrades, 1);

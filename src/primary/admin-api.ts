@@ -3,6 +3,7 @@
  * health and readiness verdicts, built from the snapshot, the summed counters and the supervisor's view of
  * its workers. Plain functions of their inputs, so the admin server stays a thin router.
  */
+import type { BackendStatus } from './backend-health.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { TRAFFIC, Total, Traffic } from '../shared/layout.js';
 import { CONN_FIELDS, CONN_OUTCOMES, Conn, ERROR_REASONS, type RoutePlan } from '../shared/metrics-plan.js';
@@ -19,6 +20,9 @@ export interface AdminContext {
   draining(): boolean;
   readonly startedAt: number;
   readonly adminAddress: string;
+  /** Why a backend is up or down (backend-health.ts): its check verdict, a passive ejection, the
+   *  address a DNS discovery slot holds. Absent in contexts without backend management. */
+  backendHealth?(backend: number): BackendStatus;
 }
 
 type Outcomes = Record<(typeof CONN_OUTCOMES)[number], number>;
@@ -79,11 +83,22 @@ export function backendsDocument(ctx: AdminContext, sums = ctx.store.sums()): ob
       state: up ? 'up' : 'down',
       healthy: up,
       held: Atomics.load(store.shared.backendActive, b),
+      ...(ctx.backendHealth === undefined ? {} : { health: healthDetails(ctx.backendHealth(b)) }),
       ...routeTotals(ctx, sums, routes, b),
       ...traffic(sums, [b]),
       errors: errors(ctx, sums, [b]),
     };
   });
+}
+
+/** The reasons behind `state`, as the JSON API shows them. */
+function healthDetails(status: BackendStatus): object {
+  return {
+    passingChecks: status.healthy,
+    ejectedUntil: status.ejectedUntil === 0 ? null : new Date(status.ejectedUntil).toISOString(),
+    ejections: status.ejections,
+    address: status.address,
+  };
 }
 
 export function servicesDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {

@@ -27,6 +27,8 @@ export interface BackendStatus {
   /** Ejected by passive checks until this time (0 = not ejected). */
   readonly ejectedUntil: number;
   readonly ejections: number;
+  /** A discovery slot's address ('' when empty); the static host otherwise. */
+  readonly address: string;
 }
 
 interface State {
@@ -160,7 +162,9 @@ export class BackendHealth {
 
   status(backend: number): BackendStatus {
     const s = this.states[backend]!;
-    return { backend, up: s.up, present: s.present, healthy: s.healthy, ejectedUntil: s.ejectedUntil, ejections: s.ejections };
+    const spec = this.snapshot.backends[backend]!;
+    const address = spec.dnsName === '' ? spec.host : this.addressOf(backend);
+    return { backend, up: s.up, present: s.present, healthy: s.healthy, ejectedUntil: s.ejectedUntil, ejections: s.ejections, address };
   }
 
   stop(): void {

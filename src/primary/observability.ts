@@ -32,7 +32,12 @@ export function formatHostPort(host: string, port: number): string {
   return `${host === '' ? '*' : host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-export async function startObservability(snapshot: Snapshot, shared: SharedViews, supervisor: Supervisor): Promise<Observability> {
+export async function startObservability(
+  snapshot: Snapshot,
+  shared: SharedViews,
+  supervisor: Supervisor,
+  backendHealth?: AdminContext['backendHealth'],
+): Promise<Observability> {
   const store = new MetricsStore(snapshot, shared);
   supervisor.onWorkerExit = (index) => store.foldWorker(index);
   const accessLog = openAccessLog(snapshot);
@@ -48,6 +53,7 @@ export async function startObservability(snapshot: Snapshot, shared: SharedViews
     draining: () => draining,
     startedAt: Date.now(),
     adminAddress,
+    ...(backendHealth === undefined ? {} : { backendHealth }),
   };
   const metrics = createRegistry(snapshot, store);
   const admin = await startAdmin(context, metrics, snapshot.admin.host, snapshot.admin.port);

@@ -42,7 +42,7 @@ export async function run(options: RunOptions): Promise<number> {
   // Health bits, active checks and DNS discovery (backend-health.ts); workers only read the bits.
   const backends = manageBackends(snapshot, shared, supervisor);
   // The admin listener opens first, so /ready answers 503 (not a refused connection) while workers start.
-  const observability = await startObservability(snapshot, shared, supervisor);
+  const observability = await startObservability(snapshot, shared, supervisor, (backend) => backends.health.status(backend));
   const { admin, adminAddress } = observability;
   try {
     await backends.start();
