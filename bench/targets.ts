@@ -227,16 +227,28 @@ http:
 }
 
 /**
- * A private copy of the built Sluice (dist/src, bin, package.json) under bench/, taken when the
- * bench starts: every run then measures the same build even if someone rebuilds dist/ meanwhile,
- * and bare imports still resolve through the repository's node_modules. Returns its root.
+ * A private copy of the built Sluice (dist/src, bin, package.json and whatever its "imports" map
+ * names, such as the native addon) under bench/, taken when the bench starts: every run then
+ * measures the same build even if someone rebuilds dist/ meanwhile, and bare imports still resolve
+ * through the repository's node_modules. Returns its root.
  */
 export function snapshotSluice(): string | null {
   const built = join(REPO_ROOT, 'dist/src/cli/main.js');
   if (!existsSync(built)) return null;
   const root = mkdtempSync(join(REPO_ROOT, 'bench/.sluice-snapshot-'));
-  cpSync(join(REPO_ROOT, 'dist/src'), join(root, 'dist/src'), { recursive: true });
-  cpSync(join(REPO_ROOT, 'bin'), join(root, 'bin'), { recursive: true });
+  // Besides dist/src and bin, whatever package.json's "imports" map points at (e.g. #native → native/).
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { imports?: unknown };
+  const dirs = new Set(['dist/src', 'bin']);
+  const collect = (v: unknown): void => {
+    if (typeof v === 'string') {
+      const top = /^\.\/([^/]+)\//.exec(v)?.[1];
+      if (top && top !== 'dist') dirs.add(top);
+    } else if (v && typeof v === 'object') Object.values(v).forEach(collect);
+  };
+  collect(pkg.imports);
+  for (const d of dirs) {
+    if (existsSync(join(REPO_ROOT, d))) cpSync(join(REPO_ROOT, d), join(root, d), { recursive: true });
+  }
   cpSync(join(REPO_ROOT, 'package.json'), join(root, 'package.json'));
   return root;
 }
