@@ -39,6 +39,17 @@ export async function run(options: RunOptions): Promise<number> {
   setLogLevel(snapshot.logLevel);
   const shared = createShared(snapshot.backends.length, snapshot.workers, planMetrics(snapshot).slabFloats);
   const supervisor = new Supervisor(snapshot, shared);
+  // Signals are taken from here on, before any worker or listener exists: a SIGTERM that arrives
+  // while starting must drain what started rather than kill the process with its threads mid-way.
+  let onStopped: (code: number) => void = () => undefined;
+  const stopped = new Promise<number>((resolve) => (onStopped = resolve));
+  let stopRequested: NodeJS.Signals | null = null;
+  let stop = (signal: NodeJS.Signals): void => {
+    stopRequested ??= signal;
+  };
+  const onSignal = (signal: NodeJS.Signals): void => stop(signal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   // Health bits, active checks and DNS discovery (backend-health.ts); workers only read the bits.
   const backends = manageBackends(snapshot, shared, supervisor);
   // The admin listener opens first, so /ready answers 503 (not a refused connection) while workers start.
@@ -66,25 +77,23 @@ export async function run(options: RunOptions): Promise<number> {
       `${snapshot.routers.length} routers, ${snapshot.services.length} services, ${snapshot.backends.length} backends; ` +
       `admin ${admin === null ? 'unavailable' : `http://${adminAddress}`}; config ${snapshot.source}`,
   );
-  return new Promise((resolve) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        log.warn(`${signal} again: closing every connection now`);
-        void supervisor.shutdown(0);
-        return;
-      }
-      stopping = true;
-      observability.markDraining();
-      log.info(`${signal}: draining (grace ${snapshot.shutdownGraceMs} ms)`);
-      backends.stop();
-      void supervisor.shutdown(snapshot.shutdownGraceMs).then(() => {
-        observability.close();
-        log.info('stopped');
-        resolve(0);
-      });
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  let stopping = false;
+  stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn(`${signal} again: closing every connection now`);
+      void supervisor.shutdown(0);
+      return;
+    }
+    stopping = true;
+    observability.markDraining();
+    log.info(`${signal}: draining (grace ${snapshot.shutdownGraceMs} ms)`);
+    backends.stop();
+    void supervisor.shutdown(snapshot.shutdownGraceMs).then(() => {
+      observability.close();
+      log.info('stopped');
+      onStopped(0);
+    });
+  };
+  if (stopRequested !== null) stop(stopRequested);
+  return stopped;
 }
