@@ -311,9 +311,14 @@ export async function startTarget(name: TargetName, backends: readonly number[],
     await waitForPort(port, 10_000, child);
   } catch (err) {
     await stopProcess(child);
+    rmSync(dir, { recursive: true, force: true });
     throw new Error(`${TARGET_LABELS[name]} did not start: ${(err as Error).message} ${why()}`.trim());
   }
-  return { urls: [`ws://127.0.0.1:${port}/`], pid: child.pid as number, stop: () => stopProcess(child) };
+  const stop = async (): Promise<void> => {
+    await stopProcess(child);
+    rmSync(dir, { recursive: true, force: true }); // the generated config and logs
+  };
+  return { urls: [`ws://127.0.0.1:${port}/`], pid: child.pid as number, stop };
 }
 
 /** One line naming each component's version, for the results file. */
