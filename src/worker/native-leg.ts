@@ -31,7 +31,13 @@ const UV_ETIMEDOUT = -110;
 
 const tunnelById = new Map<number, Tunnel>();
 
-export const nativeAvailable = nativeUpstream !== null;
+/**
+ * Opt-in for now (SLUICE_NATIVE=1): in about two of five full test-suite runs one test of many
+ * concurrent tunnels on two workers failed with the native leg (a client closed 1006 before its first
+ * echo, or an upgrade left unanswered), never with the Node socket leg; until that is understood the
+ * Node socket leg is the default.
+ */
+export const nativeAvailable = nativeUpstream !== null && process.env.SLUICE_NATIVE === '1';
 
 /** Live native connections of this worker (a drain waits for them). */
 export function nativeConnections(): number {
@@ -151,4 +157,4 @@ function onClose(id: number, code: number, reason: Buffer, kind: number, status:
   }
 }
 
-if (nativeUpstream !== null) nativeUpstream.init({ onOpen, onRaw, onMessage, onClose, onRead });
+if (nativeAvailable) nativeUpstream!.init({ onOpen, onRaw, onMessage, onClose, onRead });

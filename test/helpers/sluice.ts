@@ -3,7 +3,7 @@
  * backends on loopback. Every test that starts something stops it in its `after`/`finally`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -64,6 +64,11 @@ export async function startSluice(
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => (stderr += d));
+  // SLUICE_TEST_STDERR=DIR keeps every Sluice's stderr in DIR/sluice-PID.log, to debug a failure.
+  if (process.env.SLUICE_TEST_STDERR) {
+    const log = path.join(process.env.SLUICE_TEST_STDERR, `sluice-${child.pid}.log`);
+    child.stderr!.on('data', (d: string) => appendFileSync(log, d));
+  }
   child.stdout!.resume();
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`sluice did not start within ${options.timeoutMs ?? 10000} ms:\n${stderr}`)), options.timeoutMs ?? 10000);
