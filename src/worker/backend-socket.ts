@@ -3,7 +3,8 @@
  * connection): each finds its Tunnel through the socket's `tunnel` field and hands the event to the
  * upgrade (before the 101) or to the pump (after it).
  */
-import { TunnelState, backendGone, pumpFromBackend, type TunnelSocket } from './tunnel.js';
+import { TunnelState, backendGone, type TunnelSocket } from './tunnel.js';
+import { pumpFromBackend } from './backend-frames.js';
 import { handshakeData, handshakeSocketClosed, type HandshakeTunnel } from './upgrade.js';
 
 /** `onread` callback for plain TCP backends: data arrives in the worker's static buffer. */

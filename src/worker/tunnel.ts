@@ -1,21 +1,21 @@
 /**
- * The frame pump: one Tunnel joins a client WebSocket (uWebSockets.js) to its backend socket
- * (node:net or node:tls, speaking RFC 6455 as a client through frame-codec.ts) and moves messages
- * both ways with backpressure.
+ * The frame pump: one Tunnel joins a client WebSocket (uWebSockets.js) to its backend leg — a Node
+ * socket (node:net / node:tls, speaking RFC 6455 as a client through frame-codec.ts and
+ * backend-frames.ts) or a connection of the native addon (native-leg.ts) — and moves messages both
+ * ways with backpressure.
  *
  * Costs this file is shaped around (all per message or per read):
- *  - backend → client: a plain TCP backend is read with `onread` into ONE static buffer per worker,
- *    frames are parsed in place and handed to uWS inside one `ws.cork()` per read; nothing is
- *    allocated for a frame that arrived whole. Only a frame split across reads is copied (into a
- *    buffer sized to that frame, bounded by maxMessageSize).
+ *  - backend → client: a read's frames reach uWS inside one `ws.cork()`; a frame that arrived whole
+ *    is sent from the read buffer without a copy (backend-frames.ts, or the addon's read buffer).
  *  - client → backend: one Buffer per message (header + masked payload), written to a socket that
- *    is corked until the end of the event-loop turn, so a busy connection costs one writev per turn.
+ *    is corked until the end of the event-loop turn, so a busy connection costs one writev per turn
+ *    (the addon batches the same way in C).
  *  - no closures per message: every callback is a module-level function that finds its Tunnel
- *    through the uWS user data or the socket's `tunnel` field.
+ *    through the uWS user data, the socket's `tunnel` field or the addon's connection id.
  *
- * Backpressure: past clientHighWaterMark of unsent client data the backend socket stops being read
- * until uWS reports `drain`; past upstreamWriteBudget of unsent backend data the client is closed
- * with 1013. Neither side is ever buffered without bound.
+ * Backpressure: past clientHighWaterMark of unsent client data the backend stops being read until
+ * uWS reports `drain`; past upstreamWriteBudget of unsent backend data the client is closed with 1013.
+ * Neither side is ever buffered without bound.
  */
 import type { Socket } from 'node:net';
 import type uWS from 'uWebSockets.js';
@@ -24,6 +24,7 @@ import { context, countTotal } from './context.js';
 import { countToBackend, countToClient, countError, closeStartedBy, connectionClosed, ErrorReason, Side } from './metrics.js';
 import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
 import nativeUpstream from '#native';
+import { pumpFromBackend } from './backend-frames.js';
 
 export const enum TunnelState {
   /** Upgrade in progress (connect, handshake). */
@@ -128,7 +129,7 @@ function uncorkAll(): void {
   corkedTunnels.length = 0;
 }
 
-function writeToBackend(t: Tunnel, socket: TunnelSocket, frame: Buffer): void {
+export function writeToBackend(t: Tunnel, socket: TunnelSocket, frame: Buffer): void {
   if (!t.corked) {
     t.corked = true;
     socket.cork();
@@ -236,166 +237,7 @@ export function checkClientBackpressure(t: Tunnel): void {
   if (t.ws !== null && !t.readPaused && t.ws.getBufferedAmount() > context().snapshot.websocket.clientHighWaterMark) pauseBackend(t);
 }
 
-// ---- backend → client -----------------------------------------------------------------------
-
-// The read loop works on module-level state so that `ws.cork(flushRead)` needs no closure per read.
-let readTunnel: Tunnel | null = null;
-let readBuffer: Buffer = Buffer.alloc(0);
-let readEnd = 0;
-
-/** Feed bytes read from the backend (socket open, after the 101) into the pump. */
-export function pumpFromBackend(t: Tunnel, buffer: Buffer, length: number): void {
-  const ws = t.ws;
-  if (ws === null || t.state !== TunnelState.Open) return;
-  readTunnel = t;
-  readBuffer = buffer;
-  readEnd = length;
-  ws.cork(flushRead);
-  readTunnel = null;
-  checkClientBackpressure(t);
-}
-
-function flushRead(): void {
-  const t = readTunnel!;
-  const buf = readBuffer;
-  const end = readEnd;
-  let offset = 0;
-  if (t.partial !== null) {
-    offset = continuePartial(t, buf, end);
-    if (offset < 0) return;
-  }
-  while (offset < end && t.state === TunnelState.Open) {
-    const available = end - offset;
-    if (available < 2) {
-      startPartial(t, buf, offset, end, 14);
-      return;
-    }
-    const b1 = buf[offset + 1]!;
-    const len7 = b1 & 0x7f;
-    const headerLength = len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
-    if (available < headerLength) {
-      startPartial(t, buf, offset, end, 14);
-      return;
-    }
-    const payloadLength = readPayloadLength(t, buf, offset, len7);
-    if (payloadLength < 0) return;
-    const frameLength = headerLength + payloadLength;
-    if (available < frameLength) {
-      startPartial(t, buf, offset, end, frameLength);
-      return;
-    }
-    deliverFrame(t, buf[offset]!, buf, offset + headerLength, payloadLength);
-    offset += frameLength;
-  }
-}
-
-/** Payload length of the frame at `offset`, or -1 after failing the tunnel for a bad frame. */
-function readPayloadLength(t: Tunnel, buf: Buffer, offset: number, len7: number): number {
-  if ((buf[offset + 1]! & 0x80) !== 0) {
-    failFromBackend(t, 1002, 'backend sent a masked frame');
-    return -1;
-  }
-  let length = len7;
-  if (len7 === 126) length = buf.readUInt16BE(offset + 2);
-  else if (len7 === 127) {
-    const high = buf.readUInt32BE(offset + 2);
-    length = high > 0x1fffff ? Infinity : high * 0x100000000 + buf.readUInt32BE(offset + 6);
-  }
-  if (length > context().snapshot.websocket.maxMessageSize) {
-    countTotal(Total.OversizeCloses);
-    failFromBackend(t, 1009, 'message too big');
-    return -1;
-  }
-  return length;
-}
-
-/** Keep the tail of a read that holds an incomplete frame. `need` is the frame's full size when
- *  its header is known, else the largest header (14). */
-function startPartial(t: Tunnel, buf: Buffer, offset: number, end: number, need: number): void {
-  const partial = Buffer.allocUnsafe(Math.max(need, end - offset));
-  buf.copy(partial, 0, offset, end);
-  t.partial = partial;
-  t.partialLength = end - offset;
-}
-
-/** Complete a split frame from the new read; returns where the read's unconsumed bytes start, or -1
- *  when the read was all swallowed (or the tunnel failed). */
-function continuePartial(t: Tunnel, buf: Buffer, end: number): number {
-  let partial = t.partial!;
-  let have = t.partialLength;
-  let offset = 0;
-  // Header incomplete: the buffer holds at least 14 bytes (startPartial), enough for any header.
-  for (;;) {
-    const need = have < 2 ? 2 : headerLengthOf(partial[1]!);
-    if (have >= need) break;
-    const take = Math.min(need - have, end - offset);
-    buf.copy(partial, have, offset, offset + take);
-    have += take;
-    offset += take;
-    if (have < need) {
-      t.partialLength = have;
-      return -1;
-    }
-  }
-  const headerLength = headerLengthOf(partial[1]!);
-  const payloadLength = readPayloadLength(t, partial, 0, partial[1]! & 0x7f);
-  if (payloadLength < 0) return -1;
-  const frameLength = headerLength + payloadLength;
-  if (partial.length < frameLength) {
-    const grown = Buffer.allocUnsafe(frameLength);
-    partial.copy(grown, 0, 0, have);
-    partial = grown;
-    t.partial = grown;
-  }
-  const take = Math.min(frameLength - have, end - offset);
-  buf.copy(partial, have, offset, offset + take);
-  have += take;
-  offset += take;
-  if (have < frameLength) {
-    t.partialLength = have;
-    return -1;
-  }
-  t.partial = null;
-  t.partialLength = 0;
-  deliverFrame(t, partial[0]!, partial, headerLength, payloadLength);
-  return t.state === TunnelState.Open ? offset : -1;
-}
-
-function headerLengthOf(b1: number): number {
-  const len7 = b1 & 0x7f;
-  return len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
-}
-
-function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length: number): void {
-  const opcode = b0 & 0x0f;
-  const fin = (b0 & 0x80) !== 0;
-  if ((b0 & 0x70) !== 0) {
-    failFromBackend(t, 1002, 'backend set reserved bits');
-    return;
-  }
-  switch (opcode) {
-    case Opcode.Text:
-    case Opcode.Binary:
-    case Opcode.Continuation:
-      deliverData(t, opcode, fin, buf.subarray(start, start + length));
-      return;
-    case Opcode.Ping:
-      // Each leg answers its own pings: the client's are answered by uWS, the backend's here.
-      if (length > 125 || !fin) {
-        failFromBackend(t, 1002, 'invalid ping');
-        return;
-      }
-      if (t.socket !== null && !t.closeToBackend) writeToBackend(t, t.socket, encodeMaskedFrame(Opcode.Pong, buf.subarray(start, start + length)));
-      return;
-    case Opcode.Pong:
-      return;
-    case Opcode.Close:
-      closeFromBackend(t, buf, start, length);
-      return;
-    default:
-      failFromBackend(t, 1002, 'backend sent an unknown opcode');
-  }
-}
+// ---- backend → client (both legs; the Node socket leg's frame reader is backend-frames.ts) ------
 
 /** One data frame from the backend (either leg kind) to the client: a whole message, or a fragment
  *  passed on as a fragment. `payload` is only valid during the call (uWS copies it). */
@@ -436,26 +278,6 @@ export function deliverData(t: Tunnel, opcode: number, fin: boolean, payload: Ui
   } else {
     ws.sendFragment(payload);
   }
-}
-
-/** The backend sent a close frame: answer it, and close the client with the same code and reason. */
-function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number): void {
-  t.closeFromBackend = true;
-  t.state = TunnelState.Closing;
-  let code = 0;
-  if (length >= 2) code = buf.readUInt16BE(start);
-  if (length === 1 || (length >= 2 && !isSendableCloseCode(code))) {
-    failFromBackend(t, 1002, 'invalid close frame');
-    return;
-  }
-  closeStartedBy(t, Side.Backend, code === 0 ? 1005 : code);
-  const reason = length > 2 ? buf.subarray(start + 2, start + length) : undefined;
-  const socket = t.socket;
-  if (socket !== null && !t.closeToBackend) {
-    t.closeToBackend = true;
-    socket.end(encodeCloseFrame(code, reason ?? ''));
-  }
-  closeClientAsBackend(t, code, reason);
 }
 
 /** Close the client with the backend's close code (0: none) and reason. */
