@@ -5,82 +5,16 @@
  */
 import { formatSize } from './duration.js';
 import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
+import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
 
-export type ScalarType =
-  | 'string'
-  | 'boolean'
-  | 'integer'
-  | 'duration' // Traefik duration: "10s", "1m30s", or a number of seconds; validated into milliseconds
-  | 'size' // bytes: a number, or "64KiB", "16MiB", "1MB"; validated into bytes
-  | 'strategy' // balancing strategy name; validated into a Strategy
-  | 'number' // a finite number (fractions allowed), within min/max
-  | 'choice' // one of `choices`, as written
-  | 'address' // listener address "[host]:port"; validated into { host, port }
-  | 'url'; // backend URL; validated into { url, host, port, tls, pathPrefix }
-
-interface Documented {
-  /** One line: what the key does. */
-  readonly doc: string;
-  /** The default as a user would write it ('' when the key is required or has no default). */
-  readonly defaultText?: string;
-  readonly required?: boolean;
-  /** What to say after "expected" in messages, when the type alone ("a string") says too little. */
-  readonly expects?: string;
-}
-
-export interface ScalarSchema extends Documented {
-  readonly kind: 'scalar';
-  readonly type: ScalarType;
-  /** Filled in by validate when the key is absent. Defaults that depend on other keys are left to compile. */
-  readonly defaultValue?: unknown;
-  /** Inclusive bounds: integers and sizes in their unit, durations in milliseconds. */
-  readonly min?: number;
-  readonly max?: number;
-  /** The accepted values of a 'choice' key. */
-  readonly choices?: readonly string[];
-}
-
-export interface ObjectSchema extends Documented {
-  readonly kind: 'object';
-  readonly fields: Readonly<Record<string, Schema>>;
-  /** Traefik keys refused by name; the value is an optional hint appended to the message. */
-  readonly refused?: Readonly<Record<string, string>>;
-  /** Traefik's `tls: {}` may also be written `tls: true` (and `false` turns it off). */
-  readonly acceptsBoolean?: boolean;
-  /** The refused keys are other kinds of this object (a `weighted` service instead of `loadBalancer`). */
-  readonly refusedAreKinds?: boolean;
-  /** Absent means the feature is off: the section is not filled with its defaults when left out. */
-  readonly optIn?: boolean;
-}
-
-/** A mapping from user-chosen names (routers, services…) to objects of one shape. */
-export interface MapSchema extends Documented {
-  readonly kind: 'map';
-  /** What one entry is called in messages: 'router', 'entry point'. */
-  readonly entry: string;
-  readonly value: Schema;
-}
-
-export interface ListSchema extends Documented {
-  readonly kind: 'list';
-  readonly item: Schema;
-  /** Set when an empty list is an error; names one item for the message ('server'). */
-  readonly nonEmpty?: string;
-}
-
-export type Schema = ScalarSchema | ObjectSchema | MapSchema | ListSchema;
+export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
+import type { ObjectSchema, ScalarSchema, Schema } from './schema-types.js';
+import { NOT_YET, notYet } from './schema-types.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 /** uWebSockets.js keeps payload and backpressure limits in 32-bit integers; 1 GiB stays well inside. */
 const MAX_BUFFER_BYTES = 1024 * MiB;
-
-const NOT_YET = '';
-
-/** Traefik keys refused without a hint (most are simply not implemented yet). */
-function notYet(...keys: string[]): Record<string, string> {
-  return Object.fromEntries(keys.map((key) => [key, NOT_YET]));
-}
 
 /** TLS settings Traefik takes from ACME or TLS options; Sluice serves the certificates of `tls.certificates`. */
 const TLS_REFUSED = {
@@ -483,62 +417,9 @@ export const CONFIG_SCHEMA: ObjectSchema = {
         },
       },
     },
-    admin: {
-      kind: 'object',
-      doc: 'Sluice: the admin listener (/metrics, /health, /ready, /api/*, /dashboard), apart from the entry points.',
-      fields: {
-        address: {
-          kind: 'scalar',
-          type: 'address',
-          defaultValue: { host: '', port: 9090 },
-          defaultText: '":9090"',
-          doc: 'Where the admin listener listens; keep it off the public network (it has no authentication).',
-        },
-      },
-    },
-    log: {
-      kind: 'object',
-      doc: "Sluice's own log (JSON lines on stderr, pino).",
-      fields: {
-        level: {
-          kind: 'scalar',
-          type: 'choice',
-          choices: ['DEBUG', 'INFO', 'WARN', 'ERROR', 'debug', 'info', 'warn', 'error'],
-          defaultValue: 'INFO',
-          defaultText: 'INFO',
-          expects: "'DEBUG', 'INFO', 'WARN' or 'ERROR', in upper or lower case",
-          doc: "Least severe level written: DEBUG, INFO, WARN or ERROR (as Traefik's log.level; lowercase works too).",
-        },
-      },
-      refused: {
-        ...notYet('filePath', 'noColor', 'maxSize', 'maxAge', 'maxBackups', 'compress'),
-        format: 'the log is always JSON lines on stderr',
-      },
-    },
-    accessLog: {
-      kind: 'object',
-      acceptsBoolean: true,
-      doc: 'Present (`{}` or `true`): one JSON line per closed WebSocket connection. Absent: no access log.',
-      defaultText: 'absent (off)',
-      fields: {
-        filePath: {
-          kind: 'scalar',
-          type: 'string',
-          defaultText: 'standard output',
-          doc: "File the access log is appended to, relative to the config file's directory.",
-        },
-        format: {
-          kind: 'scalar',
-          type: 'choice',
-          choices: ['json'],
-          defaultValue: 'json',
-          defaultText: 'json',
-          expects: "'json': Traefik's 'common' format is not supported",
-          doc: "Only 'json': one JSON object per line.",
-        },
-      },
-      refused: notYet('bufferingSize', 'filters', 'fields', 'addInternals'),
-    },
+    admin: adminSchema,
+    log: logSchema,
+    accessLog: accessLogSchema,
     shutdown: {
       kind: 'object',
       doc: 'Sluice: graceful shutdown.',
