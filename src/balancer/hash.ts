@@ -91,7 +91,7 @@ export class HashRing extends PoolPolicy {
     let overflowScore = -Infinity;
     for (let at = 0; at < n; at++) {
       const backend = this.backends[at]!;
-      if (!this.eligible(backend, tried, triedCount) || this.seeds[at] === 0) continue;
+      if (!this.eligible(backend, tried, triedCount) || !this.usable(at)) continue;
       const weight = this.effectiveWeight(at, backend, now);
       if (weight <= 0) continue;
       const score = this.score(key, at, weight);
@@ -109,27 +109,8 @@ export class HashRing extends PoolPolicy {
     return best >= 0 ? best : overflow;
   }
 
-  /** Fewest connections per unit of weight, ties rotating (as leastconn.ts). */
-  private leastLoaded(tried: Int32Array, triedCount: number, now: number): number {
-    const n = this.backends.length;
-    if (n === 0) return -1;
-    const start = this.cursor;
-    this.cursor = start + 1 === n ? 0 : start + 1;
-    let best = -1;
-    let bestScore = Infinity;
-    for (let i = 0; i < n; i++) {
-      let at = start + i;
-      if (at >= n) at -= n;
-      const backend = this.backends[at]!;
-      if (!this.eligible(backend, tried, triedCount) || this.seeds[at] === 0) continue;
-      const weight = this.effectiveWeight(at, backend, now);
-      if (weight <= 0) continue;
-      const score = (Atomics.load(this.state.backendActive, backend) + 1) / weight;
-      if (score < bestScore) {
-        bestScore = score;
-        best = backend;
-      }
-    }
-    return best;
+  /** A discovery slot without an address yet has no identity to hash: never picked. */
+  protected override usable(at: number): boolean {
+    return this.seeds[at] !== 0;
   }
 }

@@ -10,26 +10,6 @@ import { PoolPolicy } from './pool.js';
 
 export class LeastConnections extends PoolPolicy {
   pick(tried: Int32Array, triedCount: number): number {
-    const n = this.backends.length;
-    if (n === 0) return -1;
-    const start = this.cursor;
-    this.cursor = start + 1 === n ? 0 : start + 1;
-    const now = this.now();
-    let best = -1;
-    let bestScore = Infinity;
-    for (let i = 0; i < n; i++) {
-      let at = start + i;
-      if (at >= n) at -= n;
-      const backend = this.backends[at]!;
-      if (!this.eligible(backend, tried, triedCount)) continue;
-      const weight = this.effectiveWeight(at, backend, now);
-      if (weight <= 0) continue;
-      const score = (Atomics.load(this.state.backendActive, backend) + 1) / weight;
-      if (score < bestScore) {
-        bestScore = score;
-        best = backend;
-      }
-    }
-    return best;
+    return this.leastLoaded(tried, triedCount, this.now());
   }
 }

@@ -41,6 +41,39 @@ export abstract class PoolPolicy implements Balancer {
     return true;
   }
 
+  /** Pool positions a policy can never pick (hash.ts: a discovery slot with no address yet). */
+  protected usable(_at: number): boolean {
+    return true;
+  }
+
+  /**
+   * Fewest live connections per unit of weight ((active + 1) / weight, HAProxy's weighted leastconn),
+   * global across workers through the shared counters. Ties rotate: the scan starts one further each
+   * pick, so an idle pool fills evenly instead of piling onto its first server.
+   */
+  protected leastLoaded(tried: Int32Array, triedCount: number, now: number): number {
+    const n = this.backends.length;
+    if (n === 0) return -1;
+    const start = this.cursor;
+    this.cursor = start + 1 === n ? 0 : start + 1;
+    let best = -1;
+    let bestScore = Infinity;
+    for (let i = 0; i < n; i++) {
+      let at = start + i;
+      if (at >= n) at -= n;
+      const backend = this.backends[at]!;
+      if (!this.eligible(backend, tried, triedCount) || !this.usable(at)) continue;
+      const weight = this.effectiveWeight(at, backend, now);
+      if (weight <= 0) continue;
+      const score = (Atomics.load(this.state.backendActive, backend) + 1) / weight;
+      if (score < bestScore) {
+        bestScore = score;
+        best = backend;
+      }
+    }
+    return best;
+  }
+
   /** The clock for effectiveWeight: read once per pick, and only when slow start is on. */
   protected now(): number {
     return this.slowStartMs > 0 ? Date.now() : 0;
