@@ -13,22 +13,7 @@ const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8'
 
 const GOOD = simpleConfig(['ws://127.0.0.1:9001', 'ws://127.0.0.1:9002']).replace('{PORT}', '8080');
 /** Valid apart from one server URL and one out-of-range number: two problems, in document order. */
-const BAD = `entryPoints:
-  web:
-    address: "127.0.0.1:{PORT}"
-http:
-  routers:
-    all:
-      rule: "PathPrefix(\`/\`)"
-      service: pool
-  services:
-    pool:
-      loadBalancer:
-        servers:
-          - url: "ws//127.0.0.1:9001"
-loadBalancer:
-  retries: -1
-`;
+const BAD = simpleConfig(['ws//127.0.0.1:9001'], 'loadBalancer:\n  retries: -1\n');
 const badProblems = (file: string): string =>
   `${file}: http.services.pool.loadBalancer.servers[0].url: invalid URL 'ws//127.0.0.1:9001': missing "://" (expected a URL like "ws://10.0.0.1:9000" or "https://api.internal")\n` +
   `${file}: loadBalancer.retries: -1 is out of range (expected an integer from 0 to 100)\n`;
