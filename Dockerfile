@@ -2,6 +2,7 @@
 #   docker build -t sluice .
 #   docker run --ulimit nofile=1048576:1048576 -p 8080:8080 -v $PWD/config/sluice.yaml:/etc/sluice/sluice.yaml:ro sluice
 # Each proxied WebSocket holds two file descriptors: raise the open-files limit (--ulimit nofile=…).
+# The admin listener (:9090) has no authentication: publish it only to your monitoring network.
 
 FROM node:20-bookworm-slim AS build
 # The native upstream leg (native/) is compiled with node-gyp; without these the build falls back
@@ -29,9 +30,10 @@ COPY --from=build /src/native/build/Release/sluice_upstream.node ./native/build/
 COPY bin ./bin
 COPY config/sluice.yaml /etc/sluice/sluice.yaml
 USER node
-EXPOSE 8080
-# Healthy while an entry point accepts connections (the admin /health endpoint will replace this).
+# 8080: the default entry point; 9090: the admin listener (admin.address: /metrics, /health, /ready).
+EXPOSE 8080 9090
+# Liveness from the admin listener: 200 while the primary runs and every worker's event loop ticks.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["node", "-e", "require('net').connect(8080,'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:9090/health').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "bin/sluice.js"]
 CMD ["run", "--config", "/etc/sluice/sluice.yaml"]
