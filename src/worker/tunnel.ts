@@ -146,7 +146,8 @@ export function writeToBackend(t: Tunnel, socket: TunnelSocket, frame: Buffer): 
 export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuffer, isBinary: boolean): void {
   const t = ws.getUserData().tunnel;
   if (t.state !== TunnelState.Open) return;
-  if (message.byteLength > context().snapshot.websocket.maxMessageSize) {
+  const limits = context().snapshot.websocket;
+  if (message.byteLength > limits.maxMessageSize) {
     // uWS enforces only its own, larger limit (listeners.ts), and drops the socket without a
     // close frame when it does; this is where the client gets its 1009.
     countTotal(Total.OversizeCloses);
@@ -168,7 +169,7 @@ export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuff
     queued = socket.writableLength;
   }
   countToBackend(t, message.byteLength);
-  if (queued > context().snapshot.websocket.upstreamWriteBudget) {
+  if (queued > limits.upstreamWriteBudget) {
     // The backend is not reading: closing this client is the only bounded choice, since uWS
     // cannot stop reading one WebSocket.
     countTotal(Total.BackpressureCloses);
