@@ -12,6 +12,9 @@ export interface ConfigProblem {
   /** 1-based position, set only for syntax errors (the parser knows it; paths do not exist yet). */
   line?: number;
   column?: number;
+  /** The file the key came from, when a configuration spans several files (Traefik's static file and its
+   *  dynamic files); absent = the file the ConfigError names. */
+  file?: string;
 }
 
 export class ConfigError extends Error {
@@ -32,19 +35,26 @@ export class ConfigError extends Error {
   }
 }
 
-export function formatProblem(file: string, problem: ConfigProblem): string {
+export function formatProblem(defaultFile: string, problem: ConfigProblem): string {
+  const file = problem.file ?? defaultFile;
   if (problem.line !== undefined) {
     return `${file}:${problem.line}:${problem.column ?? 1}: ${problem.message}`;
   }
   return problem.path === '' ? `${file}: ${problem.message}` : `${file}: ${problem.path}: ${problem.message}`;
 }
 
-/** Collects problems while validation walks on; compile adds its own to the same list. */
+/** Collects problems while validation walks on; compile adds its own to the same list. Warnings (a
+ *  deprecated key, a form that still works but has a newer spelling) never stop a config from loading. */
 export class Problems {
   readonly list: ConfigProblem[] = [];
+  readonly warnings: ConfigProblem[] = [];
 
   add(path: string, message: string): void {
     this.list.push({ path, message });
+  }
+
+  warn(path: string, message: string): void {
+    this.warnings.push({ path, message });
   }
 
   get empty(): boolean {

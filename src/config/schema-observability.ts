@@ -14,7 +14,13 @@ export const adminSchema: ObjectSchema = {
       type: 'address',
       defaultValue: { host: '', port: 9090 },
       defaultText: '":9090"',
-      doc: 'Where the admin listener listens; keep it off the public network (it has no authentication).',
+      doc: 'Where the admin listener listens; keep it off the public network (its read-only endpoints have no authentication).',
+    },
+    token: {
+      kind: 'scalar',
+      type: 'string',
+      defaultText: 'env SLUICE_ADMIN_TOKEN; none',
+      doc: 'Bearer token that mutating endpoints (POST /api/reload) require; without one they answer 401 unless the admin listener is bound to loopback only.',
     },
   },
 };

@@ -31,6 +31,28 @@ const tlsOnRouterOrEntryPoint = (doc: string): ObjectSchema => ({
   refused: TLS_REFUSED,
 });
 
+/** Traefik's entryPoints.<name>.transport.lifeCycle: how the entry point stops on SIGTERM. */
+const lifeCycle: ObjectSchema = {
+  kind: 'object',
+  doc: 'How this entry point stops on SIGTERM (Traefik\'s keys and meaning; /ready turns 503 at once).',
+  fields: {
+    requestAcceptGraceTimeout: {
+      kind: 'scalar',
+      type: 'duration',
+      defaultValue: 0,
+      defaultText: '0s',
+      doc: 'Time the entry point keeps accepting new connections after SIGTERM, so the load balancer in front sees /ready fail first.',
+    },
+    graceTimeOut: {
+      kind: 'scalar',
+      type: 'duration',
+      defaultValue: 10_000,
+      defaultText: '10s (shutdown.gracePeriod when set)',
+      doc: 'Window over which the open WebSockets are closed with 1001, spread evenly with jitter, before Sluice exits.',
+    },
+  },
+};
+
 const entryPoint: ObjectSchema = {
   kind: 'object',
   doc: 'One listener.',
@@ -54,9 +76,15 @@ const entryPoint: ObjectSchema = {
         'encodedCharacters',
       ),
     },
+    transport: {
+      kind: 'object',
+      doc: 'Connection handling of this entry point.',
+      fields: { lifeCycle },
+      refused: notYet('respondingTimeouts', 'keepAliveMaxRequests', 'keepAliveMaxTime'),
+    },
   },
   refused: {
-    ...notYet('transport', 'proxyProtocol', 'forwardedHeaders', 'http2', 'http3', 'udp', 'allowACMEByPass'),
+    ...notYet('proxyProtocol', 'forwardedHeaders', 'http2', 'http3', 'udp', 'allowACMEByPass'),
     ...notYet('reusePort', 'observability'),
     asDefault: 'routers without entryPoints attach to every entry point of their kind',
   },
@@ -186,8 +214,16 @@ const service: ObjectSchema = {
           kind: 'scalar',
           type: 'duration',
           min: 1,
-          doc: 'Sluice: window over which connections of a backend marked down (onDown: drain) or gone from DNS are closed with 1012, paced.',
+          doc: 'Sluice: window over which connections of a backend marked down (onDown: drain), gone from DNS or removed by a reload are closed with 1012, paced.',
           defaultText: 'loadBalancer.drainWindow',
+        },
+        onRemove: {
+          kind: 'scalar',
+          type: 'choice',
+          choices: ['drain', 'keep'],
+          expects: "'drain' or 'keep'",
+          doc: "Sluice: what a reload that removes a backend from this pool does to its open WebSockets: 'drain' (close with 1012, paced over drainWindow) or 'keep' (they stay until they close).",
+          defaultText: 'loadBalancer.onRemove',
         },
         discovery: discoverySchema,
       },
@@ -366,7 +402,16 @@ export const CONFIG_SCHEMA: ObjectSchema = {
           min: 1,
           defaultValue: 10_000,
           defaultText: '10s',
-          doc: 'Window over which the connections of a backend marked down (onDown: drain) or gone from DNS are closed, paced.',
+          doc: 'Window over which the connections of a backend marked down (onDown: drain), gone from DNS or removed by a reload are closed, paced.',
+        },
+        onRemove: {
+          kind: 'scalar',
+          type: 'choice',
+          choices: ['drain', 'keep'],
+          defaultValue: 'drain',
+          defaultText: 'drain',
+          expects: "'drain' or 'keep'",
+          doc: "What a reload that removes a backend does to its open WebSockets: 'drain' (1012, paced over drainWindow) or 'keep'.",
         },
         stickySecret: {
           kind: 'scalar',
@@ -422,15 +467,51 @@ export const CONFIG_SCHEMA: ObjectSchema = {
     accessLog: accessLogSchema,
     shutdown: {
       kind: 'object',
-      doc: 'Sluice: graceful shutdown.',
+      doc: 'Sluice: graceful shutdown (deprecated: use entryPoints.<name>.transport.lifeCycle).',
       fields: {
         gracePeriod: {
           kind: 'scalar',
           type: 'duration',
-          defaultValue: 10_000,
-          defaultText: '10s',
-          doc: 'On SIGTERM, time over which clients are closed with 1001 before the process exits.',
+          defaultText: 'none',
+          doc: 'Deprecated alias of entryPoints.<name>.transport.lifeCycle.graceTimeOut for every entry point that sets none (a warning says so).',
         },
+      },
+    },
+    providers: {
+      kind: 'object',
+      doc: "Traefik's static configuration: where the dynamic configuration (routers, services, middlewares, TLS) is read from.",
+      fields: {
+        file: {
+          kind: 'object',
+          optIn: true,
+          doc: "Traefik's file provider: one file or a directory of .yaml/.yml/.toml files, merged; watched when watch is true.",
+          fields: {
+            filename: {
+              kind: 'scalar',
+              type: 'string',
+              doc: "A dynamic configuration file, relative to this file's directory.",
+            },
+            directory: {
+              kind: 'scalar',
+              type: 'string',
+              doc: "A directory of dynamic configuration files (.yaml, .yml, .toml; others are ignored), relative to this file's directory.",
+            },
+            watch: {
+              kind: 'scalar',
+              type: 'boolean',
+              defaultValue: true,
+              defaultText: 'true',
+              doc: 'Reload when a dynamic file changes (as in Traefik, on by default); reloads never touch a live connection.',
+            },
+          },
+          refused: { debugLogGeneratedTemplate: 'Sluice does not template configuration files' },
+        },
+      },
+      refused: {
+        ...notYet('docker', 'swarm', 'kubernetesIngress', 'kubernetesGateway', 'consulCatalog', 'nomad', 'ecs'),
+        ...notYet('consul', 'etcd', 'zooKeeper', 'redis', 'http', 'plugin'),
+        kubernetesCRD: 'Sluice reads IngressRoute manifests from files, not from the Kubernetes API',
+        providersThrottleDuration: 'Sluice coalesces a burst of file changes into one reload by itself',
       },
     },
   },
@@ -440,7 +521,6 @@ export const CONFIG_SCHEMA: ObjectSchema = {
     api: 'the JSON API and the dashboard are served on admin.address (/api/*, /dashboard)',
     metrics: 'Prometheus metrics are always served on admin.address (/metrics)',
     ping: 'liveness and readiness are served on admin.address (/health, /ready)',
-    providers: 'Sluice reads one file, given on the command line',
     certificatesResolvers: TLS_REFUSED.certResolver,
     serversTransport: '(expected http.serversTransports.default)',
   },

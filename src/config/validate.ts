@@ -58,7 +58,14 @@ export interface HealthCheckConfig {
 
 /** The checked document. Everything is optional: a key that failed validation is absent. */
 export interface CheckedConfig {
-  entryPoints?: Record<string, { address?: ListenAddress; http?: { tls?: object } }>;
+  entryPoints?: Record<
+    string,
+    {
+      address?: ListenAddress;
+      http?: { tls?: object };
+      transport?: { lifeCycle?: { requestAcceptGraceTimeout?: number; graceTimeOut?: number } };
+    }
+  >;
   http?: {
     routers?: Record<
       string,
@@ -79,6 +86,7 @@ export interface CheckedConfig {
           hash?: { key?: string; balanceFactor?: number };
           slowStart?: number;
           drainWindow?: number;
+          onRemove?: 'drain' | 'keep';
           discovery?: { type?: 'dns'; refreshInterval?: number; maxAddresses?: number };
         };
       }
@@ -93,7 +101,14 @@ export interface CheckedConfig {
     stores?: { default?: { defaultCertificate?: CertificateFiles } };
   };
   workers?: number;
-  loadBalancer?: { strategy?: Strategy; retries?: number; slowStart?: number; drainWindow?: number; stickySecret?: string };
+  loadBalancer?: {
+    strategy?: Strategy;
+    retries?: number;
+    slowStart?: number;
+    drainWindow?: number;
+    onRemove?: 'drain' | 'keep';
+    stickySecret?: string;
+  };
   dns?: { servers?: string[] };
   websocket?: {
     maxMessageSize?: number;
@@ -104,7 +119,8 @@ export interface CheckedConfig {
     handshakeTimeout?: number;
   };
   shutdown?: { gracePeriod?: number };
-  admin?: { address?: ListenAddress };
+  admin?: { address?: ListenAddress; token?: string };
+  providers?: { file?: { filename?: string; directory?: string; watch?: boolean } };
   log?: { level?: string };
   accessLog?: { filePath?: string; format?: string };
 }

@@ -1,14 +1,13 @@
 /**
- * The primary's half of the access log: unpacks the batches workers send (worker/access-log.ts), names
- * their indexes from the snapshot and appends one JSON line per closed connection to accessLog.filePath
+ * The primary's half of the access log: unpacks the batches workers send (worker/access-log.ts) and appends one JSON line per closed connection to accessLog.filePath
  * (or standard output) through an asynchronous sonic-boom stream (pino.destination), so a slow disk never
  * blocks the primary. Field names follow Traefik's JSON access log where one exists.
  */
 import { Unpackr } from 'msgpackr';
 import pino from 'pino';
 import type { Snapshot } from '../config/snapshot.js';
+import type { AccessRecord } from '../shared/messages.js';
 import { SIDES } from '../shared/metrics-plan.js';
-import type { AccessRecord } from '../worker/access-log.js';
 
 export interface AccessLogWriter {
   write(worker: number, packed: Uint8Array): void;
@@ -29,10 +28,10 @@ export function openAccessLog(snapshot: Snapshot): AccessLogWriter | null {
           time: new Date(endedAt).toISOString(),
           kind: 'websocket',
           ClientHost: client,
-          EntryPointName: snapshot.entryPoints[entryPoint]?.name ?? '',
-          RouterName: snapshot.routers[router]?.name ?? '',
-          ServiceName: snapshot.services[service]?.name ?? '',
-          ServiceURL: snapshot.backends[backend]?.url ?? '',
+          EntryPointName: entryPoint,
+          RouterName: router,
+          ServiceName: service,
+          ServiceURL: backend,
           Duration: durationMs * 1e6,
           DurationMs: durationMs,
           ClientToBackendMessages: mIn,

@@ -1,17 +1,34 @@
 /**
  * The JSON documents of the admin API (/api/overview, /api/routers, /api/services, /api/backends) and the
- * health and readiness verdicts, built from the snapshot, the summed counters and the supervisor's view of
- * its workers. Plain functions of their inputs, so the admin server stays a thin router.
+ * health and readiness verdicts, built from the config in force, the summed counters (metrics-store.ts:
+ * every live generation, by label set) and the supervisor's view of its workers. Plain functions of their
+ * inputs, so the admin server stays a thin router.
  */
 import type { BackendStatus } from './backend-health.js';
 import type { Snapshot } from '../config/snapshot.js';
-import { TRAFFIC, Total, Traffic } from '../shared/layout.js';
+import { formatHostPort } from '../shared/address.js';
+import { Total, Traffic } from '../shared/layout.js';
 import { CONN_FIELDS, CONN_OUTCOMES, Conn, ERROR_REASONS, type RoutePlan } from '../shared/metrics-plan.js';
-import { HEARTBEAT_STALE_MS, type MetricsStore, type Sums } from './metrics-store.js';
+import { HEARTBEAT_STALE_MS, type MetricsStore, type MetricsView } from './metrics-store.js';
 import type { WorkerStatus } from './supervisor.js';
 
+/** What /api/overview says about live configuration. */
+export interface ReloadStatus {
+  readonly generation: number;
+  readonly success: number;
+  readonly failure: number;
+  /** ISO time of the last reload attempt, null before the first. */
+  readonly lastAttemptAt: string | null;
+  readonly lastResult: 'success' | 'failure' | 'unchanged' | null;
+  /** The last failed reload's problems, one line each as `sluice validate` prints them ([] when none). */
+  readonly lastError: readonly string[];
+  /** Config generations still alive because connections opened under them are open. */
+  readonly liveGenerations: number;
+}
+
 export interface AdminContext {
-  readonly snapshot: Snapshot;
+  /** The config in force (changes with each reload). */
+  snapshot(): Snapshot;
   readonly store: MetricsStore;
   workers(): WorkerStatus[];
   /** Every worker listened once (the first start finished). */
@@ -23,6 +40,8 @@ export interface AdminContext {
   /** Why a backend is up or down (backend-health.ts): its check verdict, a passive ejection, the
    *  address a DNS discovery slot holds. Absent in contexts without backend management. */
   backendHealth?(backend: number): BackendStatus;
+  /** Live configuration (absent in contexts without reloads). */
+  reloadStatus?(): ReloadStatus;
 }
 
 type Outcomes = Record<(typeof CONN_OUTCOMES)[number], number>;
@@ -31,27 +50,27 @@ function emptyOutcomes(): Outcomes {
   return { upgraded: 0, rejected_by_backend: 0, no_backend: 0, connect_failed: 0, limited: 0 };
 }
 
-function addOutcomes(into: Outcomes, sums: Sums, cell: number): number {
-  CONN_OUTCOMES.forEach((outcome, o) => (into[outcome] += sums.slab[cell + o]!));
-  return sums.slab[cell + Conn.Active]!;
+function addOutcomes(into: Outcomes, view: MetricsView, cell: number): number {
+  CONN_OUTCOMES.forEach((outcome, o) => (into[outcome] += view.slab(cell + o)));
+  return view.slab(cell + Conn.Active);
 }
 
 /** Live connections and outcomes of a set of routes, restricted to one backend when `backend` ≥ 0. */
-function routeTotals(ctx: AdminContext, sums: Sums, routes: readonly RoutePlan[], backend = -1): { active: number; connections: Outcomes } {
+function routeTotals(view: MetricsView, routes: readonly RoutePlan[], backend = -1): { active: number; connections: Outcomes } {
   const connections = emptyOutcomes();
   let active = 0;
   for (const route of routes) {
-    const pool = ctx.snapshot.services[route.service]!.backends;
+    const pool = view.current.snapshot.services[route.service]!.backends;
     pool.forEach((b, position) => {
-      if (backend < 0 || b === backend) active += addOutcomes(connections, sums, route.base + position * CONN_FIELDS);
+      if (backend < 0 || b === backend) active += addOutcomes(connections, view, route.base + position * CONN_FIELDS);
     });
-    if (backend < 0) addOutcomes(connections, sums, route.base + pool.length * CONN_FIELDS);
+    if (backend < 0) addOutcomes(connections, view, route.base + pool.length * CONN_FIELDS);
   }
   return { active, connections };
 }
 
-function traffic(sums: Sums, backends: readonly number[]): { messages: { clientToBackend: number; backendToClient: number }; bytes: { clientToBackend: number; backendToClient: number } } {
-  const at = (b: number, t: Traffic): number => sums.traffic[b * TRAFFIC + t]!;
+function traffic(view: MetricsView, backends: readonly number[]): { messages: { clientToBackend: number; backendToClient: number }; bytes: { clientToBackend: number; backendToClient: number } } {
+  const at = (b: number, t: Traffic): number => view.traffic(b, t);
   let mIn = 0, mOut = 0, bIn = 0, bOut = 0;
   for (const b of backends) {
     mIn += at(b, Traffic.MessagesToBackend);
@@ -62,20 +81,23 @@ function traffic(sums: Sums, backends: readonly number[]): { messages: { clientT
   return { messages: { clientToBackend: mIn, backendToClient: mOut }, bytes: { clientToBackend: bIn, backendToClient: bOut } };
 }
 
-function errors(ctx: AdminContext, sums: Sums, backends: readonly number[]): Record<string, number> {
+function errors(view: MetricsView, backends: readonly number[]): Record<string, number> {
   const out: Record<string, number> = {};
+  const { plan } = view.current;
   ERROR_REASONS.forEach((reason, r) => {
     let n = 0;
-    for (const b of backends) n += sums.slab[ctx.store.plan.errorsBase + b * ERROR_REASONS.length + r]!;
+    for (const b of backends) n += view.slab(plan.errorsBase + plan.backendLocal[b]! * ERROR_REASONS.length + r);
     out[reason] = n;
   });
   return out;
 }
 
-export function backendsDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {
-  const { snapshot, store } = ctx;
-  return snapshot.backends.map((spec, b) => {
-    const routes = store.plan.routes.filter((r) => r.service === spec.service);
+export function backendsDocument(ctx: AdminContext, view = ctx.store.read()): object[] {
+  const { store } = ctx;
+  const { snapshot, plan } = view.current;
+  return snapshot.backends.map((spec) => {
+    const b = spec.index;
+    const routes = plan.routes.filter((r) => r.service === spec.service);
     const up = Atomics.load(store.shared.backendUp, b) > 0;
     return {
       service: snapshot.services[spec.service]!.name,
@@ -84,9 +106,9 @@ export function backendsDocument(ctx: AdminContext, sums = ctx.store.sums()): ob
       healthy: up,
       held: Atomics.load(store.shared.backendActive, b),
       ...(ctx.backendHealth === undefined ? {} : { health: healthDetails(ctx.backendHealth(b)) }),
-      ...routeTotals(ctx, sums, routes, b),
-      ...traffic(sums, [b]),
-      errors: errors(ctx, sums, [b]),
+      ...routeTotals(view, routes, b),
+      ...traffic(view, [b]),
+      errors: errors(view, [b]),
     };
   });
 }
@@ -101,20 +123,21 @@ function healthDetails(status: BackendStatus): object {
   };
 }
 
-export function servicesDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {
-  const { snapshot, store } = ctx;
+export function servicesDocument(ctx: AdminContext, view = ctx.store.read()): object[] {
+  const { store } = ctx;
+  const { snapshot, plan } = view.current;
   return snapshot.services.map((service, s) => ({
     name: service.name,
     strategy: service.strategy,
-    backends: service.backends.map((b) => ({ url: snapshot.backends[b]!.url, state: Atomics.load(store.shared.backendUp, b) > 0 ? 'up' : 'down' })),
-    ...routeTotals(ctx, sums, store.plan.routes.filter((r) => r.service === s)),
-    ...traffic(sums, service.backends),
-    errors: errors(ctx, sums, service.backends),
+    backends: service.backends.map((b) => ({ url: snapshot.backends[plan.backendLocal[b]!]!.url, state: Atomics.load(store.shared.backendUp, b) > 0 ? 'up' : 'down' })),
+    ...routeTotals(view, plan.routes.filter((r) => r.service === s)),
+    ...traffic(view, service.backends),
+    errors: errors(view, service.backends),
   }));
 }
 
-export function routersDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {
-  const { snapshot, store } = ctx;
+export function routersDocument(ctx: AdminContext, view = ctx.store.read()): object[] {
+  const { snapshot, plan } = view.current;
   return snapshot.routers.map((router, r) => ({
     name: router.name,
     rule: router.rule,
@@ -122,7 +145,7 @@ export function routersDocument(ctx: AdminContext, sums = ctx.store.sums()): obj
     tls: router.tls,
     service: snapshot.services[router.service]!.name,
     entryPoints: router.entryPoints.map((e) => snapshot.entryPoints[e]!.name),
-    ...routeTotals(ctx, sums, store.plan.routes.filter((route) => route.router === r)),
+    ...routeTotals(view, plan.routes.filter((route) => route.router === r)),
   }));
 }
 
@@ -151,27 +174,28 @@ export function readiness(ctx: AdminContext): Verdict {
   const draining = ctx.draining();
   const ok = ctx.started() && !draining && listening > 0;
   const reason = draining ? 'draining' : !ctx.started() ? 'starting' : listening === 0 ? 'no worker listens' : 'ready';
-  return { ok, body: { status: ok ? 'ready' : 'not ready', reason, workersListening: listening, workers: ctx.snapshot.workers } };
+  return { ok, body: { status: ok ? 'ready' : 'not ready', reason, workersListening: listening, workers: ctx.snapshot().workers } };
 }
 
 export function overviewDocument(ctx: AdminContext): object {
-  const sums = ctx.store.sums();
-  const { snapshot } = ctx;
-  const all = routeTotals(ctx, sums, ctx.store.plan.routes);
-  const allBackends = snapshot.backends.map((_, b) => b);
+  const view = ctx.store.read();
+  const { snapshot, plan } = view.current;
+  const all = routeTotals(view, plan.routes);
+  const allBackends = snapshot.backends.map((b) => b.index);
   return {
     version: 1,
     config: snapshot.source,
+    ...(ctx.reloadStatus === undefined ? {} : { reload: ctx.reloadStatus() }),
     uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000),
     ready: readiness(ctx).ok,
     draining: ctx.draining(),
     admin: ctx.adminAddress,
-    entryPoints: snapshot.entryPoints.map((e) => ({ name: e.name, address: `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`, tls: e.tls })),
+    entryPoints: snapshot.entryPoints.map((e) => ({ name: e.name, address: formatHostPort(e.host, e.port, ''), tls: e.tls })),
     workers: ctx.workers().map((w) => ({ ...w, eventLoopLagSeconds: ctx.store.workerLag(w.index) })),
     counts: { routers: snapshot.routers.length, services: snapshot.services.length, backends: snapshot.backends.length },
     ...all,
-    ...traffic(sums, allBackends),
-    errors: errors(ctx, sums, allBackends),
-    unroutedRequests: sums.totals[Total.NoRoute],
+    ...traffic(view, allBackends),
+    errors: errors(view, allBackends),
+    unroutedRequests: view.totals[Total.NoRoute],
   };
 }
