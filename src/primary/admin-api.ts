@@ -6,8 +6,19 @@
 import type { BackendStatus } from './backend-health.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { TRAFFIC, Total, Traffic } from '../shared/layout.js';
-import { CONN_FIELDS, CONN_OUTCOMES, Conn, ERROR_REASONS, type RoutePlan } from '../shared/metrics-plan.js';
+import {
+  CLOSE_CODES,
+  CONN_FIELDS,
+  CONN_OUTCOMES,
+  Conn,
+  ERROR_REASONS,
+  SIDES,
+  UPGRADE_BUCKETS,
+  UPGRADE_STRIDE,
+  type RoutePlan,
+} from '../shared/metrics-plan.js';
 import { HEARTBEAT_STALE_MS, type MetricsStore, type Sums } from './metrics-store.js';
+import type { HistoryRing } from './history.js';
 import type { WorkerStatus } from './supervisor.js';
 
 export interface AdminContext {
@@ -23,6 +34,8 @@ export interface AdminContext {
   /** Why a backend is up or down (backend-health.ts): its check verdict, a passive ejection, the
    *  address a DNS discovery slot holds. Absent in contexts without backend management. */
   backendHealth?(backend: number): BackendStatus;
+  /** The dashboard's recent samples (history.ts), served as /api/history. Absent in contexts without it. */
+  readonly history?: HistoryRing;
 }
 
 type Outcomes = Record<(typeof CONN_OUTCOMES)[number], number>;
@@ -173,5 +186,84 @@ export function overviewDocument(ctx: AdminContext): object {
     ...traffic(sums, allBackends),
     errors: errors(ctx, sums, allBackends),
     unroutedRequests: sums.totals[Total.NoRoute],
+  };
+}
+
+/** What the dashboard samples once per second (history.ts): totals over every service, plus live
+ *  connections and health per service and backend. Backends are keyed `service url`. */
+export interface DashboardTotals {
+  readonly active: number;
+  readonly activeByService: Record<string, number>;
+  readonly activeByBackend: Record<string, number>;
+  /** 1 when the backend may receive new connections, 0 when it is marked down. */
+  readonly backendUp: Record<string, number>;
+  readonly upgrades: number;
+  readonly messages: { readonly clientToBackend: number; readonly backendToClient: number };
+  readonly bytes: { readonly clientToBackend: number; readonly backendToClient: number };
+  readonly errors: Record<string, number>;
+  /** By the side that started the close, then by websocket_closes_total's `code` label. */
+  readonly closes: Record<string, Record<string, number>>;
+  /** websocket_upgrade_duration_seconds over every service: upper bounds (seconds) and per-bucket
+   *  (not cumulative) counts, one more count than bounds for +Inf. */
+  readonly upgradeBuckets: { readonly le: readonly number[]; readonly counts: readonly number[] };
+  /** HTTP requests by code class (`2xx`…); absent until HTTP proxying exists. */
+  readonly httpRequests?: Record<string, number>;
+}
+
+/**
+ * The dashboard's one read of the counters, kept apart from the documents above so that the history
+ * sampler depends on this shape only and not on the slab layout: when the store changes, this function
+ * is the one place to re-point. Costs one sums() and a pass over the plan, once per sample.
+ */
+export function dashboardTotals(ctx: AdminContext, sums = ctx.store.sums()): DashboardTotals {
+  const { snapshot, store } = ctx;
+  const { plan } = store;
+  const backendKey = (b: number): string => `${snapshot.services[snapshot.backends[b]!.service]!.name} ${snapshot.backends[b]!.url}`;
+  const activeByService: Record<string, number> = {};
+  const activeByBackend: Record<string, number> = {};
+  const backendUp: Record<string, number> = {};
+  for (const service of snapshot.services) activeByService[service.name] = 0;
+  snapshot.backends.forEach((_, b) => {
+    activeByBackend[backendKey(b)] = 0;
+    backendUp[backendKey(b)] = Atomics.load(store.shared.backendUp, b) > 0 ? 1 : 0;
+  });
+  let active = 0;
+  let upgrades = 0;
+  for (const route of plan.routes) {
+    const service = snapshot.services[route.service]!;
+    service.backends.forEach((b, position) => {
+      const cell = route.base + position * CONN_FIELDS;
+      const live = sums.slab[cell + Conn.Active]!;
+      active += live;
+      activeByService[service.name]! += live;
+      activeByBackend[backendKey(b)]! += live;
+      upgrades += sums.slab[cell + Conn.Upgraded]!;
+    });
+  }
+  const closes: Record<string, Record<string, number>> = {};
+  SIDES.forEach((side, d) => {
+    const byCode: Record<string, number> = {};
+    CLOSE_CODES.forEach((code, c) => {
+      let n = 0;
+      for (let s = 0; s < snapshot.services.length; s++) n += sums.slab[plan.closesBase + (s * SIDES.length + d) * CLOSE_CODES.length + c]!;
+      byCode[code] = n;
+    });
+    closes[side] = byCode;
+  });
+  const counts = new Array<number>(UPGRADE_BUCKETS.length + 1).fill(0);
+  for (let s = 0; s < snapshot.services.length; s++) {
+    for (let i = 0; i < counts.length; i++) counts[i]! += sums.slab[plan.upgradeBase + s * UPGRADE_STRIDE + i]!;
+  }
+  const allBackends = snapshot.backends.map((_, b) => b);
+  return {
+    active,
+    activeByService,
+    activeByBackend,
+    backendUp,
+    upgrades,
+    ...traffic(sums, allBackends),
+    errors: errors(ctx, sums, allBackends),
+    closes,
+    upgradeBuckets: { le: UPGRADE_BUCKETS, counts },
   };
 }
