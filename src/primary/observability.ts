@@ -1,14 +1,15 @@
 /**
  * Wires the primary's observability around a running Supervisor: the metrics store over the shared
  * counters (folding a dead worker's counts), the Prometheus registry, the access-log writer and the admin
- * listener. `sluice run` uses it, and so do in-process tests, so both serve the very same endpoints.
+ * listener, and the dashboard's history sampler. `sluice run` uses it, and so do in-process tests, so both serve the very same endpoints.
  */
 import type http from 'node:http';
 import type { Snapshot } from '../config/snapshot.js';
 import type { SharedViews } from '../shared/layout.js';
 import { openAccessLog } from './access-log.js';
 import { startAdmin } from './admin.js';
-import type { AdminContext } from './admin-api.js';
+import { dashboardTotals, type AdminContext } from './admin-api.js';
+import { HISTORY_CAPACITY, HistoryRing, historyIntervalMs, startHistory } from './history.js';
 import { MetricsStore } from './metrics-store.js';
 import { createRegistry, type Observability as Registry } from './metrics.js';
 import type { Supervisor } from './supervisor.js';
@@ -45,6 +46,7 @@ export async function startObservability(
   let started = false;
   let draining = false;
   const adminAddress = formatHostPort(snapshot.admin.host, snapshot.admin.port);
+  const ring = new HistoryRing(HISTORY_CAPACITY, historyIntervalMs());
   const context: AdminContext = {
     snapshot,
     store,
@@ -53,9 +55,12 @@ export async function startObservability(
     draining: () => draining,
     startedAt: Date.now(),
     adminAddress,
+    history: ring,
     ...(backendHealth === undefined ? {} : { backendHealth }),
   };
   const metrics = createRegistry(snapshot, store);
+  // The dashboard's charts: sampled from the admin API's totals, once per second, in this thread.
+  const history = startHistory(ring, () => dashboardTotals(context));
   const admin = await startAdmin(context, metrics, snapshot.admin.host, snapshot.admin.port);
   return {
     store,
@@ -65,6 +70,7 @@ export async function startObservability(
     markStarted: () => (started = true),
     markDraining: () => (draining = true),
     close() {
+      history.stop();
       admin?.close();
       admin?.closeAllConnections();
       accessLog?.flush();
