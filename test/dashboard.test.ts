@@ -191,6 +191,8 @@ describe('dashboard in headless Chromium', { skip: existsSync(CHROMIUM) ? false 
     await page.setViewportSize({ width: 1400, height: 2400 });
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
+    const requested: string[] = [];
+    page.on('request', (request) => requested.push(request.url()));
     assert.equal((await page.goto(`${sluice.adminUrl}/dashboard`))?.status(), 200);
 
     // Idle: a few samples of zeros, drawn, with the dead backend marked down for a few of them.
@@ -244,6 +246,8 @@ describe('dashboard in headless Chromium', { skip: existsSync(CHROMIUM) ? false 
     await Promise.all(clients.map((ws) => closed(ws)));
     await waitForLegend(page, 'closes', /client normal/, "the clients' 1000 closes are charted");
     assert.deepEqual(errors, [], 'no script errors on the page');
+    assert.ok(requested.some((url) => url.endsWith('/dashboard/uplot.min.js')), 'the chart library came from Sluice');
+    assert.deepEqual(requested.filter((url) => !url.startsWith(`${sluice.adminUrl}/`)), [], 'no request leaves the admin listener');
     await page.close();
   });
 });

@@ -2,11 +2,14 @@
  * The dashboard's history (src/primary/history.ts) without a process: the ring keeps the last N samples
  * and answers since-queries across its wraparound, a series that appears late is padded with gaps and
  * one that stops is dropped after a window, and the sampler turns counters into per-second rates
- * (resets count 0) and the upgrade histogram into windowed percentiles.
+ * (resets count 0) and the upgrade histogram into windowed percentiles. Then the same through a real
+ * Sluice: /api/history and its since= queries, and the chart library served by the admin listener.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DashboardTotals } from '../src/primary/admin-api.js';
+import { simpleConfig, startBackend, startSluice } from './helpers/sluice.js';
+import { connect, closed } from './helpers/clients.js';
 import {
   closeCodeClass,
   counterRate,
@@ -196,5 +199,56 @@ describe('history sampler', () => {
     sampler.sample(totals(), 1000, 0);
     sampler.sample(totals({ upgrades: 3 }), 2000, 1000);
     assert.deepEqual(ring.since(0).series.map((s) => [s.chart, s.label, s.values]), [['extra', 'upgrades', [null, 6]]]);
+  });
+});
+
+describe('GET /api/history', () => {
+  test('serves the window, then only newer samples; refuses a bad since', async (t) => {
+    const backend = await startBackend();
+    const sluice = await startSluice(simpleConfig([backend.url]), { env: { ...process.env, SLUICE_HISTORY_INTERVAL_MS: '100' } });
+    t.after(async () => {
+      await sluice.stop();
+      await backend.close();
+    });
+    type Doc = { startedAt: number; intervalSeconds: number; capacity: number; t: number[]; series: { key: string; values: (number | null)[] }[] };
+    const history = async (query = ''): Promise<Doc> => {
+      const res = await fetch(`${sluice.adminUrl}/api/history${query}`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+      return (await res.json()) as Doc;
+    };
+    const first = await history();
+    assert.equal(first.intervalSeconds, 0.1);
+    assert.equal(first.capacity, 900);
+    assert.ok(first.t.length >= 1);
+
+    const ws = await connect(`${sluice.url}/`);
+    for (let i = 0; i < 10; i++) ws.send('x');
+    const last = first.t.at(-1)!;
+    let newer: Doc = first;
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      newer = await history(`?since=${last}`);
+      const upgrades = newer.series.find((s) => s.key === 'upgrades/upgrades')!.values;
+      if (upgrades.some((v) => v !== null && v > 0)) break;
+      assert.ok(Date.now() < deadline, `no sample counted the upgrade: ${JSON.stringify(newer)}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(newer.t.every((time) => time > last), 'only samples newer than since');
+    assert.equal(newer.startedAt, first.startedAt);
+    for (const s of newer.series) assert.equal(s.values.length, newer.t.length, `${s.key}: one value per sample`);
+    ws.close(1000);
+    await closed(ws);
+
+    const bad = await fetch(`${sluice.adminUrl}/api/history?since=yesterday`);
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: string }).error, "since: invalid value 'yesterday' (expected seconds since the epoch, e.g. the last 't' received)");
+
+    const script = await fetch(`${sluice.adminUrl}/dashboard/uplot.min.js`);
+    assert.equal(script.status, 200);
+    assert.match(script.headers.get('content-type') ?? '', /^text\/javascript/);
+    assert.match(await script.text(), /uPlot/);
+    const page = await (await fetch(`${sluice.adminUrl}/dashboard`)).text();
+    assert.doesNotMatch(page, /(src|href)="(https?:)?\/\//, 'the page loads nothing from another origin');
   });
 });
