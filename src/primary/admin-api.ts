@@ -10,6 +10,8 @@ import { formatHostPort } from '../shared/address.js';
 import { Total, Traffic } from '../shared/layout.js';
 import { CONN_FIELDS, CONN_OUTCOMES, Conn, ERROR_REASONS, type RoutePlan } from '../shared/metrics-plan.js';
 import { HEARTBEAT_STALE_MS, type MetricsStore, type MetricsView } from './metrics-store.js';
+import type { HistoryRing } from './history.js';
+import { ERROR_REASONS as REASONS, SIDES, UPGRADE_BUCKETS } from '../shared/metrics-plan.js';
 import type { WorkerStatus } from './supervisor.js';
 
 /** What /api/overview says about live configuration. */
@@ -42,6 +44,8 @@ export interface AdminContext {
   backendHealth?(backend: number): BackendStatus;
   /** Live configuration (absent in contexts without reloads). */
   reloadStatus?(): ReloadStatus;
+  /** The dashboard's recent samples (history.ts), served as /api/history. Absent in contexts without it. */
+  readonly history?: HistoryRing;
 }
 
 type Outcomes = Record<(typeof CONN_OUTCOMES)[number], number>;
@@ -198,4 +202,87 @@ export function overviewDocument(ctx: AdminContext): object {
     errors: errors(view, allBackends),
     unroutedRequests: view.totals[Total.NoRoute],
   };
+}
+
+/** What the dashboard samples once per second (history.ts): totals over every service, plus live
+ *  connections and health per service and backend. Backends are keyed `service url`. */
+export interface DashboardTotals {
+  readonly active: number;
+  readonly activeByService: Record<string, number>;
+  readonly activeByBackend: Record<string, number>;
+  /** 1 when the backend may receive new connections, 0 when it is marked down. */
+  readonly backendUp: Record<string, number>;
+  readonly upgrades: number;
+  readonly messages: { readonly clientToBackend: number; readonly backendToClient: number };
+  readonly bytes: { readonly clientToBackend: number; readonly backendToClient: number };
+  readonly errors: Record<string, number>;
+  /** By the side that started the close, then by websocket_closes_total's `code` label. */
+  readonly closes: Record<string, Record<string, number>>;
+  /** websocket_upgrade_duration_seconds over every service: upper bounds (seconds) and per-bucket
+   *  (not cumulative) counts, one more count than bounds for +Inf. */
+  readonly upgradeBuckets: { readonly le: readonly number[]; readonly counts: readonly number[] };
+  /** HTTP requests by code class (`2xx`…); absent until HTTP proxying exists. */
+  readonly httpRequests?: Record<string, number>;
+}
+
+/**
+ * The dashboard's one read of the counters, kept apart from the documents above so that the history
+ * sampler depends on this shape only and not on the slab layout: when the store changes, this function
+ * is the one place to re-point. Costs one sums() and a pass over the plan, once per sample.
+ */
+export function dashboardTotals(ctx: AdminContext, view = ctx.store.read()): DashboardTotals {
+  const snapshot = ctx.snapshot();
+  const { store } = ctx;
+  const activeByService: Record<string, number> = {};
+  const activeByBackend: Record<string, number> = {};
+  const backendUp: Record<string, number> = {};
+  for (const service of snapshot.services) activeByService[service.name] = 0;
+  for (const spec of snapshot.backends) {
+    const key = `${snapshot.services[spec.service]!.name} ${spec.url}`;
+    activeByBackend[key] = 0;
+    backendUp[key] = Atomics.load(store.shared.backendUp, spec.index) > 0 ? 1 : 0;
+  }
+  const messages = { clientToBackend: 0, backendToClient: 0 };
+  const bytes = { clientToBackend: 0, backendToClient: 0 };
+  const errors: Record<string, number> = Object.fromEntries(REASONS.map((r) => [r, 0]));
+  const closes: Record<string, Record<string, number>> = Object.fromEntries(SIDES.map((side) => [side, {}]));
+  const counts = new Array<number>(UPGRADE_BUCKETS.length + 1).fill(0);
+  let active = 0;
+  let upgrades = 0;
+  // Every series, whichever generation it was counted in: totals never drop at a reload.
+  for (const [id, series] of store.series()) {
+    const value = view.values[id]!;
+    const { labels } = series;
+    switch (series.metric) {
+      case 'websocket_connections_active': {
+        active += value;
+        if (labels.service! in activeByService) activeByService[labels.service!]! += value;
+        const key = `${labels.service} ${labels.backend}`;
+        if (key in activeByBackend) activeByBackend[key]! += value;
+        break;
+      }
+      case 'websocket_connections_total':
+        if (labels.outcome === 'upgraded') upgrades += value;
+        break;
+      case 'websocket_messages_total':
+      case 'websocket_bytes_total': {
+        const into = series.metric === 'websocket_messages_total' ? messages : bytes;
+        if (labels.direction === 'client_to_backend') into.clientToBackend += value;
+        else into.backendToClient += value;
+        break;
+      }
+      case 'websocket_errors_total':
+        errors[labels.reason!] = (errors[labels.reason!] ?? 0) + value;
+        break;
+      case 'websocket_closes_total': {
+        const bySide = closes[labels.side!]!;
+        bySide[labels.code!] = (bySide[labels.code!] ?? 0) + value;
+        break;
+      }
+      case 'websocket_upgrade_duration_seconds':
+        if (series.part >= 0 && series.part < counts.length) counts[series.part]! += value;
+        break;
+    }
+  }
+  return { active, activeByService, activeByBackend, backendUp, upgrades, messages, bytes, errors, closes, upgradeBuckets: { le: UPGRADE_BUCKETS, counts } };
 }

@@ -2,9 +2,10 @@
  * The admin listener (admin.address, default ":9090"), in the primary on node:http: it is not a hot path
  * and never touches a proxied connection. Read-only routes (GET/HEAD, no authentication: probes and
  * Prometheus need them): /metrics (Prometheus text), /health (liveness), /ready (readiness),
- * /api/overview|routers|services|backends (JSON), /dashboard (HTML). Mutating routes (POST /api/reload)
- * need `Authorization: Bearer <admin.token>`; without a token configured they are open only when the
- * listener is bound to loopback, and answer 401 otherwise.
+ * /api/overview|routers|services|backends|history (JSON), /dashboard (HTML, with its chart library's
+ * script and style under /dashboard/). Mutating routes (POST /api/reload) need
+ * `Authorization: Bearer <admin.token>`; without a token configured they are open only when the listener
+ * is bound to loopback, and answer 401 otherwise.
  *
  * A port that cannot be opened is logged as an error and Sluice keeps proxying without it: the admin
  * listener must never take the traffic down (a liveness probe will notice it is missing).
@@ -22,7 +23,7 @@ import {
   servicesDocument,
   type AdminContext,
 } from './admin-api.js';
-import { DASHBOARD_HTML } from './dashboard.js';
+import { DASHBOARD_ASSETS, DASHBOARD_HTML } from './dashboard.js';
 import type { Observability } from './metrics.js';
 import { log } from './log.js';
 
@@ -124,6 +125,14 @@ export function startAdmin(
       case '/api/backends':
         sendJson(res, 200, backendsDocument(ctx));
         return;
+      case '/api/history': {
+        // Compact JSON: the first poll carries the whole window (up to 900 samples per series).
+        const since = new URL(req.url ?? '/', 'http://admin').searchParams.get('since') ?? '0';
+        if (ctx.history === undefined) sendJson(res, 404, { error: 'no history in this process' });
+        else if (!/^\d+(\.\d+)?$/.test(since)) sendJson(res, 400, { error: `since: invalid value '${since}' (expected seconds since the epoch, e.g. the last 't' received)` });
+        else send(res, 200, JSON_TYPE, JSON.stringify(ctx.history.since(Number(since))));
+        return;
+      }
       case '/':
       case '/dashboard/':
         // The page fetches 'api/…' relative to itself, which only resolves to /api/… from /dashboard.
@@ -133,8 +142,14 @@ export function startAdmin(
       case '/dashboard':
         send(res, 200, 'text/html; charset=utf-8', DASHBOARD_HTML);
         return;
-      default:
-        sendJson(res, 404, { error: `no such page '${path}' (expected /metrics, /health, /ready, /api/overview, /api/routers, /api/services, /api/backends or /dashboard)` });
+      default: {
+        const asset = DASHBOARD_ASSETS.get(path);
+        if (asset !== undefined) {
+          send(res, 200, asset.type, asset.body);
+          return;
+        }
+        sendJson(res, 404, { error: `no such page '${path}' (expected /metrics, /health, /ready, /api/overview, /api/routers, /api/services, /api/backends, /api/history or /dashboard)` });
+      }
     }
   });
   server.keepAliveTimeout = 65_000;

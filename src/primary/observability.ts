@@ -1,14 +1,16 @@
 /**
  * Wires the primary's observability around a running Supervisor: the Prometheus registry over the metrics
- * store, the access-log writer and the admin listener (with the reload endpoint). `sluice run` and the
- * in-process tests get it from primary.ts, so both serve the very same endpoints.
+ * store, the access-log writer, the admin listener (with the reload endpoint) and the dashboard's history
+ * sampler. `sluice run` and the in-process tests get it from primary.ts, so both serve the very same
+ * endpoints.
  */
 import type http from 'node:http';
 import type { Snapshot } from '../config/snapshot.js';
 import { formatHostPort } from '../shared/address.js';
 import { openAccessLog } from './access-log.js';
 import { startAdmin } from './admin.js';
-import type { AdminContext } from './admin-api.js';
+import { dashboardTotals, type AdminContext } from './admin-api.js';
+import { HISTORY_CAPACITY, HistoryRing, historyIntervalMs, startHistory } from './history.js';
 import type { ReloadOutcome } from './live-config.js';
 import type { MetricsStore } from './metrics-store.js';
 import { createRegistry, type Observability as Registry } from './metrics.js';
@@ -53,6 +55,7 @@ export async function startObservability(options: ObservabilityOptions): Promise
   let started = false;
   let draining = false;
   const adminAddress = formatHostPort(first.admin.host, first.admin.port);
+  const ring = new HistoryRing(HISTORY_CAPACITY, historyIntervalMs());
   const context: AdminContext = {
     snapshot: options.snapshot,
     store,
@@ -61,10 +64,13 @@ export async function startObservability(options: ObservabilityOptions): Promise
     draining: () => draining,
     startedAt: Date.now(),
     adminAddress,
+    history: ring,
     ...(options.backendHealth === undefined ? {} : { backendHealth: options.backendHealth }),
     ...(options.reloadStatus === undefined ? {} : { reloadStatus: options.reloadStatus }),
   };
   const metrics = createRegistry(store, { snapshot: options.snapshot, reloads: options.reloads });
+  // The dashboard's charts: sampled from the admin API's totals, once per second, in this thread.
+  const history = startHistory(ring, () => dashboardTotals(context));
   let admin: http.Server | null = null;
   const open = async (retryMs: number): Promise<http.Server | null> => {
     const deadline = Date.now() + retryMs;
@@ -90,6 +96,7 @@ export async function startObservability(options: ObservabilityOptions): Promise
     markStarted: () => (started = true),
     markDraining: () => (draining = true),
     close() {
+      history.stop();
       admin?.close();
       admin?.closeAllConnections();
       accessLog?.flush();
