@@ -7,12 +7,15 @@ import { run } from '../primary/run.js';
 import { runValidate } from './validate.js';
 
 const USAGE = `usage:
-  sluice run --config FILE [--workers N]   serve with the config in FILE (YAML or TOML)
+  sluice run --config FILE [--workers N] [--takeover]
+                                           serve with the config in FILE (YAML or TOML)
   sluice validate FILE                     check FILE and print every problem
   sluice --version
 options:
   --config FILE   the configuration file (Traefik file-provider shape, plus Sluice's own keys)
   --workers N     worker threads (1-1024); overrides the config's 'workers' (default: available cores)
+  --takeover      replace the Sluice that listens on these ports: listen beside it, then make it stop
+                  accepting and close its connections paced over its graceTimeOut (no connection refused)
 `;
 
 function version(): string {
@@ -45,6 +48,7 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'run': {
       let configFile: string | undefined;
       let workers: number | undefined;
+      let takeover = false;
       for (let i = 0; i < rest.length; i++) {
         const arg = rest[i]!;
         const value = rest[i + 1];
@@ -56,10 +60,12 @@ async function main(argv: readonly string[]): Promise<number> {
           if (value === undefined || !/^[1-9]\d*$/.test(value) || Number(value) > 1024) return usageError(`${arg}: invalid value '${value ?? ''}' (expected an integer from 1 to 1024, as the workers key)`);
           workers = Number(value);
           i++;
-        } else return usageError(`run: unknown option '${arg}' (expected --config or --workers)`);
+        } else if (arg === '--takeover') {
+          takeover = true;
+        } else return usageError(`run: unknown option '${arg}' (expected --config, --workers or --takeover)`);
       }
       if (configFile === undefined) return usageError('run needs --config FILE');
-      return run(workers === undefined ? { configFile } : { configFile, workers });
+      return run({ configFile, takeover, ...(workers === undefined ? {} : { workers }) });
     }
     default:
       return usageError(`unknown command '${command}' (expected run or validate)`);

@@ -114,6 +114,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     backends,
     transports,
     websocket: compileWebSocket(config, problems),
+    onRemove: config.loadBalancer?.onRemove ?? (defaultOf('loadBalancer.onRemove') as 'drain' | 'keep'),
     ...stickySecret(config, services),
     dnsServers: compileDnsServers(config.dns?.servers ?? [], problems),
     admin: {

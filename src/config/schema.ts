@@ -411,7 +411,7 @@ export const CONFIG_SCHEMA: ObjectSchema = {
           defaultValue: 'drain',
           defaultText: 'drain',
           expects: "'drain' or 'keep'",
-          doc: "What a reload that removes a backend does to its open WebSockets: 'drain' (1012, paced over drainWindow) or 'keep'.",
+          doc: "What a reload that removes a backend does to its open WebSockets: 'drain' (1012, paced over drainWindow) or 'keep'; the config being applied decides.",
         },
         stickySecret: {
           kind: 'scalar',

@@ -191,6 +191,9 @@ export interface Snapshot {
   readonly backends: readonly BackendSpec[];
   readonly transports: readonly TransportSpec[];
   readonly websocket: WebSocketSettings;
+  /** loadBalancer.onRemove: what a reload does to the WebSockets of a backend whose service it removed
+   *  altogether (a service that stays uses its own ServiceSpec.onRemove). */
+  readonly onRemove: 'drain' | 'keep';
   /** Signs sticky cookies (HMAC-SHA256); from the config, SLUICE_STICKY_SECRET, or random per process. */
   readonly stickySecret: string;
   /** True when stickySecret was generated (replicas will not agree; the primary warns). */

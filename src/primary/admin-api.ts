@@ -17,6 +17,8 @@ import type { WorkerStatus } from './supervisor.js';
 /** What /api/overview says about live configuration. */
 export interface ReloadStatus {
   readonly generation: number;
+  /** Reloads tried (success, failure and unchanged alike). */
+  readonly attempts: number;
   readonly success: number;
   readonly failure: number;
   /** ISO time of the last reload attempt, null before the first. */

@@ -65,6 +65,7 @@ export class LiveConfig {
   /** Live generations naming each slot. */
   private readonly slotRefs: Int32Array;
   private readonly slotsOf = new Map<number, readonly number[]>();
+  private attempts = 0;
   private success = 0;
   private failure = 0;
   private lastAttemptAt: number | null = null;
@@ -124,6 +125,7 @@ export class LiveConfig {
   status(): ReloadStatus {
     return {
       generation: this.generation,
+      attempts: this.attempts,
       success: this.success,
       failure: this.failure,
       lastAttemptAt: this.lastAttemptAt === null ? null : new Date(this.lastAttemptAt).toISOString(),
@@ -156,6 +158,7 @@ export class LiveConfig {
   }
 
   private async reloadOnce(trigger: string): Promise<ReloadOutcome> {
+    this.attempts++;
     this.lastAttemptAt = Date.now();
     const assignment = this.slots.begin();
     let loaded: LoadResult;
@@ -192,7 +195,7 @@ export class LiveConfig {
     const metrics = this.store.addGeneration(id, next);
     const gone = this.backends.apply(next);
     const report: InstallReport = await this.supervisor.install({ id, snapshot: next, metricsBuffer: metrics.buffer });
-    const removed = this.drainRemoved(previous, gone);
+    const removed = this.drainRemoved(previous, next, gone);
     this.success++;
     this.reloads.success++;
     this.lastResult = 'success';
@@ -217,15 +220,20 @@ export class LiveConfig {
     return { result: 'failure', generation: this.generation, errors, warnings: [], pausesMs: [], removed: [] };
   }
 
-  /** Backends the reload removed: drained (paced, 1012) unless their service keeps them. */
-  private drainRemoved(previous: Snapshot, gone: readonly number[]): string[] {
+  /**
+   * Backends the reload removed: drained (paced over their service's drainWindow, 1012) unless the new
+   * config keeps them (their service's onRemove, or loadBalancer.onRemove when the service is gone too:
+   * the config being applied says what the operator wants now).
+   */
+  private drainRemoved(previous: Snapshot, next: Snapshot, gone: readonly number[]): string[] {
     const removed: string[] = [];
     for (const slot of gone) {
       const spec = previous.backends.find((b) => b.index === slot);
       if (spec === undefined) continue;
       const service = previous.services[spec.service]!;
       removed.push(`${service.name} ${spec.url}`);
-      if (service.onRemove === 'drain') {
+      const onRemove = next.services.find((s) => s.name === service.name)?.onRemove ?? next.onRemove;
+      if (onRemove === 'drain') {
         this.supervisor.broadcast({ type: 'drain-backend', backend: slot, windowMs: service.drainWindowMs, reason: 'backend removed from the configuration', untilUp: false });
       }
     }
