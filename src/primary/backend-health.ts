@@ -251,6 +251,10 @@ export function manageBackends(snapshot: Snapshot, shared: SharedViews, supervis
   health.addressOf = (backend) => discovery.addressOf(backend);
   const checker = new HealthChecker(snapshot, health, (spec) => (spec.dnsName === '' ? spec.host : discovery.addressOf(spec.index)));
   supervisor.onBackendFailed = (backend) => health.reportFailure(backend);
+  supervisor.onDrainEnded = (worker, backend, closed, kept) => {
+    if (kept > 0) log.info(`${health.describe(backend)}: drain stopped in worker ${worker}, the backend is up again: ${closed} closed, ${kept} kept`);
+    else log.info(`${health.describe(backend)}: drain done in worker ${worker}: ${closed} closed`);
+  };
   supervisor.welcomeMessages = () => (discovery.active ? [{ type: 'backend-addresses', addresses: discovery.table() }] : []);
   const warnGeneratedSecret = (s: Snapshot): void => {
     if (s.stickySecretGenerated) {

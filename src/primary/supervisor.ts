@@ -60,6 +60,8 @@ export class Supervisor {
   onBackendFailed: ((backend: number) => void) | null = null;
   /** No worker holds generation `id` any more (it is not the current one). */
   onGenerationReleased: ((id: number) => void) | null = null;
+  /** A backend drain ended in one worker (see WorkerToPrimary 'drain-ended'). */
+  onDrainEnded: ((worker: number, backend: number, closed: number, kept: number) => void) | null = null;
   /** Shutdown progress of one entry point in one worker. */
   onDrainProgress: ((worker: number, entryPoint: string, closed: number, remaining: number) => void) | null = null;
   /** Messages every newly started worker gets first (the discovered address table). */
@@ -173,6 +175,9 @@ export class Supervisor {
         return;
       case 'access-log':
         this.onAccessLog?.(index, message.records);
+        return;
+      case 'drain-ended':
+        this.onDrainEnded?.(index, message.backend, message.closed, message.kept);
         return;
       case 'drain-progress':
         this.onDrainProgress?.(index, message.entryPoint, message.closed, message.remaining);

@@ -71,6 +71,9 @@ export type WorkerToPrimary =
   /** Passive health: a connect to `backend` failed, timed out, or its upgrade answer was 5xx or
    *  invalid. One message per failed attempt (a clean close is never one). */
   | { readonly type: 'backend-failed'; readonly backend: number }
+  /** A backend drain ended in this worker: all its connections closed, or `kept` of them spared because
+   *  the backend passed its checks again (logged by the primary). */
+  | { readonly type: 'drain-ended'; readonly backend: number; readonly closed: number; readonly kept: number }
   /** Shutdown progress of one entry point (logged by the primary, so the pace is visible). */
   | { readonly type: 'drain-progress'; readonly entryPoint: string; readonly closed: number; readonly remaining: number }
   /** An uncaught exception: the worker is closing its connections and will exit; restart it. */

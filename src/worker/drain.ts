@@ -20,6 +20,8 @@ export function drainBackend(backend: number, windowMs: number, reason: string, 
     (t) => close(t, backend, text),
     // A backend whose health check passes again keeps the connections not yet closed.
     () => !untilUp || Atomics.load(up, backend) !== 1,
+    undefined,
+    (closed, kept) => context().post({ type: 'drain-ended', backend, closed, kept }),
   );
 }
 

@@ -28,6 +28,7 @@ export function paceCloses(
   close: (t: Tunnel) => void,
   keepGoing: () => boolean = () => true,
   progress?: (closed: number, remaining: number) => void,
+  ended?: (closed: number, kept: number) => void,
 ): PacedClose {
   const n = victims.length;
   const slot = n === 0 ? 0 : windowMs / n;
@@ -45,13 +46,17 @@ export function paceCloses(
   const tick = (): void => {
     if (!keepGoing()) {
       stop();
+      ended?.(next, n - next);
       return;
     }
     const now = Date.now();
     const before = next;
     while (next < n && due[next]! <= now) closeOne(victims[next++]!);
     if (next > before) progress?.(next, n - next);
-    if (next >= n) stop();
+    if (next >= n) {
+      stop();
+      ended?.(n, 0);
+    }
   };
   const stop = (): void => {
     if (timer !== null) clearInterval(timer);
