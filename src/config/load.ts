@@ -1,7 +1,8 @@
 /**
  * Reads a config file (YAML or TOML, chosen by extension) into a deep-frozen Snapshot, or throws a
  * ConfigError listing every problem in document order: syntax errors with line and column, then schema and
- * cross-reference problems with the dotted path of the key at fault.
+ * cross-reference problems with the dotted path of the key at fault. The *WithWarnings variants also return
+ * the warnings (a config that loads but should be written differently), in document order.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
@@ -11,7 +12,7 @@ import { LineCounter, parseDocument } from 'yaml';
 
 import { compile } from './compile.js';
 import { ConfigError, Problems, sortByDocumentOrder } from './errors.js';
-import type { ConfigProblem } from './errors.js';
+import type { ConfigProblem, ConfigWarning } from './errors.js';
 import type { Snapshot } from './snapshot.js';
 import { validateDocument } from './validate.js';
 
@@ -22,9 +23,19 @@ export interface LoadOverrides {
   readonly workers?: number;
 }
 
+/** A loaded config and what is worth telling about it; `sluice validate` prints the warnings, `run` logs them. */
+export interface LoadedConfig {
+  readonly snapshot: Snapshot;
+  readonly warnings: readonly ConfigWarning[];
+}
+
 const FORMATS: Readonly<Record<string, ConfigFormat>> = { '.yaml': 'yaml', '.yml': 'yaml', '.toml': 'toml' };
 
 export function loadConfigFile(file: string, overrides: LoadOverrides = {}): Snapshot {
+  return loadConfigFileWithWarnings(file, overrides).snapshot;
+}
+
+export function loadConfigFileWithWarnings(file: string, overrides: LoadOverrides = {}): LoadedConfig {
   const format = FORMATS[extname(file).toLowerCase()];
   if (format === undefined) {
     throw new ConfigError(file, [
@@ -39,7 +50,7 @@ export function loadConfigFile(file: string, overrides: LoadOverrides = {}): Sna
     const reason = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code);
     throw new ConfigError(file, [{ path: '', message: `cannot read config file: ${reason}` }]);
   }
-  return loadConfigText(text, format, file, dirname(resolve(file)), overrides);
+  return loadConfigTextWithWarnings(text, format, file, dirname(resolve(file)), overrides);
 }
 
 /**
@@ -53,6 +64,16 @@ export function loadConfigText(
   baseDir: string,
   overrides: LoadOverrides = {},
 ): Snapshot {
+  return loadConfigTextWithWarnings(text, format, fileLabel, baseDir, overrides).snapshot;
+}
+
+export function loadConfigTextWithWarnings(
+  text: string,
+  format: ConfigFormat,
+  fileLabel: string,
+  baseDir: string,
+  overrides: LoadOverrides = {},
+): LoadedConfig {
   const parsed = format === 'yaml' ? parseYaml(text) : parseTomlText(text);
   if ('syntax' in parsed) throw new ConfigError(fileLabel, parsed.syntax);
 
@@ -62,8 +83,9 @@ export function loadConfigText(
   }
   const checked = validateDocument(parsed.document, problems);
   const snapshot = compile(checked, { source: fileLabel, baseDir, workers: overrides.workers }, problems);
-  if (!problems.empty) throw new ConfigError(fileLabel, sortByDocumentOrder(problems.list, parsed.document));
-  return deepFreeze(snapshot);
+  const warnings = sortByDocumentOrder(problems.warnings, parsed.document).map((warning) => ({ file: fileLabel, ...warning }));
+  if (!problems.empty) throw new ConfigError(fileLabel, sortByDocumentOrder(problems.list, parsed.document), warnings);
+  return { snapshot: deepFreeze(snapshot), warnings };
 }
 
 type Parsed = { document: unknown } | { syntax: ConfigProblem[] };
