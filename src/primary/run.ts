@@ -3,8 +3,9 @@
  * shut down cleanly on SIGTERM/SIGINT (stop accepting, close clients with 1001 within the grace
  * period, exit 0). A second signal during the drain ends the drain at once.
  */
-import { loadConfigFile } from '../config/load.js';
-import { ConfigError } from '../config/errors.js';
+import { loadConfigFileWithWarnings } from '../config/load.js';
+import { ConfigError, formatProblem, formatWarning } from '../config/errors.js';
+import type { ConfigWarning } from '../config/errors.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { createShared } from '../shared/layout.js';
 import { planMetrics } from '../shared/metrics-plan.js';
@@ -27,16 +28,18 @@ function describeEntryPoints(snapshot: Snapshot): string {
 /** Runs until a signal stops it; resolves with the process exit code. */
 export async function run(options: RunOptions): Promise<number> {
   let snapshot: Snapshot;
+  let warnings: readonly ConfigWarning[];
   try {
-    snapshot = loadConfigFile(options.configFile, options.workers === undefined ? {} : { workers: options.workers });
+    ({ snapshot, warnings } = loadConfigFileWithWarnings(options.configFile, options.workers === undefined ? {} : { workers: options.workers }));
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`${error.format()}\n`);
+      process.stderr.write(`${[error.format(), ...error.warnings.map(formatWarning)].join('\n')}\n`);
       return 2;
     }
     throw error;
   }
   setLogLevel(snapshot.logLevel);
+  for (const warning of warnings) log.warn({ file: warning.file, path: warning.path }, formatProblem(warning.file, warning));
   const shared = createShared(snapshot.backends.length, snapshot.workers, planMetrics(snapshot).slabFloats);
   const supervisor = new Supervisor(snapshot, shared);
   // Signals are taken from here on, before any worker or listener exists: a SIGTERM that arrives
