@@ -38,6 +38,7 @@ export interface SluiceProcess {
   readonly configFile: string;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
+
   /** SIGTERM, wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -50,7 +51,13 @@ export interface SluiceProcess {
  */
 export async function startSluice(
   config: string,
-  options: { workers?: number; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    workers?: number;
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    /** The arguments after bin/sluice.js (default `run --config FILE --workers N`), to try other spellings. */
+    args?: (configFile: string) => string[];
+  } = {},
 ): Promise<SluiceProcess> {
   const port = await freePort();
   let adminPort = await freePort();
@@ -59,7 +66,7 @@ export async function startSluice(
   const configFile = path.join(dir, 'sluice.yaml');
   const withAdmin = /^admin:/m.test(config) ? config : `${config}\nadmin:\n  address: "127.0.0.1:{ADMIN_PORT}"\n`;
   writeFileSync(configFile, withAdmin.replaceAll('{PORT}', String(port)).replaceAll('{ADMIN_PORT}', String(adminPort)).replaceAll('{DIR}', dir));
-  const args = [SLUICE_BIN, 'run', '--config', configFile, '--workers', String(options.workers ?? 1)];
+  const args = [SLUICE_BIN, ...(options.args?.(configFile) ?? ['run', '--config', configFile, '--workers', String(options.workers ?? 1)])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
