@@ -1,9 +1,12 @@
 /**
  * The `sluice` command: `sluice run FILE`, `sluice validate FILE` and their spellings (see arguments.ts).
  * Usage errors exit 2 with a line saying what was expected; config errors exit 2 with every problem.
+ * Before `run` starts a worker, C code's prints are moved off standard output (primary/stdout.ts); that
+ * this Node.js can load uWebSockets.js at all was checked by bin/sluice.js (runtime.ts).
  */
 import { readFileSync } from 'node:fs';
 import { run } from '../primary/run.js';
+import { separateStdout } from '../primary/stdout.js';
 import { USAGE, UsageError, parseArguments, type Command } from './arguments.js';
 import { runValidate } from './validate.js';
 
@@ -32,6 +35,7 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'validate':
       return runValidate(command.configFile, process.stdout, process.stderr);
     case 'run': {
+      separateStdout();
       return run(command.workers === undefined ? { configFile: command.configFile } : { configFile: command.configFile, workers: command.workers });
     }
   }

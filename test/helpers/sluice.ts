@@ -38,7 +38,10 @@ export interface SluiceProcess {
   readonly configFile: string;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
-
+  /** Everything the process wrote to stdout so far (the access log without filePath). */
+  stdout(): string;
+  /** Resolves once the process has exited and its stdout and stderr have been read to the end. */
+  drained(): Promise<void>;
   /** SIGTERM, wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -76,7 +79,10 @@ export async function startSluice(
     const log = path.join(process.env.SLUICE_TEST_STDERR, `sluice-${child.pid}.log`);
     child.stderr!.on('data', (d: string) => appendFileSync(log, d));
   }
-  child.stdout!.resume();
+  let stdout = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => (stdout += d));
+  const drained = new Promise<void>((resolve) => child.once('close', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`sluice did not start within ${options.timeoutMs ?? 10000} ms:\n${stderr}`)), options.timeoutMs ?? 10000);
     const onData = (): void => {
@@ -101,6 +107,8 @@ export async function startSluice(
     adminUrl: `http://127.0.0.1:${adminPort}`,
     configFile,
     stderr: () => stderr,
+    stdout: () => stdout,
+    drained: () => drained,
     stop() {
       if (exited === null) {
         exited = new Promise((resolve) => {
