@@ -3,11 +3,13 @@
  * (0 ok, 2 usage or config error, 1 runtime failure) and the exact text of its usage errors.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { accepts, runSluiceCommand, tempFiles } from './helpers/cli.js';
-import { freePort, REPO, simpleConfig, startSluice, type SluiceProcess } from './helpers/sluice.js';
+import { freePort, REPO, SLUICE_BIN, simpleConfig, startSluice, type SluiceProcess } from './helpers/sluice.js';
 
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -254,3 +256,31 @@ describe('sluice run', () => {
   });
 });
 
+describe('a Node.js that uWebSockets.js has no binary for', () => {
+  // The package is ESM ("type": "module"), so the preload is a .js module.
+  const fakeNode22 = path.join(REPO, 'test/fixtures/runtime/node-22-abi.js');
+  const sluiceOnNode22 = (args: string[]): ReturnType<typeof spawnSync> =>
+    spawnSync(process.execPath, ['--import', pathToFileURL(fakeNode22).href, SLUICE_BIN, ...args], { encoding: 'utf8', timeout: 10_000 });
+  let files: ReturnType<typeof tempFiles>;
+  before(() => {
+    files = tempFiles({ 'good.yaml': GOOD });
+  });
+  after(() => files.remove());
+
+  test('sluice run exits 1 with one line: the Node.js found, the ones that work, the README section', () => {
+    const result = sluiceOnNode22(['run', files.file('good.yaml')]);
+    assert.equal(result.status, 1);
+    assert.equal(
+      result.stderr,
+      `sluice: Node.js v22.12.0 (ABI 127) cannot run Sluice: the installed uWebSockets.js has no ${process.platform}-${process.arch} ` +
+        'binary for it, only for Node.js 20; see README.md, section "Node.js versions"\n',
+    );
+    assert.equal(result.stdout, '');
+  });
+
+  test('validate, --help and --version need no uWebSockets.js and still work', () => {
+    assert.equal(sluiceOnNode22(['validate', files.file('good.yaml')]).status, 0);
+    assert.equal(sluiceOnNode22(['--help']).status, 0);
+    assert.equal(sluiceOnNode22(['--version']).stdout, `sluice ${VERSION}\n`);
+  });
+});
