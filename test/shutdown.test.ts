@@ -172,7 +172,7 @@ describe('--takeover', () => {
       workers: 2,
       port: first.port,
       adminPort: first.adminPort,
-      args: ['--takeover'],
+      extraArgs: ['--takeover'],
       readyText: 'sluice listening',
     });
     cleanup.sluices.push(second);

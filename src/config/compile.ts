@@ -293,11 +293,13 @@ function compileRouters(
     const tls = router.tls !== undefined;
     let ast: RuleNode | undefined;
     if (router.rule !== undefined) {
+      const warnings: string[] = [];
       try {
-        ast = parseRule(router.rule);
+        ast = parseRule(router.rule, warnings);
       } catch (error) {
         problems.add(keyPath(path, 'rule'), error instanceof Error ? error.message : String(error));
       }
+      for (const warning of warnings) problems.warn(keyPath(path, 'rule'), warning);
     }
     let service = -1;
     if (router.service !== undefined) {

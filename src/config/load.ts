@@ -2,14 +2,15 @@
  * Reads a configuration (one file, or a Traefik static file and the dynamic files it names: sources.ts)
  * into a deep-frozen Snapshot, or throws a ConfigError listing every problem in document order: syntax
  * errors with line and column, then schema and cross-reference problems with the dotted path of the key at
- * fault, each naming the file it came from. Warnings (deprecated keys, older spellings) come back beside
- * the snapshot; they never stop a config from loading.
+ * fault, each naming the file it came from. Warnings (deprecated keys, Traefik v2 rule forms that still
+ * work) come back beside the snapshot, in document order; they never stop a config from loading, and a
+ * ConfigError carries them too.
  */
 import { dirname, resolve } from 'node:path';
 
 import { compile } from './compile.js';
 import { ConfigError, Problems, keyPath, sortByDocumentOrder } from './errors.js';
-import type { ConfigProblem } from './errors.js';
+import type { ConfigProblem, ConfigWarning } from './errors.js';
 import type { Snapshot } from './snapshot.js';
 import { parseText, readSources, type ConfigFormat, type WatchSet } from './sources.js';
 import { validateDocument } from './validate.js';
@@ -23,10 +24,14 @@ export interface LoadOverrides {
   readonly assignSlot?: (service: string, url: string) => number;
 }
 
-export interface LoadResult {
+/** A loaded config and what is worth telling about it; `sluice validate` prints the warnings, `run` logs them. */
+export interface LoadedConfig {
   readonly snapshot: Snapshot;
-  /** Each with its file; formatted like errors (formatProblem). */
-  readonly warnings: readonly ConfigProblem[];
+  /** Each names its file (formatWarning). */
+  readonly warnings: readonly ConfigWarning[];
+}
+
+export interface LoadResult extends LoadedConfig {
   /** What to watch for reloads: the config files, their directories, certificate and CA files. */
   readonly watch: WatchSet;
 }
@@ -54,11 +59,12 @@ export function loadConfig(file: string, overrides: LoadOverrides = {}): LoadRes
   );
   const attribute = (list: readonly ConfigProblem[]): ConfigProblem[] =>
     sortByDocumentOrder(list, source.document).map((p) => (p.file !== undefined || source.files.length === 1 ? p : { ...p, file: source.fileOf(p.path) }));
-  if (!problems.empty) throw new ConfigError(file, attribute(problems.list));
+  const warnings = attribute(problems.warnings).map((w) => ({ ...w, file: w.file ?? file }));
+  if (!problems.empty) throw new ConfigError(file, attribute(problems.list), warnings);
   const certificateFiles = snapshot.certificates.flatMap((c) => [c.certFile, c.keyFile]);
   return {
     snapshot: deepFreeze(snapshot),
-    warnings: attribute(problems.warnings),
+    warnings,
     watch: { paths: [...source.watch.paths, ...certificateFiles, ...caFiles(checked, source.fileOf)], staticFile: source.watch.staticFile },
   };
 }
@@ -78,6 +84,12 @@ export function loadConfigFile(file: string, overrides: LoadOverrides = {}): Sna
   return loadConfig(file, overrides).snapshot;
 }
 
+/** The snapshot and warnings of a configuration file (`sluice validate`). */
+export function loadConfigFileWithWarnings(file: string, overrides: LoadOverrides = {}): LoadedConfig {
+  const { snapshot, warnings } = loadConfig(file, overrides);
+  return { snapshot, warnings };
+}
+
 /**
  * The same as loadConfigFile for text already in memory (one file: no providers). `fileLabel` names the file
  * in messages and in Snapshot.source; relative certificate and CA paths are resolved from `baseDir`.
@@ -89,6 +101,16 @@ export function loadConfigText(
   baseDir: string,
   overrides: LoadOverrides = {},
 ): Snapshot {
+  return loadConfigTextWithWarnings(text, format, fileLabel, baseDir, overrides).snapshot;
+}
+
+export function loadConfigTextWithWarnings(
+  text: string,
+  format: ConfigFormat,
+  fileLabel: string,
+  baseDir: string,
+  overrides: LoadOverrides = {},
+): LoadedConfig {
   const parsed = parseText(text, format);
   if ('syntax' in parsed) throw new ConfigError(fileLabel, parsed.syntax);
   const problems = new Problems();
@@ -97,8 +119,9 @@ export function loadConfigText(
   const checked = validateDocument(parsed.document, problems);
   dropMigrated(problems, migrated);
   const snapshot = compile(checked, { source: fileLabel, baseDir, workers: overrides.workers, assignSlot: overrides.assignSlot }, problems);
-  if (!problems.empty) throw new ConfigError(fileLabel, sortByDocumentOrder(problems.list, parsed.document));
-  return deepFreeze(snapshot);
+  const warnings = sortByDocumentOrder(problems.warnings, parsed.document).map((warning) => ({ ...warning, file: fileLabel }));
+  if (!problems.empty) throw new ConfigError(fileLabel, sortByDocumentOrder(problems.list, parsed.document), warnings);
+  return { snapshot: deepFreeze(snapshot), warnings };
 }
 
 function isMapping(value: unknown): value is Record<string, unknown> {

@@ -47,7 +47,7 @@ export function entryPointStops(snapshot: Snapshot, acceptGrace = true): EntryPo
 /** Load `configFile` and build the primary around it; throws ConfigError when the config is invalid. */
 export async function createPrimary(configFile: string, options: PrimaryOptions = {}): Promise<Primary> {
   const { loaded, slots } = LiveConfig.loadFirst(configFile, options.workers);
-  for (const warning of loaded.warnings) log.warn(formatProblem(configFile, warning));
+  for (const warning of loaded.warnings) log.warn({ file: warning.file, path: warning.path }, formatProblem(warning.file, warning));
   const first = loaded.snapshot;
   const shared = createShared(slots.capacity, first.workers);
   const store = new MetricsStore(shared);

@@ -6,7 +6,7 @@
  * second signal closes what is left at once. SIGUSR2 is the soft stop a successor's --takeover sends:
  * stop accepting now, give the admin port up, drain paced, exit 0.
  */
-import { ConfigError } from '../config/errors.js';
+import { ConfigError, formatWarning } from '../config/errors.js';
 import type { Snapshot } from '../config/snapshot.js';
 import { formatHostPort } from '../shared/address.js';
 import { log, setLogLevel } from './log.js';
@@ -40,7 +40,7 @@ export async function run(options: RunOptions): Promise<number> {
     primary = await createPrimary(options.configFile, { workers: options.workers, deferAdmin: options.takeover === true });
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`${error.format()}\n`);
+      process.stderr.write(`${[error.format(), ...error.warnings.map(formatWarning)].join('\n')}\n`);
       return 2;
     }
     throw error;

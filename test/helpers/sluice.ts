@@ -40,6 +40,10 @@ export interface SluiceProcess {
   readonly dir: string;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
+  /** Everything the process wrote to stdout so far (the access log without filePath). */
+  stdout(): string;
+  /** Resolves once the process has exited and its stdout and stderr have been read to the end. */
+  drained(): Promise<void>;
   /** SIGTERM, wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -58,13 +62,15 @@ export async function startSluice(
     env?: NodeJS.ProcessEnv;
     /** More files for {DIR} (name → text, the same placeholders), written before Sluice starts. */
     files?: Record<string, string>;
-    /** More `sluice run` arguments (e.g. --takeover). */
-    args?: readonly string[];
+    /** More `sluice run` arguments after the default ones (e.g. --takeover). */
+    extraArgs?: readonly string[];
     /** Use these ports instead of free ones (a second Sluice on the first one's ports). */
     port?: number;
     adminPort?: number;
     /** Resolve once stderr contains this instead of 'sluice listening'. */
     readyText?: string;
+    /** The arguments after bin/sluice.js (default `run --config FILE --workers N`), to try other spellings. */
+    args?: (configFile: string) => string[];
   } = {},
 ): Promise<SluiceProcess> {
   const port = options.port ?? (await freePort());
@@ -79,7 +85,7 @@ export async function startSluice(
   }
   const withAdmin = /^admin:/m.test(config) ? config : `${config}\nadmin:\n  address: "127.0.0.1:{ADMIN_PORT}"\n`;
   writeFileSync(configFile, fill(withAdmin));
-  const args = [SLUICE_BIN, 'run', '--config', configFile, '--workers', String(options.workers ?? 1), ...(options.args ?? [])];
+  const args = [SLUICE_BIN, ...(options.args?.(configFile) ?? ['run', '--config', configFile, '--workers', String(options.workers ?? 1), ...(options.extraArgs ?? [])])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
@@ -89,7 +95,10 @@ export async function startSluice(
     const log = path.join(process.env.SLUICE_TEST_STDERR, `sluice-${child.pid}.log`);
     child.stderr!.on('data', (d: string) => appendFileSync(log, d));
   }
-  child.stdout!.resume();
+  let stdout = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => (stdout += d));
+  const drained = new Promise<void>((resolve) => child.once('close', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`sluice did not start within ${options.timeoutMs ?? 10000} ms:\n${stderr}`)), options.timeoutMs ?? 10000);
     const onData = (): void => {
@@ -115,6 +124,8 @@ export async function startSluice(
     configFile,
     dir,
     stderr: () => stderr,
+    stdout: () => stdout,
+    drained: () => drained,
     stop() {
       if (exited === null) {
         exited = new Promise((resolve) => {
