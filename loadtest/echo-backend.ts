@@ -15,6 +15,8 @@ import { pathToFileURL } from 'node:url';
 
 export interface EchoBackend {
   readonly ports: readonly number[];
+  /** Messages published so far (each reaches every connection of its port). */
+  pushes(): number;
   close(): void;
 }
 
@@ -40,6 +42,7 @@ export function startEchoBackends(ports: readonly number[], host = '127.0.0.1', 
   const timers: NodeJS.Timeout[] = [];
   const bound: number[] = [];
   const pushEvery = push.pushIntervalMs ?? 0;
+  let published = 0;
   const pushSize = Math.max(MIN_PUSH_SIZE, push.pushSize ?? MIN_PUSH_SIZE);
   const start = (port: number): Promise<void> =>
     new Promise((resolve, reject) => {
@@ -69,7 +72,12 @@ export function startEchoBackends(ports: readonly number[], host = '127.0.0.1', 
         bound.push(boundPort);
         if (pushEvery > 0) {
           let seq = 0;
-          timers.push(setInterval(() => app.publish('push', pushMessage(seq++, pushSize), false), pushEvery));
+          timers.push(
+            setInterval(() => {
+              app.publish('push', pushMessage(seq++, pushSize), false);
+              published++;
+            }, pushEvery),
+          );
         }
         resolve();
       });
@@ -78,6 +86,7 @@ export function startEchoBackends(ports: readonly number[], host = '127.0.0.1', 
     for (const port of ports) await start(port);
     return {
       ports: bound,
+      pushes: () => published,
       close() {
         for (const timer of timers) clearInterval(timer);
         timers.length = 0;

@@ -127,10 +127,14 @@ describe('receive: counts what the server pushes', () => {
   });
 
   test('stamped pushes: every message counted, each with a push-to-receive latency', async () => {
+    const before = pusher.pushes();
     const report = await runLoad(parseOptions(['receive', '--url', `ws://127.0.0.1:${pusher.ports[0]}/`, '--connections', '20', '--duration', '1'])!);
+    const published = pusher.pushes() - before;
     assert.equal(report.connections.opened, 20);
-    // 20 connections × 100 pushes/s × 1 s, give or take a tick at each edge and timer jitter.
-    assert.ok(report.received >= 1600 && report.received <= 2200, `received ${report.received}`);
+    // Every push the backend published while the 20 connections were measured, give or take the edges of
+    // the window (connecting and closing): on a busy machine its 10 ms timer fires less often, so count
+    // what it did publish rather than what it was asked to.
+    assert.ok(report.received <= 20 * published && report.received >= 20 * (published * 0.6 - 5), `received ${report.received} of ${published} pushes to 20 connections`);
     assert.equal(report.sent, 0);
     assert.equal(report.unstamped, 0);
     assert.equal(report.latencyUs.count, report.received);

@@ -23,7 +23,10 @@ export interface WorkerContext {
   readonly live: Set<Generation>;
   /** Set once this worker started closing its clients for good: backends that close now get 1001, not 1011. */
   shuttingDown: boolean;
-  /** Entry points (by name) that stopped accepting: upgrades still arriving on open HTTP connections get 503. */
+  /** Entry points (by name) whose shutdown drain is under way, with the time it ends (Date.now()): a
+   *  connection still opening there (accepted just before the listener closed) joins the drain. */
+  readonly draining: Map<string, number>;
+  /** Entry points (by name) whose drain ended: upgrades still arriving on open HTTP connections get 503. */
   readonly closing: Set<string>;
   /** To the primary (lifecycle messages only: never per connection). */
   post(message: WorkerToPrimary): void;
@@ -40,6 +43,7 @@ export function initContext(workerIndex: number, shared: SharedViews, first: Gen
     current: first,
     live: new Set([first]),
     shuttingDown: false,
+    draining: new Map(),
     closing: new Set(),
     post,
   };

@@ -32,6 +32,20 @@ function closeClient(t: Tunnel): void {
   t.ws!.end(1001, 'Sluice is shutting down');
 }
 
+/**
+ * A tunnel opened on an entry point whose drain is under way (its client was accepted just before the
+ * listener closed, or sent its upgrade on a connection open from before): it is closed like the others,
+ * at a random moment within what is left of the window, rather than refused.
+ */
+export function joinDrain(t: Tunnel): void {
+  const endsAt = context().draining.get(entryPointName(t));
+  if (endsAt === undefined) return;
+  const delay = Math.max(0, endsAt - Date.now()) * Math.random();
+  setTimeout(() => {
+    if (t.ws !== null && t.state === TunnelState.Open) closeClient(t);
+  }, delay);
+}
+
 export function shutdownEntryPoints(stops: readonly EntryPointStop[], listeners: ListenerSet, post: (message: WorkerToPrimary) => void): Shutdown {
   const ctx = context();
   const timers: NodeJS.Timeout[] = [];
@@ -40,10 +54,12 @@ export function shutdownEntryPoints(stops: readonly EntryPointStop[], listeners:
   let inGrace = 0;
 
   const closeEntryPoint = (stop: EntryPointStop): void => {
-    if (ctx.closing.has(stop.entryPoint)) return;
-    ctx.closing.add(stop.entryPoint);
+    if (ctx.draining.has(stop.entryPoint) || ctx.closing.has(stop.entryPoint)) return;
+    ctx.draining.set(stop.entryPoint, Date.now() + stop.graceMs);
     listeners.stopAccepting(stop.entryPoint);
     ctx.shuttingDown = true;
+    // Past the window, what still arrives on open HTTP connections is told to go elsewhere (503).
+    timers.push(setTimeout(() => ctx.closing.add(stop.entryPoint), stop.graceMs));
     const victims: Tunnel[] = [];
     for (const t of tunnels()) if (t.state === TunnelState.Open && entryPointName(t) === stop.entryPoint) victims.push(t);
     let reportedAt = 0;
@@ -80,6 +96,7 @@ export function shutdownEntryPoints(stops: readonly EntryPointStop[], listeners:
       inGrace = 0;
       ctx.shuttingDown = true;
       for (const entryPoint of ctx.current.snapshot.entryPoints) ctx.closing.add(entryPoint.name);
+      for (const name of ctx.draining.keys()) ctx.closing.add(name);
       listeners.stopAccepting();
       for (const p of paced) p.finish();
       for (const t of tunnels()) {

@@ -18,6 +18,7 @@ import { hostOf } from './backend-addresses.js';
 import { cookieHeaderOf, requestHashKey } from './pick-request.js';
 import { Tunnel, TunnelState, countOn, uncount, openTunnel, releaseTunnel, type TunnelSocket, type TunnelRef } from './tunnel.js';
 import { bracketHost } from '../shared/address.js';
+import { joinDrain } from './shutdown.js';
 import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout, trackBackendSocket } from './backend-socket.js';
 import { connectNative, destroyNative, nativeAvailable, startNativeFraming } from './native-leg.js';
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
@@ -279,6 +280,7 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     openTunnel(t, t.ws, null);
     startNativeFraming(t, early.length > 0 ? early : null);
   } else openTunnel(t, t.ws, early.length > 0 ? early : null);
+  if (context().draining.size > 0) joinDrain(t);
 }
 
 /** uWS `open` (runs inside res.upgrade): attach the WebSocket to its tunnel. */
