@@ -6,7 +6,7 @@
 import { formatSize } from './duration.js';
 import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
 import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
-import { tlsOptionsRef, tlsOptionsSchema } from './schema-tls.js';
+import { kubernetesManifestsSchema, tlsOptionsRef, tlsOptionsSchema } from './schema-tls.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { ObjectSchema, ScalarSchema, Schema } from './schema-types.js';
@@ -506,6 +506,7 @@ export const CONFIG_SCHEMA: ObjectSchema = {
           },
           refused: { debugLogGeneratedTemplate: 'Sluice does not template configuration files' },
         },
+        kubernetesManifests: kubernetesManifestsSchema,
       },
       refused: {
         ...notYet('docker', 'swarm', 'kubernetesIngress', 'kubernetesGateway', 'consulCatalog', 'nomad', 'ecs'),
