@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { runValidate } from '../src/cli/validate.js';
+import { generatedCertificateDirectory } from '../src/config/default-certificate.js';
 import { QuantityError, parseDuration, parseSize } from '../src/config/duration.js';
 import { ConfigError, closest, formatWarning } from '../src/config/errors.js';
 import type { ConfigWarning } from '../src/config/errors.js';
@@ -57,6 +58,8 @@ function dumpSnapshot(snapshot: Snapshot): string {
         return `<PEM: ${value.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0} certificate(s)>`;
       }
       if (typeof value === 'string' && value.startsWith(workDir)) return `<dir>${value.slice(workDir.length)}`;
+      const generated = generatedCertificateDirectory();
+      if (typeof value === 'string' && generated !== '' && value.startsWith(generated)) return `<generated>${value.slice(generated.length)}`;
       if (key === 'fingerprint' && typeof value === 'string') return '<sha256 of the certificate and key files>';
       return value;
     },

@@ -30,6 +30,7 @@ import {
 } from './snapshot.js';
 import type { CertificateFiles, CheckedConfig } from './validate.js';
 import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
+import { NO_TLS_ENTRY_POINT, addDefaultCertificate, assignTlsOptions, compileTlsOptionSets, decideTlsEntryPoints } from './compile-tls.js';
 
 export interface CompileContext {
   /** The config file as the user named it; becomes Snapshot.source. */
@@ -76,6 +77,8 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
       host: ep.address?.host ?? '',
       port: ep.address?.port ?? 0,
       tls: ep.http?.tls !== undefined,
+      tlsBy: ep.http?.tls !== undefined ? 'http.tls' : '',
+      tlsOptions: null,
       lifeCycle: {
         acceptGraceMs: lifeCycle?.requestAcceptGraceTimeout ?? numberDefault('entryPoints.<name>.transport.lifeCycle.requestAcceptGraceTimeout'),
         graceMs: lifeCycle?.graceTimeOut ?? numberDefault('entryPoints.<name>.transport.lifeCycle.graceTimeOut'),
@@ -91,17 +94,8 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
   const { services, backends } = compileServices(config, transports, problems, context.assignSlot);
   const routers = compileRouters(config, entryPoints, services, problems);
   const certificates = compileCertificates(config, context, problems);
-
-  const declaredCertificates =
-    (config.tls?.certificates?.length ?? 0) + (config.tls?.stores?.default?.defaultCertificate ? 1 : 0);
-  for (const ep of entryPoints) {
-    if (ep.tls && declaredCertificates === 0) {
-      problems.add(
-        keyPath('entryPoints', ep.name),
-        'entry point terminates TLS but there is no certificate (expected tls.certificates with certFile and keyFile)',
-      );
-    }
-  }
+  assignTlsOptions(config, entryPoints, routers, compileTlsOptionSets(config, problems), problems);
+  addDefaultCertificate(config, entryPoints, routers, certificates, problems);
 
   return {
     version: SNAPSHOT_VERSION,
@@ -277,15 +271,8 @@ function compileRouters(
   const serviceNames = services.map((s) => s.name);
   const routerConfigs = Object.entries(config.http?.routers ?? {});
 
-  // First pass: a TLS router that lists entry points makes them TLS entry points (Traefik's model), so
-  // TLS-ness must be known for all of them before any router is attached.
-  for (const [, router] of routerConfigs) {
-    if (router.tls === undefined) continue;
-    for (const name of router.entryPoints ?? []) {
-      const ep = entryPoints.find((e) => e.name === name);
-      if (ep !== undefined) ep.tls = true;
-    }
-  }
+  // TLS-ness must be known for every entry point before any router is attached.
+  decideTlsEntryPoints(config, entryPoints);
 
   const routers: RouterSpec[] = [];
   for (const [name, router] of routerConfigs) {
@@ -376,7 +363,7 @@ function attachRouter(
     problems.add(
       path,
       tls
-        ? 'TLS router has no TLS entry point to listen on (expected entryPoints.<name>.http.tls: {}, or entryPoints listed on the router)'
+        ? NO_TLS_ENTRY_POINT
         : 'router has no plain entry point to listen on: every entry point terminates TLS (expected tls: {} on the router, or a plain entry point)',
     );
   }
@@ -407,7 +394,7 @@ function loadCertificate(
   context: CompileContext,
   path: string,
   problems: Problems,
-): { names: string[]; fingerprint: string } | undefined {
+): { names: string[]; fingerprint: string; generated: boolean } | undefined {
   const certPem = readConfigFile(certPath, context, keyPath(path, 'certFile'), problems, 'a PEM certificate');
   const keyPem = readConfigFile(keyPath_, context, keyPath(path, 'keyFile'), problems, 'a PEM private key');
   let certificate: X509Certificate | undefined;
@@ -433,7 +420,7 @@ function loadCertificate(
   }
   if (certificate === undefined) return undefined;
   const fingerprint = createHash('sha256').update(certPem ?? '').update('\0').update(keyPem ?? '').digest('hex');
-  return { names: certificateNames(certificate), fingerprint };
+  return { names: certificateNames(certificate), fingerprint, generated: false };
 }
 
 /** CN first, then the subjectAltName DNS entries; lowercased, without duplicates. */

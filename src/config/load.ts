@@ -58,10 +58,10 @@ export function loadConfig(file: string, overrides: LoadOverrides = {}): LoadRes
     problems,
   );
   const attribute = (list: readonly ConfigProblem[]): ConfigProblem[] =>
-    sortByDocumentOrder(list, source.document).map((p) => (p.file !== undefined || source.files.length === 1 ? p : { ...p, file: source.fileOf(p.path) }));
+    sortByDocumentOrder(list, source.document).map((p) => (p.file !== undefined || source.files.length === 1 ? p : source.locate(p)));
   const warnings = attribute(problems.warnings).map((w) => ({ ...w, file: w.file ?? file }));
   if (!problems.empty) throw new ConfigError(file, attribute(problems.list), warnings);
-  const certificateFiles = snapshot.certificates.flatMap((c) => [c.certFile, c.keyFile]);
+  const certificateFiles = snapshot.certificates.filter((c) => !c.generated).flatMap((c) => [c.certFile, c.keyFile]);
   return {
     snapshot: deepFreeze(snapshot),
     warnings,

@@ -6,6 +6,7 @@
 import { formatSize } from './duration.js';
 import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
 import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
+import { kubernetesManifestsSchema, tlsOptionsRef, tlsOptionsSchema } from './schema-tls.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { ObjectSchema, ScalarSchema, Schema } from './schema-types.js';
@@ -16,9 +17,8 @@ const MiB = 1024 * KiB;
 /** uWebSockets.js keeps payload and backpressure limits in 32-bit integers; 1 GiB stays well inside. */
 const MAX_BUFFER_BYTES = 1024 * MiB;
 
-/** TLS settings Traefik takes from ACME or TLS options; Sluice serves the certificates of `tls.certificates`. */
+/** TLS settings Traefik takes from ACME; Sluice serves the certificates of `tls.certificates`. */
 const TLS_REFUSED = {
-  options: 'TLS versions and ciphers are Node.js defaults (TLS 1.2 and 1.3)',
   certResolver: 'ACME is not built in (expected certificates in tls.certificates)',
   domains: 'certificate names are read from the files in tls.certificates',
 } as const;
@@ -27,7 +27,7 @@ const tlsOnRouterOrEntryPoint = (doc: string): ObjectSchema => ({
   kind: 'object',
   doc,
   acceptsBoolean: true,
-  fields: {},
+  fields: { options: tlsOptionsRef },
   refused: TLS_REFUSED,
 });
 
@@ -358,8 +358,8 @@ export const CONFIG_SCHEMA: ObjectSchema = {
             },
           },
         },
+        options: tlsOptionsSchema,
       },
-      refused: { options: TLS_REFUSED.options },
     },
     workers: {
       kind: 'scalar',
@@ -506,11 +506,12 @@ export const CONFIG_SCHEMA: ObjectSchema = {
           },
           refused: { debugLogGeneratedTemplate: 'Sluice does not template configuration files' },
         },
+        kubernetesManifests: kubernetesManifestsSchema,
       },
       refused: {
         ...notYet('docker', 'swarm', 'kubernetesIngress', 'kubernetesGateway', 'consulCatalog', 'nomad', 'ecs'),
         ...notYet('consul', 'etcd', 'zooKeeper', 'redis', 'http', 'plugin'),
-        kubernetesCRD: 'Sluice reads IngressRoute manifests from files, not from the Kubernetes API',
+        kubernetesCRD: 'Sluice reads IngressRoute manifests from files (providers.kubernetesManifests), not from the Kubernetes API',
         providersThrottleDuration: 'Sluice coalesces a burst of file changes into one reload by itself',
       },
     },

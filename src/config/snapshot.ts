@@ -16,9 +16,23 @@ export interface EntryPointSpec {
   readonly port: number;
   /** True when this entry point terminates TLS (it serves routers that carry `tls`). */
   readonly tls: boolean;
+  /** Why it terminates TLS: it sets http.tls, a TLS router lists it, or Traefik's convention (named
+   *  websecure, or on :443/:8443, while no entry point sets http.tls); '' when plain. */
+  readonly tlsBy: '' | 'http.tls' | 'router' | 'convention';
+  /** The TLS settings its uWS app is made with (tls.options); null when plain. */
+  readonly tlsOptions: TlsOptionsSpec | null;
   /** transport.lifeCycle: on SIGTERM, keep accepting for acceptGraceMs, then close the open
    *  WebSockets with 1001 spread over graceMs. */
   readonly lifeCycle: { readonly acceptGraceMs: number; readonly graceMs: number };
+}
+
+/** One set of tls.options, as the worker's SSLApp takes it. */
+export interface TlsOptionsSpec {
+  readonly name: string;
+  /** uWS ssl_ciphers (OpenSSL names, ':'-separated); '' = the TLS library's defaults. */
+  readonly ciphers: string;
+  /** No certificate for an unknown or absent SNI: the handshake fails. */
+  readonly sniStrict: boolean;
 }
 
 export interface CertificateSpec {
@@ -29,6 +43,9 @@ export interface CertificateSpec {
   /** SHA-256 of the certificate and key files as read: a file rewritten in place (a renewal) changes it,
    *  so a reload serves the new certificate to new connections. */
   readonly fingerprint: string;
+  /** Made by Sluice at start (src/config/default-certificate.ts) because no configured certificate covers
+   *  a TLS router's host names; its files live in a private temporary directory. */
+  readonly generated: boolean;
 }
 
 export interface RouterSpec {

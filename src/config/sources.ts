@@ -19,6 +19,7 @@ import { TomlError, parse as parseToml } from 'smol-toml';
 import { LineCounter, parseDocument } from 'yaml';
 
 import { ConfigError, indexPath, keyPath, type ConfigProblem } from './errors.js';
+import { readManifestProvider } from './kubernetes-manifests.js';
 
 export type ConfigFormat = 'yaml' | 'toml';
 
@@ -47,6 +48,9 @@ export interface MergedSource {
   readonly files: readonly string[];
   /** Origin file of a config key path (the longest recorded prefix wins). */
   fileOf(path: string): string;
+  /** A problem found on the merged document, with the file it came from (a manifest also names the
+   *  document and field the key was made from). */
+  locate(problem: ConfigProblem): ConfigProblem;
   readonly watch: WatchSet;
 }
 
@@ -275,12 +279,23 @@ export function readSources(mainFile: string): MergedSource {
     }
     if (syntax.length > 0) throw new ConfigError(mainFile, syntax);
   }
+  // Kubernetes manifests: one more dynamic source, made of the keys a dynamic file would hold.
+  const manifests = readManifestProvider(main, mainFile, (file) => relativeLabel(mainFile, file));
+  if (manifests !== undefined) {
+    if (manifests.problems.length > 0) throw new ConfigError(mainFile, manifests.problems);
+    const tls = merger.root.tls;
+    manifests.certificateOffset = isMapping(tls) && Array.isArray(tls.certificates) ? tls.certificates.length : 0;
+    merger.add(manifests.document(), manifests.label, false);
+    files.push(...manifests.files);
+    if (manifests.settings.watch) watchPaths.push(manifests.settings.directory, manifests.settings.secretsDirectory);
+  }
   if (merger.problems.length > 0) throw new ConfigError(mainFile, merger.problems);
   return {
     document: merger.root,
     mainFile,
     files,
     fileOf: (path) => merger.fileOf(path),
+    locate: (problem) => manifests?.locate(problem) ?? { ...problem, file: merger.fileOf(problem.path) },
     watch: { paths: watchPaths, staticFile },
   };
 }

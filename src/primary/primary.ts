@@ -6,6 +6,7 @@
  */
 import type { Snapshot } from '../config/snapshot.js';
 import { formatProblem } from '../config/errors.js';
+import { describeEntryPointRouting } from '../config/compile-tls.js';
 import { createShared, type SharedViews } from '../shared/layout.js';
 import type { EntryPointStop } from '../shared/messages.js';
 import { manageBackends, type BackendManagement } from './backend-health.js';
@@ -48,6 +49,7 @@ export function entryPointStops(snapshot: Snapshot, acceptGrace = true): EntryPo
 export async function createPrimary(configFile: string, options: PrimaryOptions = {}): Promise<Primary> {
   const { loaded, slots } = LiveConfig.loadFirst(configFile, options.workers);
   for (const warning of loaded.warnings) log.warn({ file: warning.file, path: warning.path }, formatProblem(warning.file, warning));
+  for (const line of describeEntryPointRouting(loaded.snapshot)) log.info(line);
   const first = loaded.snapshot;
   const shared = createShared(slots.capacity, first.workers);
   const store = new MetricsStore(shared);

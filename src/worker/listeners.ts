@@ -13,7 +13,7 @@
  * docs/operations.md.)
  */
 import uWS from 'uWebSockets.js';
-import type { CertificateSpec, EntryPointSpec } from '../config/snapshot.js';
+import type { CertificateSpec, EntryPointSpec, TlsOptionsSpec } from '../config/snapshot.js';
 import type { RouteInput } from '../config/rule-ast.js';
 import { formatHostPort } from '../shared/address.js';
 import { Total } from '../shared/layout.js';
@@ -94,8 +94,10 @@ function route(gen: Generation, index: number, res: uWS.HttpResponse, req: uWS.H
   return router;
 }
 
-function tlsOptions(cert: CertificateSpec): uWS.AppOptions {
-  return { cert_file_name: cert.certFile, key_file_name: cert.keyFile };
+function tlsOptions(cert: CertificateSpec | null, settings: TlsOptionsSpec | null): uWS.AppOptions {
+  const options: uWS.AppOptions = cert === null ? {} : { cert_file_name: cert.certFile, key_file_name: cert.keyFile };
+  if (settings !== null && settings.ciphers !== '') options.ssl_ciphers = settings.ciphers;
+  return options;
 }
 
 /** Names a worker registers on the fly for wildcard certificates, per entry point. */
@@ -112,10 +114,12 @@ function createApp(entryPoint: EntryPointSpec, certificates: readonly Certificat
     addRoutes(app);
     return app;
   }
-  const app = uWS.SSLApp(tlsOptions(certificates[0]!));
+  // sniStrict: the app's own context has no certificate, so a handshake whose SNI names no certificate fails.
+  const settings = entryPoint.tlsOptions;
+  const app = uWS.SSLApp(tlsOptions(settings?.sniStrict === true ? null : certificates[0]!, settings));
   addRoutes(app);
   const addName = (name: string, cert: CertificateSpec): void => {
-    app.addServerName(name, tlsOptions(cert));
+    app.addServerName(name, tlsOptions(cert, settings));
     addRoutes(app.domain(name));
   };
   const wildcards: [string, CertificateSpec][] = [];
@@ -150,7 +154,7 @@ function createApp(entryPoint: EntryPointSpec, certificates: readonly Certificat
 export function listenerKey(entryPoint: EntryPointSpec, gen: Generation): string {
   const ws = gen.websocket;
   const certificates = entryPoint.tls ? gen.snapshot.certificates.map((c) => [c.certFile, c.keyFile, c.fingerprint, c.names.join(',')]) : [];
-  return JSON.stringify([entryPoint.host, entryPoint.port, entryPoint.tls, certificates, ws.maxMessageSize, ws.clientMaxBuffer, ws.idleTimeoutSeconds]);
+  return JSON.stringify([entryPoint.host, entryPoint.port, entryPoint.tls, entryPoint.tlsOptions, certificates, ws.maxMessageSize, ws.clientMaxBuffer, ws.idleTimeoutSeconds]);
 }
 
 /** The worker's listeners: the app serving each entry point now, and apps kept for their connections. */
