@@ -99,13 +99,12 @@ function checkObject(schema: ObjectSchema, value: unknown, path: string, problem
   }
   for (const [key, field] of Object.entries(schema.fields)) {
     if (Object.hasOwn(value, key)) continue;
-    if (field.required) {
-      if (suggested.has(key) || refusedKind) continue;
+    if (field.required && !suggested.has(key) && !refusedKind) {
       problems.add(path, `missing required key '${key}' (expected ${expected(field)})`);
-    } else {
-      const filled = fallbackOf(field, keyPath(path, key));
-      if (filled !== undefined) out[key] = filled;
     }
+    // Even a missing required key gets what it would have by default, as the checked type promises.
+    const filled = fallbackOf(field, keyPath(path, key));
+    if (filled !== undefined) out[key] = filled;
   }
   return out;
 }
