@@ -5,8 +5,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
+import { isIpAddress } from './client.js';
 
-export const SCENARIOS = ['connect', 'echo', 'throughput', 'churn', 'slow-consumer'] as const;
+export const SCENARIOS = ['connect', 'echo', 'throughput', 'churn', 'slow-consumer', 'receive'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface LoadOptions {
@@ -31,6 +32,10 @@ export interface LoadOptions {
   readonly threads: number;
   /** Client source addresses, used round-robin so that no single address runs out of ephemeral ports. */
   readonly localAddresses: readonly string[];
+  /** Host header of every upgrade instead of the URL's host (a host-routed router behind an address). */
+  readonly hostHeader: string | undefined;
+  /** TLS server name (SNI) instead of the Host header's name; for wss:// targets. */
+  readonly servername: string | undefined;
   readonly insecure: boolean;
   readonly json: boolean;
   readonly progress: boolean;
@@ -50,6 +55,7 @@ const DEFAULT_CONNECTIONS: Record<Scenario, number> = {
   throughput: 50,
   churn: 0,
   'slow-consumer': 100,
+  receive: 100,
 };
 
 export const HELP = `usage: npm run loadtest -- <scenario> [options]
@@ -66,12 +72,15 @@ scenarios
   slow-consumer   like echo, but --slow connections stop reading and send --slow-size
                   messages; reports how the other connections fare and what happened
                   to the slow ones
+  receive         open --connections and only listen for --duration s: counts what the
+                  server pushes (fan-out, broadcast), with push-to-receive latency for
+                  messages that start with {"sentAt":<Unix ms>  (see loadtest/README.md)
 
 common options (default in brackets)
   --url URL[,URL...]     target(s), ws:// or wss://; connections go round-robin
                          [ws://127.0.0.1:9001/]
   --connections N        connections to open [connect 1000, echo 100, throughput 50,
-                         slow-consumer 100]
+                         slow-consumer 100, receive 100]
   --duration S           seconds measured, after ramp-up and warm-up [10]
   --warmup S             seconds of load before measuring starts [0]
   --rate N               connections opened per second while ramping up [1000]
@@ -83,7 +92,10 @@ common options (default in brackets)
   --local-address LIST   client source addresses: 127.0.0.1-127.0.0.250, a comma list,
                          or "none" for the OS choice [127.0.0.1-127.0.0.250 for a
                          loopback target, else none]
-  --insecure             accept any TLS certificate for wss:// targets
+  --host-header HOST     Host header of the upgrade requests [the URL's host:port]
+  --servername NAME      TLS server name (SNI) for wss:// [the Host header's name; none
+                         for an IP address]
+  --insecure             accept any TLS certificate for wss:// targets (self-signed)
   --json                 print one JSON document instead of the table
   --no-progress          no progress line, even on a terminal
   -h, --help             this text
@@ -114,6 +126,8 @@ const VALUE_FLAGS = new Set([
   '--drain',
   '--threads',
   '--local-address',
+  '--host-header',
+  '--servername',
   '--size',
   '--interval',
   '--in-flight',
@@ -195,6 +209,20 @@ function buildOptions(scenario: Scenario, values: Map<string, string>, flags: Se
   const held = scenario === 'churn' ? concurrency : connections;
   const threads = int('--threads', Math.max(1, Math.min(availableParallelism(), held)), 1, 256);
   const localAddresses = parseLocalAddresses(values.get('--local-address') ?? 'auto', urls);
+  const hostHeader = values.get('--host-header');
+  if (hostHeader !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?$/.test(hostHeader)) {
+    throw new UsageError(`invalid --host-header '${hostHeader}': expected a host name, optionally with :port`);
+  }
+  if (flags.has('--insecure') && !urls.some((u) => u.startsWith('wss:'))) {
+    throw new UsageError(`option '--insecure' applies to wss:// targets only`);
+  }
+  const servername = values.get('--servername');
+  if (servername !== undefined) {
+    if (!urls.some((u) => u.startsWith('wss:'))) throw new UsageError(`option '--servername' applies to wss:// targets only`);
+    if (isIpAddress(servername) || !/^[A-Za-z0-9._-]+$/.test(servername)) {
+      throw new UsageError(`invalid --servername '${servername}': expected a DNS name (TLS sends no IP address as a server name)`);
+    }
+  }
   checkFileLimit(held, scenario === 'churn' ? '--concurrency' : '--connections');
 
   return Object.freeze({
@@ -214,6 +242,8 @@ function buildOptions(scenario: Scenario, values: Map<string, string>, flags: Se
     slowSize: int('--slow-size', 65_536, 8, 64 * 1024 * 1024),
     threads: Math.min(threads, held),
     localAddresses: Object.freeze(localAddresses),
+    hostHeader,
+    servername,
     insecure: flags.has('--insecure'),
     json: flags.has('--json'),
     progress: !flags.has('--no-progress'),

@@ -31,7 +31,7 @@ export type ThreadMessage =
       readonly rawReceived: number;
       readonly upgrades: number;
       readonly failures: number;
-      /** Round-trip (or, for connect and churn, upgrade) latencies since the previous progress message. */
+      /** Round-trip (connect and churn: upgrade; receive: push-to-receive) latencies since the previous progress message. */
       readonly recent: string;
     };
 
@@ -61,6 +61,8 @@ export interface ThreadResult {
   received: number;
   /** Echoes whose length differed from what was sent. */
   corrupt: number;
+  /** receive: messages that carried no push stamp, so no latency. */
+  unstamped: number;
   bytesSent: number;
   bytesReceived: number;
   upgrades: number;

@@ -37,6 +37,9 @@ export function formatProgress(p: Progress, o: LoadOptions): string {
   if (o.scenario === 'connect' || o.scenario === 'churn') {
     return `${t} open ${int(p.open)}  upgrades ${int(p.upgradesPerSecond)}/s  upgrade p99 ${p99}  errors ${int(p.errors)}`;
   }
+  if (o.scenario === 'receive') {
+    return `${t} open ${int(p.open)}  received ${int(p.receivedPerSecond)}/s  push p99 ${p99}  errors ${int(p.errors)}`;
+  }
   return (
     `${t} open ${int(p.open)}  sent ${int(p.sentPerSecond)}/s  received ${int(p.receivedPerSecond)}/s` +
     `  p99 ${p99}  errors ${int(p.errors)}`
@@ -50,8 +53,10 @@ export function formatSummary(r: LoadReport, o: LoadOptions): string {
   if (o.scenario === 'echo') what += ` × ${o.size} B every ${o.intervalMs} ms`;
   if (o.scenario === 'slow-consumer') what += ` × ${o.size} B every ${o.intervalMs} ms, ${o.slow} slow (${o.slowSize} B)`;
   if (o.scenario === 'throughput') what += ` × ${o.inFlight} in flight × ${o.size} B`;
+  if (o.scenario === 'receive') what += ', listening';
   if (o.scenario === 'churn') what = `${int(o.concurrency)} at a time`;
-  add('run', `${r.scenario} · ${r.urls.join(', ')} · ${what} · ${o.threads} thread${o.threads > 1 ? 's' : ''}`);
+  const via = [o.hostHeader === undefined ? '' : `Host ${o.hostHeader}`, o.servername === undefined ? '' : `SNI ${o.servername}`].filter((x) => x !== '');
+  add('run', `${r.scenario} · ${r.urls.join(', ')}${via.length > 0 ? ` (${via.join(', ')})` : ''} · ${what} · ${o.threads} thread${o.threads > 1 ? 's' : ''}`);
   add('measured', `${r.measuredSeconds.toFixed(2)} s${o.warmup > 0 ? ` after ${o.warmup} s warm-up` : ''}${r.interrupted ? '  (INTERRUPTED: partial results)' : ''}`);
   if (o.scenario !== 'churn') {
     add('connections', `${int(r.connections.opened)} opened of ${int(r.connections.attempted)} in ${r.rampSeconds.toFixed(2)} s, peak ${int(r.connections.peak)}`);
@@ -64,6 +69,15 @@ export function formatSummary(r: LoadReport, o: LoadOptions): string {
       add('failures', counts(r.connections.failures));
     }
     add('upgrade latency', latencyLine(r.upgradeLatencyUs));
+  } else if (o.scenario === 'receive') {
+    add('messages', `received ${int(r.received)}${r.unstamped > 0 ? ` (${int(r.unstamped)} without a sentAt stamp)` : ''}`);
+    add('rate', `${int(r.messagesPerSecond)} msg/s  ${bytes(r.bytesPerSecond.received)}/s received`);
+    add(
+      'push latency',
+      r.latencyUs.count > 0
+        ? `${latencyLine(r.latencyUs)}  (server's sentAt to arrival; needs clocks in step)`
+        : 'no stamped messages (a push starting with {"sentAt":<Unix ms> gets one)',
+    );
   } else {
     add('messages', `sent ${int(r.sent)}  received ${int(r.received)}  lost ${int(r.lost)}${r.corrupt > 0 ? `  WRONG LENGTH ${int(r.corrupt)}` : ''}`);
     add('rate', `${int(r.messagesPerSecond)} msg/s  ${bytes(r.bytesPerSecond.sent)}/s sent  ${bytes(r.bytesPerSecond.received)}/s received`);
@@ -77,7 +91,10 @@ export function formatSummary(r: LoadReport, o: LoadOptions): string {
     add('slow, read at the end', `${int(s.receivedAfterResume)} messages (${bytes(s.bytesReceivedAfterResume)})`);
   }
   const unit = o.scenario === 'connect' || o.scenario === 'churn' ? 'upgrade' : 'message';
-  add('generator CPU', `${r.cpu.percentOfOneCore}% of one core, ${r.cpu.usPerMessage} µs per ${unit} (user ${int(r.cpu.userMs)} ms, system ${int(r.cpu.systemMs)} ms)`);
+  const counted = unit === 'upgrade' ? r.upgrades : r.sent + r.received;
+  // A per-unit figure over nothing (every attempt failed) would read as a measurement; say why there is none.
+  const perUnit = counted > 0 ? `, ${r.cpu.usPerMessage} µs per ${unit}` : ` (no ${unit} ${unit === 'upgrade' ? 'completed' : 'counted'}, so no per-${unit} figure)`;
+  add('generator CPU', `${r.cpu.percentOfOneCore}% of one core${perUnit} (user ${int(r.cpu.userMs)} ms, system ${int(r.cpu.systemMs)} ms)`);
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
 }

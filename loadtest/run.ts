@@ -39,7 +39,8 @@ export interface CpuUsage {
   readonly userMs: number;
   readonly systemMs: number;
   readonly percentOfOneCore: number;
-  /** CPU per message counted once per direction (sent + received); for connect and churn per upgrade. */
+  /** CPU per message counted once per direction (sent + received); for connect and churn per upgrade; 0 when
+   *  there was none to divide by (the summary then prints no per-unit figure). */
   readonly usPerMessage: number;
 }
 
@@ -63,6 +64,8 @@ export interface LoadReport {
   readonly received: number;
   readonly lost: number;
   readonly corrupt: number;
+  /** receive: messages counted without latency because they carried no push stamp. */
+  readonly unstamped: number;
   readonly messagesPerSecond: number;
   readonly bytesPerSecond: { readonly sent: number; readonly received: number };
   readonly latencyUs: Percentiles;
@@ -223,7 +226,7 @@ function merge(parts: ThreadResult[]): Merged {
   const upgrade = newHistogram();
   const lag = newHistogram();
   const m: Merged = {
-    attempted: 0, opened: 0, peakOpen: 0, failures: {}, closedEarly: {}, sent: 0, received: 0, corrupt: 0,
+    attempted: 0, opened: 0, peakOpen: 0, failures: {}, closedEarly: {}, sent: 0, received: 0, corrupt: 0, unstamped: 0,
     bytesSent: 0, bytesReceived: 0, upgrades: 0, measuredMs: 0, slow: null,
     rtt: percentiles(rtt), upgrade: percentiles(upgrade), lag: percentiles(lag),
   };
@@ -237,6 +240,7 @@ function merge(parts: ThreadResult[]): Merged {
     m.sent += p.sent;
     m.received += p.received;
     m.corrupt += p.corrupt;
+    m.unstamped += p.unstamped;
     m.bytesSent += p.bytesSent;
     m.bytesReceived += p.bytesReceived;
     m.upgrades += p.upgrades;
@@ -279,6 +283,8 @@ function report(
   if (o.scenario === 'throughput') Object.assign(settings, { inFlight: o.inFlight, size: o.size });
   if (o.scenario === 'churn') Object.assign(settings, { concurrency: o.concurrency, connections: 0 });
   if (o.scenario === 'slow-consumer') Object.assign(settings, { slow: o.slow, slowSize: o.slowSize });
+  if (o.hostHeader !== undefined) settings.hostHeader = o.hostHeader;
+  if (o.servername !== undefined) settings.servername = o.servername;
   return {
     scenario: o.scenario,
     urls: o.urls,
@@ -298,6 +304,7 @@ function report(
     received: m.received,
     lost: Math.max(0, m.sent - m.received),
     corrupt: m.corrupt,
+    unstamped: m.unstamped,
     messagesPerSecond: perSecond(m.received),
     bytesPerSecond: { sent: perSecond(m.bytesSent), received: perSecond(m.bytesReceived) },
     latencyUs: m.rtt,

@@ -5,18 +5,26 @@
  *
  * Send times ride in the first 8 payload bytes as this thread's performance.now(); the reply comes
  * back to the same thread, so the clock that stamps is the clock that reads and no cross-thread
- * epoch is needed.
+ * epoch is needed. In `receive` the server stamps what it pushes with the Unix time (client.ts), which
+ * only means something when the two clocks agree: same host, or hosts kept in step by NTP.
+ *
+ * Connections are made through a ClientFactory and driven through LoadConnection (client.ts), so a second
+ * client implementation plugs in at createClient below.
  */
 import { performance } from 'node:perf_hooks';
 import { pack } from 'msgpackr';
 import type * as hdr from 'hdr-histogram-js';
 import { encodeHistogram, newHistogram, recordMicros } from './histogram.js';
 import type { ControlMessage, SlowResult, ThreadMessage, ThreadResult, ThreadTask } from './protocol.js';
-import { LeanWebSocket, OPEN, parseTarget, type ClientEvents, type Target } from './ws-client.js';
+import { OPEN, parseTarget, type ClientEvents, type ClientFactory, type LoadConnection, type Target } from './client.js';
+import { createLeanWebSocket } from './ws-client.js';
 import { startChurn, startEchoTicker, startThroughput, type Traffic } from './traffic.js';
 import type { LoadOptions } from './options.js';
 
-/** Connection flags in LeanWebSocket.tag: this one stops reading (slow-consumer); its writes were refused once. */
+/** The client implementation every connection is made with. */
+const createClient: ClientFactory = createLeanWebSocket;
+
+/** Connection flags in LoadConnection.tag: this one stops reading (slow-consumer); its writes were refused once. */
 export const SLOW = 1;
 export const EVER_BLOCKED = 2;
 
@@ -24,9 +32,9 @@ export class ThreadRun implements ClientEvents {
   readonly options: LoadOptions;
   readonly task: ThreadTask;
   readonly targets: Target[];
-  readonly open = new Set<LeanWebSocket>();
+  readonly open = new Set<LoadConnection>();
   /** Connections in the order they were opened; traffic is scheduled over this list. */
-  readonly held: LeanWebSocket[] = [];
+  readonly held: LoadConnection[] = [];
 
   running = false;
   measuring = false;
@@ -43,6 +51,8 @@ export class ThreadRun implements ClientEvents {
   sent = 0;
   received = 0;
   corrupt = 0;
+  /** receive: messages without a push stamp (counted, no latency). */
+  unstamped = 0;
   bytesSent = 0;
   bytesReceived = 0;
   upgrades = 0;
@@ -73,17 +83,19 @@ export class ThreadRun implements ClientEvents {
   constructor(task: ThreadTask) {
     this.task = task;
     this.options = task.options;
-    this.targets = this.options.urls.map(parseTarget);
+    const { hostHeader, servername } = this.options;
+    this.targets = this.options.urls.map((url) => parseTarget(url, { hostHeader, servername }));
   }
 
   /** Opens connection number `index` (global numbering picks its URL and source address). */
-  connect(index: number): LeanWebSocket {
+  connect(index: number): LoadConnection {
     const addrs = this.options.localAddresses;
     this.attempted++;
-    return new LeanWebSocket(this.targets[index % this.targets.length] as Target, this, {
+    return createClient(this.targets[index % this.targets.length] as Target, this, {
       localAddress: addrs.length > 0 ? addrs[index % addrs.length] : undefined,
       timeoutMs: this.options.connectTimeoutMs,
       insecure: this.options.insecure,
+      stamps: this.options.scenario === 'receive' ? 'push' : 'echo',
     });
   }
 
@@ -92,7 +104,7 @@ export class ThreadRun implements ClientEvents {
     return this.churnConnectionCounter++ * this.options.threads + this.task.thread;
   }
 
-  onOpen(client: LeanWebSocket): void {
+  onOpen(client: LoadConnection): void {
     this.opened++;
     this.settled++;
     this.open.add(client);
@@ -117,7 +129,7 @@ export class ThreadRun implements ClientEvents {
     this.maybeReady();
   }
 
-  onMessage(client: LeanWebSocket, sentAt: number, length: number, now: number): void {
+  onMessage(client: LoadConnection, sentAt: number, length: number, now: number): void {
     this.rawReceived++;
     if ((client.tag & SLOW) !== 0) {
       this.slow.receivedAfterResume++;
@@ -126,6 +138,16 @@ export class ThreadRun implements ClientEvents {
     }
     const micros = (now - sentAt) * 1000;
     if (micros >= 0) recordMicros(this.recent, micros); // progress shows warm-up latency too
+    if (this.options.scenario === 'receive') {
+      // Nothing was sent: count what arrives inside the window; latency only for stamped pushes.
+      if (!this.measuring || this.stopping) return;
+      this.received++;
+      client.received++;
+      this.bytesReceived += length;
+      if (sentAt === sentAt) recordMicros(this.rtt, micros);
+      else this.unstamped++;
+      return;
+    }
     if (sentAt >= this.measureStart) {
       this.received++;
       client.received++;
@@ -136,7 +158,7 @@ export class ThreadRun implements ClientEvents {
     this.traffic?.onMessage(client);
   }
 
-  onClose(client: LeanWebSocket): void {
+  onClose(client: LoadConnection): void {
     const wasOpen = this.open.delete(client);
     if (!client.wasOpen) {
       this.settled++;
@@ -200,7 +222,7 @@ export class ThreadRun implements ClientEvents {
     } else if (message.type === 'measure' && !this.measuring && !this.stopping) {
       this.measuring = true;
       this.measureStart = performance.now();
-      this.sent = this.received = this.corrupt = this.bytesSent = this.bytesReceived = 0;
+      this.sent = this.received = this.corrupt = this.unstamped = this.bytesSent = this.bytesReceived = 0;
       this.rtt.reset();
       this.lag.reset();
       if (this.options.scenario === 'churn') {
@@ -221,7 +243,7 @@ export class ThreadRun implements ClientEvents {
     for (const c of this.held) {
       if ((c.tag & SLOW) !== 0 && c.state === OPEN) {
         if (c.blocked) this.slow.blockedAtStop++;
-        c.socket.resume();
+        c.resumeReading();
       }
     }
     const resumedAt = performance.now();
@@ -230,7 +252,7 @@ export class ThreadRun implements ClientEvents {
     for (const c of this.open) c.close(1000, 1000);
     const closeDeadline = performance.now() + 1500;
     while (this.open.size > 0 && performance.now() < closeDeadline) await sleep(10);
-    for (const c of this.open) c.socket.destroy();
+    for (const c of this.open) c.destroy();
     return {
       attempted: this.attempted,
       opened: this.opened,
@@ -240,6 +262,7 @@ export class ThreadRun implements ClientEvents {
       sent: this.sent,
       received: this.received,
       corrupt: this.corrupt,
+      unstamped: this.unstamped,
       bytesSent: this.bytesSent,
       bytesReceived: this.bytesReceived,
       upgrades: this.upgrades,

@@ -1,19 +1,19 @@
 /**
  * The traffic each scenario drives over a thread's connections once the conductor says start:
  * an open-loop ticker (echo, slow-consumer), a closed-loop refill (throughput) and an
- * open-upgrade-close loop (churn). Sends are batched: every frame of a tick or of a refill round is
- * framed into one reused slab, and each frame is stamped just before its write so batching never adds
- * to the latency we report.
+ * open-upgrade-close loop (churn); connect and receive send nothing. Sends go through
+ * LoadConnection.sendStamped, which stamps each message just before it is framed, so the client's
+ * batching (ws-client.ts frames a tick's messages into one reused slab) never adds to the latency.
  */
 import { performance } from 'node:perf_hooks';
 import { recordMicros } from './histogram.js';
 import { EVER_BLOCKED, SLOW, type ThreadRun } from './thread.js';
-import { OPCODE_BINARY, OPEN, frameSize, reserveSlab, writeFrame, type LeanWebSocket } from './ws-client.js';
+import { OPEN, type LoadConnection } from './client.js';
 
 export interface Traffic {
-  onOpen(client: LeanWebSocket): void;
-  onMessage(client: LeanWebSocket): void;
-  onClose(client: LeanWebSocket): void;
+  onOpen(client: LoadConnection): void;
+  onMessage(client: LoadConnection): void;
+  onClose(client: LoadConnection): void;
   stop(): void;
 }
 
@@ -34,31 +34,24 @@ export function startEchoTicker(run: ThreadRun): Traffic {
   const o = run.options;
   const slotCount = Math.max(1, Math.min(o.intervalMs, 1000));
   const tickMs = o.intervalMs / slotCount;
-  const slots: LeanWebSocket[][] = Array.from({ length: slotCount }, () => []);
+  const slots: LoadConnection[][] = Array.from({ length: slotCount }, () => []);
   run.held.forEach((c, i) => {
-    (slots[(i * o.threads + run.task.thread) % slotCount] as LeanWebSocket[]).push(c);
+    (slots[(i * o.threads + run.task.thread) % slotCount] as LoadConnection[]).push(c);
     // A slow consumer stops reading: the kernel buffers fill, then the proxy must hold back or close it.
-    if ((c.tag & SLOW) !== 0) c.socket.pause();
+    if ((c.tag & SLOW) !== 0) c.pauseReading();
   });
   const fast = template(o.size);
   const slow = template(o.slowSize);
-  const fastFrame = frameSize(o.size);
-  const slowFrame = frameSize(o.slowSize);
 
-  const sendSlot = (list: LeanWebSocket[], scheduled: number): void => {
-    let bytes = 0;
-    for (const c of list) if (c.state === OPEN && !c.blocked) bytes += (c.tag & SLOW) !== 0 ? slowFrame : fastFrame;
-    if (bytes === 0) return;
-    if (run.measuring) recordMicros(run.lag, (performance.now() - scheduled) * 1000);
-    const slab = reserveSlab(bytes);
+  const sendSlot = (list: LoadConnection[], scheduled: number): void => {
+    let lagRecorded = false;
     for (const c of list) {
       if (c.state !== OPEN || c.blocked) continue;
+      if (!lagRecorded && run.measuring) recordMicros(run.lag, (performance.now() - scheduled) * 1000);
+      lagRecorded = true;
       const isSlow = (c.tag & SLOW) !== 0;
       const body = isSlow ? slow : fast;
-      body.writeDoubleLE(performance.now(), 0);
-      const start = slab.used;
-      slab.used = writeFrame(slab.buffer, start, OPCODE_BINARY, body, body.length);
-      const accepted = c.writeSlice(slab, start);
+      const accepted = c.sendStamped(body, 1);
       run.rawSent++;
       if (isSlow) {
         run.slow.sent++;
@@ -80,7 +73,7 @@ export function startEchoTicker(run: ThreadRun): Traffic {
     const due = Math.floor((performance.now() - started) / tickMs);
     // Catch up on every slot that fell due, so a late timer delays sends but never skips them.
     while (nextTick <= due) {
-      sendSlot(slots[nextTick % slotCount] as LeanWebSocket[], started + nextTick * tickMs);
+      sendSlot(slots[nextTick % slotCount] as LoadConnection[], started + nextTick * tickMs);
       nextTick++;
     }
     timer = setTimeout(tick, Math.max(0, started + nextTick * tickMs - performance.now()));
@@ -97,13 +90,13 @@ export function startEchoTicker(run: ThreadRun): Traffic {
 }
 
 /** Slow connections respect backpressure: once the kernel refuses, they wait for 'drain' to send again. */
-function blockUntilDrain(run: ThreadRun, c: LeanWebSocket): void {
+function blockUntilDrain(run: ThreadRun, c: LoadConnection): void {
   c.blocked = true;
   if ((c.tag & EVER_BLOCKED) === 0) {
     c.tag |= EVER_BLOCKED;
     run.slow.everBlocked++;
   }
-  c.socket.once('drain', () => {
+  c.whenWritable(() => {
     c.blocked = false;
   });
 }
@@ -116,8 +109,7 @@ function blockUntilDrain(run: ThreadRun, c: LeanWebSocket): void {
 export function startThroughput(run: ThreadRun): Traffic {
   const o = run.options;
   const body = template(o.size);
-  const oneFrame = frameSize(o.size);
-  let dirty: LeanWebSocket[] = [];
+  let dirty: LoadConnection[] = [];
   let scheduled = false;
 
   const flush = (): void => {
@@ -125,20 +117,11 @@ export function startThroughput(run: ThreadRun): Traffic {
     const list = dirty;
     dirty = [];
     if (!run.running) return;
-    let frames = 0;
-    for (const c of list) if (c.state === OPEN) frames += c.queued;
-    if (frames === 0) return;
-    const slab = reserveSlab(frames * oneFrame);
     for (const c of list) {
       const n = c.queued;
       c.queued = 0;
       if (c.state !== OPEN || n === 0) continue;
-      const start = slab.used;
-      for (let i = 0; i < n; i++) {
-        body.writeDoubleLE(performance.now(), 0);
-        slab.used = writeFrame(slab.buffer, slab.used, OPCODE_BINARY, body, o.size);
-      }
-      c.writeSlice(slab, start);
+      c.sendStamped(body, n);
       run.rawSent += n;
       if (run.measuring) {
         run.sent += n;
@@ -147,7 +130,7 @@ export function startThroughput(run: ThreadRun): Traffic {
       }
     }
   };
-  const owe = (c: LeanWebSocket, n: number): void => {
+  const owe = (c: LoadConnection, n: number): void => {
     if (c.queued === 0) dirty.push(c);
     c.queued += n;
     if (!scheduled) {

@@ -1,17 +1,29 @@
 /**
- * A lean WebSocket client on raw net/tls sockets: the upgrade request, a frame parser that never
- * copies a complete frame, and a frame writer that masks straight into a caller's buffer so a
- * thread can send a whole tick's frames from one allocation. It does only what a load generator
- * needs (binary messages, ping/pong, close), which keeps the client's CPU per message well below
- * the proxy's (about 8 µs per message at 20,000 msg/s, against 15-25 µs per round trip for the
- * proxies measured); a general-purpose library such as `ws` adds event and buffer layers per
- * message that a generator does not need.
+ * The JavaScript client behind the LoadConnection seam (client.ts): a lean WebSocket client on raw
+ * net/tls sockets: the upgrade request, a frame parser that never copies a complete frame, and a frame
+ * writer that masks straight into reused send slabs, so the frames a thread sends in one timer tick share
+ * one buffer. It does only what a load generator needs (binary messages, ping/pong, close), which keeps
+ * the client's CPU per message well below the proxy's (about 8 µs per message at 20,000 msg/s, against
+ * 15-25 µs per round trip for the proxies measured); a general-purpose library such as `ws` adds event and
+ * buffer layers per message that a generator does not need.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import { createHash, randomFillSync } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
+import {
+  CLOSED,
+  CLOSING,
+  CONNECTING,
+  OPEN,
+  decodePushStamp,
+  type ClientEvents,
+  type ClientFactory,
+  type ClientOptions,
+  type LoadConnection,
+  type Target,
+} from './client.js';
 
 type MaskFn = (source: Buffer, mask: Buffer, output: Buffer, offset: number, length: number) => void;
 
@@ -47,19 +59,19 @@ function takeRandom(n: number): number {
   return at;
 }
 
-export const OPCODE_BINARY = 0x2;
+const OPCODE_BINARY = 0x2;
 const OPCODE_CONTINUATION = 0x0;
 const OPCODE_TEXT = 0x1;
 const OPCODE_CLOSE = 0x8;
 const OPCODE_PING = 0x9;
 
 /** Bytes a client frame with this payload length occupies on the wire (header, mask key, payload). */
-export function frameSize(payloadLength: number): number {
+function frameSize(payloadLength: number): number {
   return (payloadLength < 126 ? 2 : payloadLength < 65536 ? 4 : 10) + 4 + payloadLength;
 }
 
 /** Writes one masked, final frame of `payload[0..length)` into `out` at `offset`; returns the end offset. */
-export function writeFrame(out: Buffer, offset: number, opcode: number, payload: Buffer, length: number): number {
+function writeFrame(out: Buffer, offset: number, opcode: number, payload: Buffer, length: number): number {
   let o = offset;
   out[o++] = 0x80 | opcode;
   if (length < 126) {
@@ -91,7 +103,7 @@ export function writeFrame(out: Buffer, offset: number, opcode: number, payload:
  * Allocating a fresh buffer per tick made V8 run a full mark-compact every 200 ms under "external
  * memory pressure" at 80 MB/s, and those 5-12 ms pauses showed up as the generator's own latency.
  */
-export class SendSlab {
+class SendSlab {
   readonly buffer: Buffer;
   used = 0;
   pending = 0;
@@ -107,8 +119,8 @@ const SLAB_SIZE = 256 * 1024;
 const slabs: SendSlab[] = [];
 let currentSlab: SendSlab | null = null;
 
-/** A slab with at least `bytes` free after `used`; write there, then hand each slice to writeSlice. */
-export function reserveSlab(bytes: number): SendSlab {
+/** A slab with at least `bytes` free after `used`; write there, then hand the slice to the socket. */
+function reserveSlab(bytes: number): SendSlab {
   if (currentSlab && currentSlab.buffer.length - currentSlab.used >= bytes) return currentSlab;
   for (const s of slabs) {
     if (s.pending === 0 && s.buffer.length >= bytes) {
@@ -124,40 +136,10 @@ export function reserveSlab(bytes: number): SendSlab {
 /** Bytes (whole frames) that read buffers are copied from; one per thread since reads are handled one at a time. */
 const sharedReadBuffer = Buffer.allocUnsafe(256 * 1024);
 
-export interface Target {
-  readonly secure: boolean;
-  readonly host: string;
-  readonly port: number;
-  readonly path: string;
-  readonly hostHeader: string;
-}
+/** The JavaScript ClientFactory. */
+export const createLeanWebSocket: ClientFactory = (target, events, options) => new LeanWebSocket(target, events, options);
 
-export function parseTarget(url: string): Target {
-  const u = new URL(url);
-  const secure = u.protocol === 'wss:';
-  return {
-    secure,
-    host: u.hostname.replace(/^\[|\]$/g, ''),
-    port: u.port === '' ? (secure ? 443 : 80) : Number(u.port),
-    path: `${u.pathname || '/'}${u.search}`,
-    hostHeader: u.host,
-  };
-}
-
-/** What a scenario hears from its connections; one object per thread, not one closure per socket. */
-export interface ClientEvents {
-  onOpen(client: LeanWebSocket): void;
-  /** `sentAt` is the float64 in the first 8 payload bytes (NaN when shorter); `now` is shared per read. */
-  onMessage(client: LeanWebSocket, sentAt: number, length: number, now: number): void;
-  onClose(client: LeanWebSocket): void;
-}
-
-export const CONNECTING = 0;
-export const OPEN = 1;
-export const CLOSING = 2;
-export const CLOSED = 3;
-
-export class LeanWebSocket {
+export class LeanWebSocket implements LoadConnection {
   state = CONNECTING;
   /** Why the connection failed or ended unasked ('refused', 'timeout', 'status 503', 'closed'…); null if it did not. */
   failure: string | null = null;
@@ -177,6 +159,7 @@ export class LeanWebSocket {
   readonly socket: net.Socket;
   private readonly expectedAccept: string;
   private readonly events: ClientEvents;
+  private readonly pushStamps: boolean;
   private pending: Buffer[] = [];
   private pendingLength = 0;
   private needed = 0;
@@ -184,14 +167,15 @@ export class LeanWebSocket {
   private messageLength = 0;
   private timer: NodeJS.Timeout | null;
 
-  constructor(target: Target, events: ClientEvents, opts: { localAddress?: string; timeoutMs: number; insecure: boolean }) {
+  constructor(target: Target, events: ClientEvents, opts: ClientOptions) {
     this.events = events;
+    this.pushStamps = opts.stamps === 'push';
     const k = takeRandom(16);
     const key = randomPool.toString('base64', k, k + 16);
     this.expectedAccept = createHash('sha1').update(key + GUID).digest('base64');
     const base = { host: target.host, port: target.port, localAddress: opts.localAddress, noDelay: true };
     if (target.secure) {
-      this.socket = tls.connect({ ...base, servername: net.isIP(target.host) ? undefined : target.host, rejectUnauthorized: !opts.insecure });
+      this.socket = tls.connect({ ...base, servername: target.servername, rejectUnauthorized: !opts.insecure });
       this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     } else {
       // Reading into one shared buffer avoids an ArrayBuffer per read (and the GC pressure it brings);
@@ -217,15 +201,34 @@ export class LeanWebSocket {
     this.timer = setTimeout(() => this.fail('timeout'), opts.timeoutMs);
   }
 
-  /** Queues bytes already framed with writeFrame; false means the kernel buffer is full (wait for 'drain'). */
-  write(frames: Buffer): boolean {
-    return this.socket.write(frames);
-  }
-
-  /** Writes slab.buffer[start, slab.used) and keeps that part of the slab from reuse until it is sent. */
-  writeSlice(slab: SendSlab, start: number): boolean {
+  sendStamped(body: Buffer, count: number): boolean {
+    const length = body.length;
+    const slab = reserveSlab(frameSize(length) * count);
+    const start = slab.used;
+    for (let i = 0; i < count; i++) {
+      body.writeDoubleLE(performance.now(), 0);
+      slab.used = writeFrame(slab.buffer, slab.used, OPCODE_BINARY, body, length);
+    }
+    // Keep this part of the slab from reuse until the kernel has taken it.
     slab.pending++;
     return this.socket.write(slab.buffer.subarray(start, slab.used), slab.release);
+  }
+
+  whenWritable(callback: () => void): void {
+    if (this.socket.writableNeedDrain) this.socket.once('drain', callback);
+    else queueMicrotask(callback);
+  }
+
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
   }
 
   /** Starts the closing handshake; the socket is destroyed if the peer has not finished it within `timeoutMs`. */
@@ -340,7 +343,8 @@ export class LeanWebSocket {
       const opcode = b0 & 0x0f;
       const payloadStart = offset + headerLength;
       if (opcode === OPCODE_BINARY || opcode === OPCODE_TEXT) {
-        this.messageSentAt = payloadLength >= 8 ? data.readDoubleLE(payloadStart) : NaN;
+        if (this.pushStamps) this.messageSentAt = decodePushStamp(data, payloadStart, frameEnd) - performance.timeOrigin;
+        else this.messageSentAt = payloadLength >= 8 ? data.readDoubleLE(payloadStart) : NaN;
         this.messageLength = payloadLength;
       } else if (opcode === OPCODE_CONTINUATION) {
         this.messageLength += payloadLength;

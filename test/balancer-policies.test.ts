@@ -113,6 +113,7 @@ describe('createBalancer', () => {
     passiveHealthCheck: null,
     slowStartMs: 0,
     drainWindowMs: 10_000,
+    onRemove: 'drain',
     discovery: null,
     retryAfterSeconds: 1,
   });

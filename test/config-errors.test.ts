@@ -1,7 +1,7 @@
 /**
  * Golden tests for the config loader, in Caddy's style: each test/fixtures/config/NAME.yaml (or .toml) has a
- * NAME.expected holding the exact text a user sees: the problems as `sluice validate` prints them, or, for a
- * valid file, the compiled snapshot as JSON. Run with UPDATE_GOLDEN=1 to rewrite the expected files, then
+ * NAME.expected holding the exact text a user sees: the problems (then the warnings) as `sluice validate`
+ * prints them, or, for a valid file, its warnings and the compiled snapshot as JSON. Run with UPDATE_GOLDEN=1 to rewrite the expected files, then
  * review the diff. Certificates are generated per run with openssl, so no private key lives in test/.
  */
 import assert from 'node:assert/strict';
@@ -15,8 +15,9 @@ import { fileURLToPath } from 'node:url';
 
 import { runValidate } from '../src/cli/validate.js';
 import { QuantityError, parseDuration, parseSize } from '../src/config/duration.js';
-import { ConfigError, closest } from '../src/config/errors.js';
-import { loadConfigFile, loadConfigText } from '../src/config/load.js';
+import { ConfigError, closest, formatWarning } from '../src/config/errors.js';
+import type { ConfigWarning } from '../src/config/errors.js';
+import { loadConfigFile, loadConfigText, loadConfigTextWithWarnings } from '../src/config/load.js';
 import { refusedEntries, schemaEntries } from '../src/config/schema.js';
 import type { Snapshot } from '../src/config/snapshot.js';
 
@@ -47,7 +48,7 @@ function makeCertificates(dir: string): void {
   writeFileSync(join(certs, 'not-pem.txt'), 'this is not PEM\n');
 }
 
-/** Snapshot as JSON with the per-run parts (temp dir, generated PEM) replaced by stable placeholders. */
+/** Snapshot as JSON with the per-run parts (temp dir, generated PEM and its hash) replaced by stable placeholders. */
 function dumpSnapshot(snapshot: Snapshot): string {
   const json = JSON.stringify(
     snapshot,
@@ -56,6 +57,7 @@ function dumpSnapshot(snapshot: Snapshot): string {
         return `<PEM: ${value.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0} certificate(s)>`;
       }
       if (typeof value === 'string' && value.startsWith(workDir)) return `<dir>${value.slice(workDir.length)}`;
+      if (key === 'fingerprint' && typeof value === 'string') return '<sha256 of the certificate and key files>';
       return value;
     },
     2,
@@ -63,13 +65,19 @@ function dumpSnapshot(snapshot: Snapshot): string {
   return `${json}\n`;
 }
 
+/** Warning lines as `sluice validate` prints them (after the errors, or before the snapshot). */
+function warningLines(warnings: readonly ConfigWarning[]): string {
+  return warnings.map((warning) => `${formatWarning(warning)}\n`).join('');
+}
+
 function outcome(name: string): string {
   const format = name.endsWith('.toml') ? 'toml' : 'yaml';
   const text = readFileSync(join(fixtures, name), 'utf8');
   try {
-    return dumpSnapshot(loadConfigText(text, format, name, workDir));
+    const { snapshot, warnings } = loadConfigTextWithWarnings(text, format, name, workDir);
+    return warningLines(warnings) + dumpSnapshot(snapshot);
   } catch (error) {
-    if (error instanceof ConfigError) return `${error.format()}\n`;
+    if (error instanceof ConfigError) return `${error.format()}\n${warningLines(error.warnings)}`;
     throw error;
   }
 }
@@ -119,6 +127,46 @@ describe('golden config files', () => {
 });
 
 describe('loader', () => {
+  const v2Config = (rules: string[]): string =>
+    `entryPoints: { web: { address: ":8080" } }\nhttp:\n  routers:\n${rules
+      .map((rule, i) => `    r${i}: { rule: ${JSON.stringify(rule)}, service: s }\n`)
+      .join('')}  services:\n    s: { loadBalancer: { servers: [ { url: "ws://127.0.0.1:9001" } ] } }\n`;
+
+  test('warnings come back beside the snapshot, one per v2 form, with file and key path, in document order', () => {
+    const text = v2Config(['Host(`a`) && Headers(`X-A`, `1`)', 'Path(`/v3/only`)', 'Host(`a`, `b`)']);
+    const { snapshot, warnings } = loadConfigTextWithWarnings(text, 'yaml', 'v2.yaml', workDir);
+    assert.equal(snapshot.routers.length, 3);
+    assert.deepEqual(warnings, [
+      { file: 'v2.yaml', path: 'http.routers.r0.rule', message: "Traefik v2 syntax 'Headers(`X-A`, `1`)' at column 14 (Traefik v3 form: Header(`X-A`, `1`))" },
+      { file: 'v2.yaml', path: 'http.routers.r2.rule', message: "Traefik v2 syntax 'Host(`a`, `b`)' at column 1 (Traefik v3 form: Host(`a`) || Host(`b`))" },
+    ]);
+    assert.equal(
+      formatWarning(warnings[1]!),
+      "v2.yaml: http.routers.r2.rule: warning: Traefik v2 syntax 'Host(`a`, `b`)' at column 1 (Traefik v3 form: Host(`a`) || Host(`b`))",
+    );
+    // The snapshot is the same with or without asking for warnings.
+    assert.deepEqual(loadConfigText(text, 'yaml', 'v2.yaml', workDir), snapshot);
+  });
+
+  test('a config with errors carries its warnings on the ConfigError, and the errors alone in format()', () => {
+    const text = v2Config(['Headers(`X-A`, `1`)', 'HostSNI(`a`)']);
+    assert.throws(
+      () => loadConfigTextWithWarnings(text, 'yaml', 'v2.yaml', workDir),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.format(), /^v2\.yaml: http\.routers\.r1\.rule: invalid rule 'HostSNI\(`a`\)': HostSNI is a TCP router matcher/);
+        assert.equal(error.format().split('\n').length, 1);
+        assert.deepEqual(error.warnings.map((w) => w.path), ['http.routers.r0.rule']);
+        return true;
+      },
+    );
+  });
+
+  test('a v3 config has no warnings', () => {
+    const { warnings } = loadConfigTextWithWarnings(v2Config(['Host(`a`) || Host(`b`)', 'Header(`X-A`, `1`)']), 'yaml', 'v3.yaml', workDir);
+    assert.deepEqual(warnings, []);
+  });
+
   test('the snapshot is deep-frozen', () => {
     const snapshot = loadConfigText(readFileSync(join(fixtures, 'good-yaml.yaml'), 'utf8'), 'yaml', 'x', workDir);
     assert.ok(Object.isFrozen(snapshot));
@@ -146,7 +194,7 @@ describe('loader', () => {
       idleTimeoutSeconds: 120,
       handshakeTimeoutMs: 10_000,
     });
-    assert.equal(snapshot.shutdownGraceMs, 10_000);
+    assert.deepEqual(snapshot.entryPoints.map((ep) => ep.lifeCycle), snapshot.entryPoints.map(() => ({ acceptGraceMs: 0, graceMs: 10_000 })));
     assert.deepEqual(snapshot.transports, [
       { name: 'default', insecureSkipVerify: false, rootCAs: '', serverName: '', dialTimeoutMs: 5000 },
     ]);

@@ -56,8 +56,9 @@ describe('declared defaults', () => {
     const snapshot = loadConfigText(text, 'yaml', 'inline.yaml', repoRoot);
     assert.equal(snapshot.websocket.maxMessageSize, defaultOf('websocket.maxMessageSize'));
     assert.equal(snapshot.websocket.idleTimeoutSeconds * 1000, defaultOf('websocket.idleTimeout'));
-    assert.equal(snapshot.shutdownGraceMs, defaultOf('shutdown.gracePeriod'));
-    assert.deepEqual(snapshot.admin, defaultOf('admin.address'));
+    assert.equal(snapshot.entryPoints[0]!.lifeCycle.graceMs, defaultOf('entryPoints.<name>.transport.lifeCycle.graceTimeOut'));
+    assert.equal(snapshot.services[0]!.onRemove, defaultOf('loadBalancer.onRemove'));
+    assert.deepEqual({ host: snapshot.admin.host, port: snapshot.admin.port }, defaultOf('admin.address'));
     assert.equal(snapshot.transports[0]!.dialTimeoutMs, defaultOf('http.serversTransports.<name>.forwardingTimeouts.dialTimeout'));
     const service = snapshot.services[0]!;
     assert.equal(service.strategy, defaultOf('loadBalancer.strategy'));

@@ -10,6 +10,7 @@ import { afterEach, describe, test } from 'node:test';
 import { freePort, startSluice, type SluiceProcess } from './helpers/sluice.js';
 import { reach, reachBackend, startPoolBackend, tally, type PoolBackend, type Reached } from './helpers/pool.js';
 import { waitFor } from './helpers/wait.js';
+import { parsePrometheus, sampleSum } from './helpers/admin.js';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -103,8 +104,11 @@ healthCheck: { path: /health, interval: 50ms, timeout: 200ms, rise: 2, fall: 3 }
     const clients = [keep(await reachBackend(sluice.url)), keep(await reachBackend(sluice.url))];
     backends[0]!.healthStatus = 503;
     await waitFor('a to be marked down', () => /is down/.test(sluice.stderr()));
-    await new Promise((r) => setTimeout(r, 300));
+    // A drain would close its first client at once; by the time a is up again (checks later), it would have.
+    backends[0]!.healthStatus = 200;
+    await waitFor('a to be up again', () => /is up/.test(sluice.stderr()));
     for (const c of clients) assert.equal(c.ws.readyState, c.ws.OPEN);
+    assert.doesNotMatch(sluice.stderr(), /drain/);
   });
 
   test('onDown: drain closes the backend\'s clients with 1012, paced over drainWindow', async () => {
@@ -142,7 +146,7 @@ healthCheck: { path: /health, interval: 50ms, fall: 1, rise: 1, onDown: drain }`
     assert.equal(first.code, 1012);
     backends[0]!.healthStatus = 200;
     await waitFor('a to be up again', () => /is up/.test(sluice.stderr()));
-    await new Promise((r) => setTimeout(r, 2500));
+    await waitFor('the worker to stop its drain', () => /drain stopped in worker 0, the backend is up again: 1 closed, 3 kept/.test(sluice.stderr()), () => sluice.stderr());
     const stillOpen = clients.filter((c) => c.ws.readyState === c.ws.OPEN).length;
     assert.equal(stillOpen, 3, 'the drain must stop once the backend is up again');
   });
@@ -257,7 +261,12 @@ passiveHealthCheck: { maxFailedAttempts: 1, failureWindow: 10s }`));
       r.ws.close(1000);
       await r.closed;
     }
-    await new Promise((r) => setTimeout(r, 100));
+    // Once Sluice has counted the six closes, a failure report would already be on its way: ask the
+    // admin API after that (its answer comes after the reports the worker sent before).
+    for (let closes = 0; closes < 6; ) {
+      const text = await (await fetch(`${sluice.adminUrl}/metrics`)).text();
+      closes = sampleSum(parsePrometheus(text), 'websocket_closes_total', { side: 'client' });
+    }
     assert.doesNotMatch(sluice.stderr(), /ejected/);
     assert.deepEqual(backends.map((b) => b.upgrades), [3, 3]);
   });

@@ -255,8 +255,10 @@ describe('an entry point that cannot listen', () => {
     return runSluiceCommand(['run', '--config', files.file('sluice.yaml'), '--workers', '2']);
   }
 
-  // Whatever the log format (text or JSON lines), the message itself must be there as written.
-  const inUse = (): RegExp => new RegExp(`cannot listen on web \\(127\\.0\\.0\\.1:${squatted}\\): address in use or not available`);
+  // Whatever the log format (text or JSON lines), the message itself must be there as written. Sluice
+  // checks every entry point's address before it starts a worker (takeover.ts), so a port in use is
+  // refused before anything listens.
+  const inUse = (): RegExp => new RegExp(`entry point 'web' \\(127\\.0\\.0\\.1:${squatted}\\): address already in use \\(another Sluice\\? start with --takeover`);
 
   test('a port in use ends sluice run with exit code 1, naming the entry point and the address', async () => {
     const result = await runWith(simpleConfig(['ws://127.0.0.1:9']));
@@ -277,7 +279,7 @@ describe('an entry point that cannot listen', () => {
   test(
     'the second of two entry points in use: still exit code 1, not an abort',
     async () => {
-      // 'first' opens before 'web' fails, so the worker has a live listener when it must give up.
+      // 'first' is free and 'web' is not: nothing may be left listening on 'first' either.
       const first = `entryPoints:\n  first:\n    address: "127.0.0.1:${await freePort()}"\n`;
       const config = simpleConfig(['ws://127.0.0.1:9']).replace('entryPoints:\n', first);
       const result = await runWith(config);

@@ -1,15 +1,20 @@
 /**
  * Tests of the load generator itself, against the uWS echo backend on free ports: counts add up,
  * latency is plausible, runs stop on time, Ctrl-C still prints a summary, and bad options fail with
- * one clear sentence and exit status 2. Whole file: about 20 s.
+ * one clear sentence and exit status 2. `receive` against a backend that pushes, and every scenario's
+ * --host-header, --servername and --insecure through a real Sluice with a Host-routed, SNI-selected wss://
+ * router. Whole file: about 30 s.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startEchoBackends, type EchoBackend } from '../loadtest/echo-backend.js';
+import { decodePushStamp, parseTarget } from '../loadtest/client.js';
+import { pushMessage, startEchoBackends, type EchoBackend } from '../loadtest/echo-backend.js';
 import { parseOptions } from '../loadtest/options.js';
 import { runLoad, type LoadReport } from '../loadtest/run.js';
+import { CertificateFactory } from './helpers/certificates.js';
+import { startBackend, startSluice, type SluiceProcess, type TestBackend } from './helpers/sluice.js';
 
 const CLI = fileURLToPath(new URL('../loadtest/cli.js', import.meta.url));
 
@@ -98,6 +103,180 @@ test('connect: a refused target is reported by reason, and the CLI exits 1', asy
   assert.match(r.stderr, /no connection could be opened/);
 });
 
+test('connect: when nothing opened, the summary gives no CPU figure per upgrade', async () => {
+  const r = await runCli(['connect', '--url', 'ws://127.0.0.1:1/', '--connections', '4', '--duration', '0.2']);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /^generator CPU\s+[\d.]+% of one core \(no upgrade completed, so no per-upgrade figure\)/m);
+  assert.doesNotMatch(r.stdout, /µs per upgrade/);
+});
+
+describe('receive: counts what the server pushes', () => {
+  let pusher: EchoBackend;
+  let ticker: TestBackend;
+  before(async () => {
+    pusher = await startEchoBackends([0], '127.0.0.1', { pushIntervalMs: 10, pushSize: 256 });
+    // Pushes without a stamp: counted, but no latency.
+    ticker = await startBackend((ws) => {
+      const timer = setInterval(() => ws.send('tick'), 10);
+      ws.on('close', () => clearInterval(timer));
+    });
+  });
+  after(async () => {
+    pusher.close();
+    await ticker.close();
+  });
+
+  test('stamped pushes: every message counted, each with a push-to-receive latency', async () => {
+    const report = await runLoad(parseOptions(['receive', '--url', `ws://127.0.0.1:${pusher.ports[0]}/`, '--connections', '20', '--duration', '1'])!);
+    assert.equal(report.connections.opened, 20);
+    // 20 connections × 100 pushes/s × 1 s, give or take a tick at each edge and timer jitter.
+    assert.ok(report.received >= 1600 && report.received <= 2200, `received ${report.received}`);
+    assert.equal(report.sent, 0);
+    assert.equal(report.unstamped, 0);
+    assert.equal(report.latencyUs.count, report.received);
+    assert.ok(report.latencyUs.p50 > 0 && report.latencyUs.p99 < 1_000_000, `p99 ${report.latencyUs.p99} µs`);
+    assert.ok(Math.abs(report.bytesPerSecond.received - report.messagesPerSecond * 256) <= 256, 'bytes/s = messages/s × 256');
+  });
+
+  test('pushes without a stamp are counted as unstamped, and the summary says there is no latency', async () => {
+    const r = await runCli(['receive', '--url', ticker.url, '--connections', '5', '--duration', '0.5']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^messages\s+received (\d+) \(\1 without a sentAt stamp\)$/m);
+    assert.match(r.stdout, /^push latency\s+no stamped messages/m);
+  });
+
+  test('the push stamp format: {"sentAt":<Unix ms> first, JSON spacing allowed, anything else is no stamp', () => {
+    const stamp = (text: string): number => decodePushStamp(Buffer.from(text), 0, Buffer.byteLength(text));
+    assert.equal(stamp('{"sentAt":1733060000123.456,"seq":1}'), 1733060000123.456);
+    assert.equal(stamp('{"sentAt": 1733060000123}'), 1733060000123);
+    assert.equal(stamp('{"sentAt":1.7e12}'), 1.7e12);
+    assert.ok(Number.isNaN(stamp('{"seq":1,"sentAt":1733060000123}')));
+    assert.ok(Number.isNaN(stamp('{"sentAt":"yesterday"}')));
+    assert.ok(Number.isNaN(stamp('tick')));
+    const pushed = pushMessage(7, 300);
+    assert.equal(Buffer.byteLength(pushed), 300);
+    assert.deepEqual(Object.keys(JSON.parse(pushed) as object), ['sentAt', 'seq', 'pad']);
+  });
+});
+
+describe('through Sluice: a Host-routed, SNI-selected wss:// router with self-signed certificates', () => {
+  let certificates: CertificateFactory;
+  let echo: EchoBackend;
+  let feed: EchoBackend;
+  let sluice: SluiceProcess;
+  let url = '';
+  const reports: Record<string, LoadReport> = {};
+
+  before(async () => {
+    certificates = new CertificateFactory();
+    // Self-signed, so nothing verifies them: --insecure is needed.
+    const named = certificates.selfSigned('named', 'chat.test', ['DNS:chat.test', 'DNS:feed.test']);
+    const wildcard = certificates.selfSigned('wild', 'wild.test', ['DNS:*.wild.test']);
+    echo = await startEchoBackends([0]);
+    feed = await startEchoBackends([0], '127.0.0.1', { pushIntervalMs: 20, pushSize: 128 });
+    sluice = await startSluice(
+      `entryPoints:
+  websecure:
+    address: "127.0.0.1:{PORT}"
+    http:
+      tls: {}
+tls:
+  certificates:
+    - { certFile: "${named.certFile}", keyFile: "${named.keyFile}" }
+    - { certFile: "${wildcard.certFile}", keyFile: "${wildcard.keyFile}" }
+http:
+  routers:
+    chat:
+      rule: "Host(\`chat.test\`) || HostRegexp(\`^[a-z]+\\\\.wild\\\\.test$\`)"
+      service: echo
+      tls: {}
+    feed:
+      rule: "Host(\`feed.test\`)"
+      service: feed
+      tls: {}
+  services:
+    echo:
+      loadBalancer:
+        servers: [ { url: "ws://127.0.0.1:${echo.ports[0]}" } ]
+    feed:
+      loadBalancer:
+        servers: [ { url: "ws://127.0.0.1:${feed.ports[0]}" } ]
+`,
+      { workers: 2 },
+    );
+    url = `wss://127.0.0.1:${sluice.port}/`;
+    const run = async (name: string, args: string[]): Promise<void> => {
+      reports[name] = await runLoad(parseOptions([...args, '--url', url, '--threads', '2', '--connect-timeout', '3000'])!);
+    };
+    // One Sluice for all of them; its uWebSockets.js prints which SNI names it was asked for.
+    await run('echo, SNI from the Host header', ['echo', '--host-header', 'a.wild.test', '--insecure', '--connections', '20', '--interval', '20', '--duration', '0.5']);
+    await run('throughput', ['throughput', '--host-header', 'chat.test', '--insecure', '--connections', '10', '--duration', '0.5']);
+    await run('churn', ['churn', '--host-header', 'chat.test', '--insecure', '--concurrency', '4', '--duration', '0.5']);
+    await run('slow-consumer', ['slow-consumer', '--host-header', 'chat.test', '--insecure', '--connections', '6', '--slow', '2', '--duration', '0.5']);
+    await run('connect, SNI given apart', ['connect', '--host-header', 'chat.test', '--servername', 'b.wild.test', '--insecure', '--connections', '20', '--duration', '0.3']);
+    await run('receive', ['receive', '--host-header', 'feed.test', '--insecure', '--connections', '10', '--duration', '1']);
+    await run('no Host header', ['connect', '--insecure', '--connections', '5', '--duration', '0.2']);
+    await run('no --insecure', ['connect', '--host-header', 'chat.test', '--connections', '5', '--duration', '0.2']);
+    assert.equal(await sluice.stop(), 0);
+    await sluice.drained();
+  });
+
+  after(async () => {
+    await sluice?.stop();
+    echo?.close();
+    feed?.close();
+    certificates?.remove();
+  });
+
+  test('every scenario opens every connection and loses nothing', () => {
+    for (const name of ['echo, SNI from the Host header', 'throughput', 'slow-consumer', 'connect, SNI given apart', 'receive']) {
+      const report = reports[name]!;
+      assert.deepEqual(report.connections.failures, {}, name);
+      assert.equal(report.connections.opened, report.connections.attempted, name);
+      assert.equal(report.lost, 0, name);
+    }
+    assert.ok(reports['echo, SNI from the Host header']!.received > 200);
+    assert.ok(reports.throughput!.received > 200);
+    assert.ok(reports.churn!.upgrades > 20, `churn upgrades ${reports.churn!.upgrades}`);
+    assert.equal(reports.churn!.connections.failed, 0);
+  });
+
+  test('receive: the pushes of the backend behind the feed.test router, stamped', () => {
+    const report = reports.receive!;
+    assert.ok(report.received >= 300, `received ${report.received}`); // 10 × 50/s × 1 s
+    assert.equal(report.unstamped, 0);
+    assert.equal(report.latencyUs.count, report.received);
+  });
+
+  test('the SNI name is the Host header\'s, or --servername when given', () => {
+    // uWebSockets.js prints each wildcard name it registers for a client's SNI (on stderr, see README).
+    assert.match(sluice.stderr(), /^Browsed to SNI: a\.wild\.test$/m);
+    assert.match(sluice.stderr(), /^Browsed to SNI: b\.wild\.test$/m);
+  });
+
+  test('the router matches the Host header: without --host-header nothing routes (404)', () => {
+    assert.deepEqual(reports['no Host header']!.connections.failures, { 'status 404': 5 });
+  });
+
+  test('self-signed certificates need --insecure', () => {
+    const failures = Object.entries(reports['no --insecure']!.connections.failures);
+    assert.equal(failures.length, 1);
+    assert.match(failures[0]![0], /^error .*SELF_SIGNED/);
+    assert.equal(failures[0]![1], 5);
+  });
+
+  test('targets: --servername defaults to the Host header\'s name, never to an IP address', () => {
+    assert.equal(parseTarget('wss://127.0.0.1:8443/ws?x=1').servername, undefined);
+    assert.equal(parseTarget('wss://chat.test:8443/').servername, 'chat.test');
+    assert.deepEqual(
+      [parseTarget('wss://127.0.0.1:8443/', { hostHeader: 'chat.test:8443' }).servername, parseTarget('wss://127.0.0.1:8443/', { hostHeader: 'chat.test:8443' }).hostHeader],
+      ['chat.test', 'chat.test:8443'],
+    );
+    assert.equal(parseTarget('wss://127.0.0.1/', { hostHeader: 'chat.test', servername: 'other.test' }).servername, 'other.test');
+    assert.equal(parseTarget('wss://127.0.0.1/', { hostHeader: '[::1]:8443' }).servername, undefined);
+  });
+});
+
 test('churn: upgrades and closes continuously without failures', async () => {
   const report = await runLoad(parseOptions(['churn', '--url', urls, '--concurrency', '8', '--duration', '1'])!);
   assert.ok(report.upgrades > 100, `upgrades ${report.upgrades}`);
@@ -138,6 +317,10 @@ describe('bad options give one clear sentence and exit status 2', () => {
     [['echo', '--connections', '50000'], /invalid --connections '50000': this process may hold \d+ open files/],
     [['slow-consumer', '--connections', '5', '--slow', '5'], /invalid --slow '5': must be less than --connections/],
     [['echo', '--local-address', '127.0.0.9-127.0.0.3'], /invalid --local-address/],
+    [['echo', '--servername', 'chat.test'], /option '--servername' applies to wss:\/\/ targets only/],
+    [['echo', '--insecure'], /option '--insecure' applies to wss:\/\/ targets only/],
+    [['echo', '--url', 'wss://127.0.0.1:1/', '--servername', '10.0.0.1'], /invalid --servername '10\.0\.0\.1': expected a DNS name/],
+    [['receive', '--host-header', 'chat test'], /invalid --host-header 'chat test': expected a host name, optionally with :port/],
   ];
   for (const [args, message] of cases) {
     test(args.join(' ') || '(no arguments)', async () => {
@@ -152,7 +335,7 @@ describe('bad options give one clear sentence and exit status 2', () => {
   test('--help documents every option with its default', async () => {
     const r = await runCli(['--help']);
     assert.equal(r.code, 0);
-    for (const option of ['--url', '--connections', '--duration', '--json', '--interval', '--size', '--in-flight', '--concurrency', '--slow', '--rate', '--threads', '--local-address']) {
+    for (const option of ['--url', '--connections', '--duration', '--json', '--interval', '--size', '--in-flight', '--concurrency', '--slow', '--rate', '--threads', '--local-address', '--host-header', '--servername', '--insecure', 'receive']) {
       assert.ok(r.stdout.includes(option), option);
     }
     assert.match(r.stdout, /\[ws:\/\/127\.0\.0\.1:9001\/\]/);

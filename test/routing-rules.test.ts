@@ -56,18 +56,16 @@ describe('matching', () => {
     ['HostRegexp(`^[a-z]+\\.example\\.com$`)', { host: 'example.com' }, false],
     ['HostRegexp(`example`)', { host: 'www.example.org' }, true],
     ['HostRegexp(`(?i)^CHAT\\.`)', { host: 'chat.example.com' }, true],
-    // HostRegexp: v2 templates become anchored regexes.
-    ['HostRegexp(`{sub:[a-z]+}.example.com`)', { host: 'chat.example.com' }, true],
-    ['HostRegexp(`{sub:[a-z]+}.example.com`)', { host: 'chat.example.com.evil.org' }, false],
-    ['HostRegexp(`{sub:[a-z]+}.example.com`)', { host: 'chat.exampleXcom' }, false],
-    ['HostRegexp(`{sub:[a-z]+}.example.com`)', { host: 'c9.example.com' }, false],
-    ['HostRegexp(`{sub}.Example.com`)', { host: 'any-thing.example.com' }, true],
-    ['HostRegexp(`{sub}.example.com`)', { host: 'a.b.example.com' }, false],
-    ['HostRegexp(`{cc:[a-z]{2}}.example.com`)', { host: 'fr.example.com' }, true],
-    ['HostRegexp(`{cc:[a-z]{2}}.example.com`)', { host: 'fra.example.com' }, false],
-    ['HostRegexp(`a.com`, `{x}.b.com`)', { host: 'a.com' }, true],
-    ['HostRegexp(`a.com`, `{x}.b.com`)', { host: 'xa.com' }, false],
-    ['HostRegexp(`a.com`, `{x}.b.com`)', { host: 'q.b.com' }, true],
+    // Traefik v2 forms accepted with a warning match what v2 matched.
+    ['HostHeader(`a.com`)', { host: 'a.com' }, true],
+    ['Headers(`x-a`, `1`, `x-b`, `2`)', { headers: { 'x-a': '1', 'x-b': '2' } }, true],
+    ['Headers(`x-a`, `1`, `x-b`, `2`)', { headers: { 'x-a': '1' } }, false],
+    ['HeadersRegexp(`x-a`, `^[0-9]+$`)', { headers: { 'x-a': '42' } }, true],
+    ['Query(`room=blue`, `lang=en`)', { query: 'lang=en&room=blue' }, true],
+    ['Query(`room=blue`, `lang=en`)', { query: 'room=blue' }, false],
+    ['Query(`room=`)', { query: 'room=red' }, true],
+    ['Query(`room=`)', { query: 'room' }, true],
+    ['Query(`room=`)', { query: 'rooms=red' }, false],
     // Path and PathPrefix, exact and case-sensitive.
     ['Path(`/chat`)', { path: '/chat' }, true],
     ['Path(`/chat`)', { path: '/chat/' }, false],
@@ -173,8 +171,8 @@ describe('parse trees', () => {
     ['Headers(`X-A`, `1`)', m('Header', 'X-A', '1')],
     ['Query(`k=v=w`)', m('Query', 'k', 'v=w')],
     ['Query(`k`)', m('Query', 'k')],
-    ['HostRegexp(`{sub:[a-z]+}.example.com`)', m('HostRegexp', '^(?:[a-z]+)\\.example\\.com$')],
-    ['HostRegexp(`{sub}.Example.com`)', m('HostRegexp', '^(?:[^.]+)\\.example\\.com$')],
+    ['Headers(`X-A`, `1`, `X-B`, `2`)', { kind: 'and', left: m('Header', 'X-A', '1'), right: m('Header', 'X-B', '2') }],
+    ['Query(`a=1`, `b=`)', { kind: 'and', left: m('Query', 'a', '1'), right: m('QueryRegexp', 'b', '.*') }],
     ['HostRegexp(`^[a-z]{2}\\.example\\.com$`)', m('HostRegexp', '^[a-z]{2}\\.example\\.com$')],
     ['Path("/a\\"b\\\\c\\u00e9\\x41\\101\\n")', m('Path', '/a"b\\cé' + 'AA\n')],
     ['Path(`/a\\"b`)', m('Path', '/a\\"b')],
@@ -200,8 +198,18 @@ describe('syntax errors', () => {
     ['   ', `invalid rule '   ': empty rule at column 1 (expected ${operand})`],
     [
       'Hots(`a`)',
-      "invalid rule 'Hots(`a`)': unknown matcher 'Hots' at column 1 (expected one of Host, HostRegexp, Path, " +
-        'PathPrefix, PathRegexp, Header, HeaderRegexp, Query, QueryRegexp, ClientIP, Method)',
+      "invalid rule 'Hots(`a`)': unknown matcher 'Hots' at column 1: did you mean 'Host'? (expected one of Host, HostRegexp, " +
+        'Path, PathPrefix, PathRegexp, Header, HeaderRegexp, Query, QueryRegexp, ClientIP, Method)',
+    ],
+    [
+      'Host(`a`) && PathPrefx(`/a`)',
+      "invalid rule 'Host(`a`) && PathPrefx(`/a`)': unknown matcher 'PathPrefx' at column 14: did you mean 'PathPrefix'? " +
+        '(expected one of Host, HostRegexp, Path, PathPrefix, PathRegexp, Header, HeaderRegexp, Query, QueryRegexp, ClientIP, Method)',
+    ],
+    [
+      'Frobnicate(`a`)',
+      "invalid rule 'Frobnicate(`a`)': unknown matcher 'Frobnicate' at column 1 (expected one of Host, HostRegexp, " +
+        'Path, PathPrefix, PathRegexp, Header, HeaderRegexp, Query, QueryRegexp, ClientIP, Method)',
     ],
     ['(Host(`a`)', "invalid rule '(Host(`a`)': unexpected end of rule at column 11 (expected ')' to close the '(' at column 1)"],
     ['Host(`a`))', "invalid rule 'Host(`a`))': unmatched ')' at column 10 (expected '&&', '||' or end of rule)"],
@@ -259,10 +267,73 @@ describe('syntax errors', () => {
       "invalid rule 'HeaderRegexp(`X-A`, `(a`)': invalid regular expression '(a': Unterminated group at column 21 " +
         '(expected a JavaScript regular expression)',
     ],
+    // Traefik v2 forms that v3 reads differently, and TCP matchers: errors naming the v3 form.
     [
-      'HostRegexp(`{sub:[a-z}.example.com`)',
-      "invalid rule 'HostRegexp(`{sub:[a-z}.example.com`)': invalid regular expression '^(?:[a-z)\\.example\\.com$': " +
-        'Unterminated character class at column 12 (expected a JavaScript regular expression)',
+      'HostRegexp(`{sub:[a-z]+}.example.com`)',
+      "invalid rule 'HostRegexp(`{sub:[a-z]+}.example.com`)': Traefik v2 host template '{sub:[a-z]+}.example.com' at column 12: " +
+        'in Traefik v3 HostRegexp takes a regular expression, so this would match something else ' +
+        '(expected HostRegexp(`^[a-z]+\\.example\\.com$`))',
+    ],
+    [
+      'HostRegexp(`{sub}.Example.com`)',
+      "invalid rule 'HostRegexp(`{sub}.Example.com`)': Traefik v2 host template '{sub}.Example.com' at column 12: " +
+        'in Traefik v3 HostRegexp takes a regular expression, so this would match something else ' +
+        '(expected HostRegexp(`^[^.]+\\.example\\.com$`))',
+    ],
+    [
+      'HostRegexp(`{cc:fr|de}.example.com`)',
+      "invalid rule 'HostRegexp(`{cc:fr|de}.example.com`)': Traefik v2 host template '{cc:fr|de}.example.com' at column 12: " +
+        'in Traefik v3 HostRegexp takes a regular expression, so this would match something else ' +
+        '(expected HostRegexp(`^(?:fr|de)\\.example\\.com$`))',
+    ],
+    [
+      'HostRegexp(`a.com`, `{x}.b.com`)',
+      "invalid rule 'HostRegexp(`a.com`, `{x}.b.com`)': HostRegexp with 2 host templates is Traefik v2 syntax at column 1: " +
+        'in Traefik v3 HostRegexp takes one regular expression (expected Host(`a.com`) || HostRegexp(`^[^.]+\\.b\\.com$`))',
+    ],
+    [
+      'Path(`/rooms/{id:[0-9]+}`)',
+      "invalid rule 'Path(`/rooms/{id:[0-9]+}`)': Traefik v2 path template '/rooms/{id:[0-9]+}' at column 6: " +
+        'in Traefik v3 Path matches text as written, so this would match something else (expected PathRegexp(`^/rooms/[0-9]+$`))',
+    ],
+    [
+      'PathPrefix(`/api/{version}/`)',
+      "invalid rule 'PathPrefix(`/api/{version}/`)': Traefik v2 path template '/api/{version}/' at column 12: " +
+        'in Traefik v3 PathPrefix matches text as written, so this would match something else (expected PathRegexp(`^/api/[^/]+/`))',
+    ],
+    [
+      'Query(`id={id:[0-9]+}`)',
+      "invalid rule 'Query(`id={id:[0-9]+}`)': Traefik v2 query template 'id={id:[0-9]+}' at column 7: " +
+        'in Traefik v3 Query compares values as written, so this would match something else (expected QueryRegexp(`id`, `^[0-9]+$`))',
+    ],
+    [
+      'Query(`a=1`, `b`)',
+      "invalid rule 'Query(`a=1`, `b`)': 'b' is not a name=value pair at column 14 " +
+        '(expected Query(`name=value`, ...) in Traefik v2, or Query(`name`, `value`))',
+    ],
+    [
+      'Headers(`X-A`, `1`, `X-B`)',
+      "invalid rule 'Headers(`X-A`, `1`, `X-B`)': Headers takes name/value pairs, got 3 at column 1 (expected Header(`name`, `value`))",
+    ],
+    [
+      'HostSNI(`chat.example.com`)',
+      "invalid rule 'HostSNI(`chat.example.com`)': HostSNI is a TCP router matcher at column 1: Sluice routers are HTTP routers, " +
+        'and the certificate is chosen by SNI from tls.certificates (expected Host(`chat.example.com`))',
+    ],
+    [
+      'HostSNI(`*`)',
+      "invalid rule 'HostSNI(`*`)': HostSNI is a TCP router matcher at column 1: Sluice routers are HTTP routers, " +
+        'and the certificate is chosen by SNI from tls.certificates (expected PathPrefix(`/`))',
+    ],
+    [
+      'HostSNIRegexp(`^.+\\.example\\.com$`)',
+      "invalid rule 'HostSNIRegexp(`^.+\\.example\\.com$`)': HostSNIRegexp is a TCP router matcher at column 1: Sluice routers " +
+        'are HTTP routers, and the certificate is chosen by SNI from tls.certificates (expected HostRegexp(`^.+\\.example\\.com$`))',
+    ],
+    [
+      'Host(`a`) && ALPN(`h2`)',
+      "invalid rule 'Host(`a`) && ALPN(`h2`)': ALPN is a TCP router matcher at column 14: Sluice routers are HTTP routers, " +
+        'and the certificate is chosen by SNI from tls.certificates (expected an HTTP matcher such as Host(`example.com`))',
     ],
     [
       'HostRegexp(`{sub:[a-z]+.example.com`)',
@@ -321,6 +392,50 @@ describe('syntax errors', () => {
       assert.equal(error.expected, "a matcher such as Host(...), '!' or '('");
       assert.equal(error.name, 'RuleSyntaxError');
     }
+  });
+});
+
+describe('Traefik v2 forms that v3 still understands: accepted, one warning per use naming the v3 form', () => {
+  const v2 = (source: string, column: number, v3: string): string => `Traefik v2 syntax '${source}' at column ${column} (Traefik v3 form: ${v3})`;
+  const cases: [rule: string, warnings: string[]][] = [
+    ['Host(`a.com`, `b.com`)', [v2('Host(`a.com`, `b.com`)', 1, 'Host(`a.com`) || Host(`b.com`)')]],
+    ['HostHeader(`a.com`)', [v2('HostHeader(`a.com`)', 1, 'Host(`a.com`)')]],
+    ['Headers(`X-A`, `1`)', [v2('Headers(`X-A`, `1`)', 1, 'Header(`X-A`, `1`)')]],
+    ['HeadersRegexp(`X-A`, `^1`)', [v2('HeadersRegexp(`X-A`, `^1`)', 1, 'HeaderRegexp(`X-A`, `^1`)')]],
+    ['Headers(`X-A`, `1`, `X-B`, `2`)', [v2('Headers(`X-A`, `1`, `X-B`, `2`)', 1, 'Header(`X-A`, `1`) && Header(`X-B`, `2`)')]],
+    ['Path(`/a`, `/b`)', [v2('Path(`/a`, `/b`)', 1, 'Path(`/a`) || Path(`/b`)')]],
+    ['PathPrefix(`/a`,`/b`)', [v2('PathPrefix(`/a`,`/b`)', 1, 'PathPrefix(`/a`) || PathPrefix(`/b`)')]],
+    ['Method(`GET`, `POST`)', [v2('Method(`GET`, `POST`)', 1, 'Method(`GET`) || Method(`POST`)')]],
+    ['ClientIP(`10.0.0.0/8`, `::1`)', [v2('ClientIP(`10.0.0.0/8`, `::1`)', 1, 'ClientIP(`10.0.0.0/8`) || ClientIP(`::1`)')]],
+    ['Query(`room=blue`)', [v2('Query(`room=blue`)', 1, 'Query(`room`, `blue`)')]],
+    ['Query(`a=1`, `b=`)', [v2('Query(`a=1`, `b=`)', 1, 'Query(`a`, `1`) && QueryRegexp(`b`, `.*`)')]],
+    // Only part of the rule: the v3 form is bracketed so that it can replace the v2 one as it stands.
+    [
+      'Host(`a`, "b") && PathPrefix(`/ws`)',
+      [v2('Host(`a`, "b")', 1, '(Host(`a`) || Host("b"))')],
+    ],
+    [
+      'Headers(`X-A`, `1`) && (Path(`/a`, `/b`) || !Method(`GET`, `HEAD`))',
+      [
+        v2('Headers(`X-A`, `1`)', 1, 'Header(`X-A`, `1`)'),
+        v2('Path(`/a`, `/b`)', 25, '(Path(`/a`) || Path(`/b`))'),
+        v2('Method(`GET`, `HEAD`)', 46, '(Method(`GET`) || Method(`HEAD`))'),
+      ],
+    ],
+    // v3 forms warn about nothing.
+    ['Host(`a`) && Header(`X-A`, `1`) && Query(`k`, `v`) && Query(`k`) && HostRegexp(`^a\\.`)', []],
+  ];
+  for (const [rule, expected] of cases) {
+    it(rule, () => {
+      const warnings: string[] = [];
+      parseRule(rule, warnings);
+      assert.deepEqual(warnings, expected);
+    });
+  }
+
+  it('a v2 form parses the same whether or not warnings are collected', () => {
+    const rule = 'Headers(`X-A`, `1`, `X-B`, `2`) && Query(`a=1`)';
+    assert.deepEqual(parseRule(rule), parseRule(rule, []));
   });
 });
 

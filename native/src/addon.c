@@ -476,6 +476,9 @@ static void on_env_finalized(napi_env env, void *data, void *hint) {
   env_free_if_done(e);
 }
 
+/* stdio.c: not part of the upstream leg; the primary uses it once at start. */
+napi_value js_separate_stdout(napi_env env, napi_callback_info info);
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
@@ -512,6 +515,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"destroy", NULL, js_destroy, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"queuedBytes", NULL, js_queued, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
+      {"separateStdout", NULL, js_separate_stdout, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods));
   return exports;

@@ -36,7 +36,6 @@ export interface PickRequest {
 /** hashKey of a request that carries no key (no such header, cookie or parameter). */
 export const NO_KEY = -1;
 
-export const NO_REQUEST: PickRequest = Object.freeze({ hashKey: NO_KEY, stickyBackend: -1 });
 
 export interface Balancer {
   /**

@@ -7,10 +7,18 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { run } from '../primary/run.js';
+import { uwsRuntimeProblem } from './runtime.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const echoScript = path.join(repo, 'dist/loadtest/echo-backend.js');
 const configFile = path.join(repo, 'config/sluice.yaml');
+
+// The demo backends and Sluice's workers both load uWebSockets.js: say it once, plainly, if they cannot.
+const runtimeProblem = uwsRuntimeProblem();
+if (runtimeProblem !== null) {
+  process.stderr.write(`sluice: ${runtimeProblem}\n`);
+  process.exit(1);
+}
 
 const backends = spawn(process.execPath, [echoScript, '--ports', '9001,9002,9003'], { stdio: ['ignore', 'pipe', 'inherit'] });
 backends.stdout.setEncoding('utf8');

@@ -14,11 +14,16 @@ import { defaultsOf, type CheckedConfig, type HealthCheckConfig, type StickyCook
 const DEFAULT_HASH = defaultsOf(hashSchema);
 const DEFAULT_COOKIE = defaultsOf(stickySchema.fields.cookie);
 
+/** The random secret of this process, made once: every reload signs with the same one, so cookies
+ *  set before a reload still name their backend after it. */
+let processSecret: string | undefined;
+
 /** The configured secret, else SLUICE_STICKY_SECRET, else (only when a service is sticky) a random one. */
 export function stickySecret(config: CheckedConfig, services: readonly ServiceSpec[]): { stickySecret: string; stickySecretGenerated: boolean } {
   const configured = config.loadBalancer.stickySecret ?? process.env.SLUICE_STICKY_SECRET ?? '';
   if (configured !== '' || !services.some((s) => s.sticky !== null)) return { stickySecret: configured, stickySecretGenerated: false };
-  return { stickySecret: randomBytes(32).toString('base64url'), stickySecretGenerated: true };
+  processSecret ??= randomBytes(32).toString('base64url');
+  return { stickySecret: processSecret, stickySecretGenerated: true };
 }
 
 export function compileDnsServers(servers: readonly string[], problems: Problems): string[] {

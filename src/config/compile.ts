@@ -4,7 +4,7 @@
  * other keys applied, routers sorted. Problems found here join the same list as validation's; the caller
  * throws when the list is not empty, so a partly built snapshot never escapes.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
@@ -36,6 +36,15 @@ export interface CompileContext {
   readonly baseDir: string;
   /** `--workers` on the command line; wins over the file. */
   readonly workers?: number | undefined;
+  /** When the configuration spans several files: the directory relative paths of the key at `path` are
+   *  resolved from (the file that key came from). Default: baseDir. */
+  readonly baseDirFor?: ((path: string) => string) | undefined;
+  /**
+   * The shared-memory slot of a backend, by its identity (service name, server URL as written; `URL#N` for
+   * discovery slots). The primary keeps slots stable across reloads (src/primary/backend-slots.ts); without
+   * an assigner, backends are numbered in config order.
+   */
+  readonly assignSlot?: ((service: string, url: string) => number) | undefined;
 }
 
 /** Built-in transport for services that name none (a transport declared with no keys); a user transport
@@ -58,6 +67,10 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     host: ep.address?.host ?? '',
     port: ep.address?.port ?? 0,
     tls: ep.http?.tls !== undefined,
+    lifeCycle: {
+      acceptGraceMs: ep.transport.lifeCycle.requestAcceptGraceTimeout,
+      graceMs: ep.transport.lifeCycle.graceTimeOut,
+    },
   }));
   checkPortsUnique(entryPoints, problems);
   if (config.entryPoints !== undefined && entryPoints.length === 0) {
@@ -65,7 +78,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
   }
 
   const transports = compileTransports(config, context, problems);
-  const { services, backends } = compileServices(config, transports, problems);
+  const { services, backends } = compileServices(config, transports, problems, context.assignSlot);
   const routers = compileRouters(config, entryPoints, services, problems);
   const certificates = compileCertificates(config, context, problems);
 
@@ -91,14 +104,14 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     backends,
     transports,
     websocket: compileWebSocket(config, problems),
-    shutdownGraceMs: config.shutdown.gracePeriod,
+    onRemove: config.loadBalancer.onRemove,
     ...stickySecret(config, services),
     dnsServers: compileDnsServers(config.dns?.servers ?? [], problems),
-    admin: config.admin.address,
+    admin: { ...config.admin.address, token: config.admin.token ?? process.env.SLUICE_ADMIN_TOKEN ?? '' },
     logLevel: config.log.level.toLowerCase() as LogLevel,
     accessLog: {
       enabled: config.accessLog !== undefined,
-      filePath: config.accessLog?.filePath !== undefined ? resolve(context.baseDir, config.accessLog.filePath) : '',
+      filePath: config.accessLog?.filePath !== undefined ? resolve(baseDirOf(context, 'accessLog.filePath'), config.accessLog.filePath) : '',
       format: 'json',
     },
   };
@@ -158,9 +171,11 @@ function compileServices(
   config: CheckedConfig,
   transports: readonly TransportSpec[],
   problems: Problems,
+  assignSlot: CompileContext['assignSlot'],
 ): { services: ServiceSpec[]; backends: BackendSpec[] } {
   const services: ServiceSpec[] = [];
   const backends: BackendSpec[] = [];
+  const slotOf = (service: string, url: string): number => (assignSlot === undefined ? backends.length : assignSlot(service, url));
   const transportNames = transports.map((t) => t.name);
   for (const [name, service] of Object.entries(config.http?.services ?? {})) {
     const path = keyPath('http.services', name);
@@ -189,15 +204,18 @@ function compileServices(
       if (server.url === undefined) continue;
       const weight = server.weight;
       if (discovery === null) {
-        backendIndexes.push(backends.length);
-        backends.push({ index: backends.length, service: serviceIndex, ...server.url, weight, dnsName: '' });
+        const index = slotOf(name, server.url.url);
+        backendIndexes.push(index);
+        backends.push({ index, service: serviceIndex, ...server.url, weight, dnsName: '' });
         continue;
       }
       // One slot per address the name may resolve to; each starts empty (down) until the primary fills it.
       // `url#N` names the slot wherever backends are listed by URL (metrics labels, admin API, logs).
       for (let slot = 0; slot < discovery.maxAddresses; slot++) {
-        backendIndexes.push(backends.length);
-        backends.push({ index: backends.length, service: serviceIndex, ...server.url, url: `${server.url.url}#${slot}`, weight, dnsName: server.url.host });
+        const url = `${server.url.url}#${slot}`;
+        const index = slotOf(name, url);
+        backendIndexes.push(index);
+        backends.push({ index, service: serviceIndex, ...server.url, url, weight, dnsName: server.url.host });
       }
     }
     const strategy = lb.strategy ?? config.loadBalancer.strategy;
@@ -229,6 +247,7 @@ function compileServices(
       passiveHealthCheck: passive,
       slowStartMs: lb.slowStart ?? config.loadBalancer.slowStart,
       drainWindowMs: lb.drainWindow ?? config.loadBalancer.drainWindow,
+      onRemove: lb.onRemove ?? config.loadBalancer.onRemove,
       discovery,
       retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
     });
@@ -267,11 +286,13 @@ function compileRouters(
     const tls = router.tls !== undefined;
     let ast: RuleNode | undefined;
     if (router.rule !== undefined) {
+      const warnings: string[] = [];
       try {
-        ast = parseRule(router.rule);
+        ast = parseRule(router.rule, warnings);
       } catch (error) {
         problems.add(keyPath(path, 'rule'), error instanceof Error ? error.message : String(error));
       }
+      for (const warning of warnings) problems.warn(keyPath(path, 'rule'), warning);
     }
     let service = -1;
     if (router.service !== undefined) {
@@ -359,11 +380,11 @@ function compileCertificates(config: CheckedConfig, context: CompileContext, pro
   const certificates: CertificateSpec[] = [];
   const add = (files: CertificateFiles, path: string): void => {
     if (files.certFile === undefined || files.keyFile === undefined) return;
-    const certFile = resolve(context.baseDir, files.certFile);
-    const keyFile = resolve(context.baseDir, files.keyFile);
+    const certFile = resolve(baseDirOf(context, path), files.certFile);
+    const keyFile = resolve(baseDirOf(context, path), files.keyFile);
     if (certificates.some((c) => c.certFile === certFile && c.keyFile === keyFile)) return;
-    const names = loadCertificate(files.certFile, files.keyFile, context, path, problems);
-    if (names !== undefined) certificates.push({ certFile, keyFile, names });
+    const loaded = loadCertificate(files.certFile, files.keyFile, context, path, problems);
+    if (loaded !== undefined) certificates.push({ certFile, keyFile, ...loaded });
   };
   // The default store's certificate goes first: workers serve certificates[0] when no name matches the SNI.
   const defaultCertificate = config.tls?.stores?.default?.defaultCertificate;
@@ -379,7 +400,7 @@ function loadCertificate(
   context: CompileContext,
   path: string,
   problems: Problems,
-): string[] | undefined {
+): { names: string[]; fingerprint: string } | undefined {
   const certPem = readConfigFile(certPath, context, keyPath(path, 'certFile'), problems, 'a PEM certificate');
   const keyPem = readConfigFile(keyPath_, context, keyPath(path, 'keyFile'), problems, 'a PEM private key');
   let certificate: X509Certificate | undefined;
@@ -403,7 +424,9 @@ function loadCertificate(
       problems.add(keyPath(path, 'keyFile'), `'${keyPath_}' holds no PEM private key (expected a PEM private key)`);
     }
   }
-  return certificate === undefined ? undefined : certificateNames(certificate);
+  if (certificate === undefined) return undefined;
+  const fingerprint = createHash('sha256').update(certPem ?? '').update('\0').update(keyPem ?? '').digest('hex');
+  return { names: certificateNames(certificate), fingerprint };
 }
 
 /** CN first, then the subjectAltName DNS entries; lowercased, without duplicates. */
@@ -417,6 +440,11 @@ function certificateNames(certificate: X509Certificate): string[] {
   return [...new Set(names)].filter((n) => n !== '');
 }
 
+/** The directory relative file paths at config key `path` are resolved from. */
+function baseDirOf(context: CompileContext, path: string): string {
+  return context.baseDirFor?.(path) ?? context.baseDir;
+}
+
 /** Reads a file named in the config; the message shows the path as written, since that is what the user can fix. */
 function readConfigFile(
   file: string,
@@ -426,7 +454,7 @@ function readConfigFile(
   what: string,
 ): string | undefined {
   try {
-    return readFileSync(resolve(context.baseDir, file), 'utf8');
+    return readFileSync(resolve(baseDirOf(context, path), file), 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason =

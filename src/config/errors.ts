@@ -1,7 +1,9 @@
 /**
  * Config errors as a user interface: every problem in a file is collected (never stop at the first),
  * each carries the dotted path of the key at fault, and ConfigError.format() prints one line per problem,
- * in document order, as `FILE: path.to.key: what is wrong (expected …)`.
+ * in document order, as `FILE: path.to.key: what is wrong (expected …)`. Warnings (a config that works but
+ * should be written differently, such as Traefik v2 rule syntax) are collected beside the errors in the same
+ * shape; they never stop a config from loading.
  */
 
 export interface ConfigProblem {
@@ -12,18 +14,29 @@ export interface ConfigProblem {
   /** 1-based position, set only for syntax errors (the parser knows it; paths do not exist yet). */
   line?: number;
   column?: number;
+  /** The file the key came from, when a configuration spans several files (Traefik's static file and its
+   *  dynamic files); absent = the file the ConfigError names. */
+  file?: string;
+}
+
+/** A warning with the file it was found in (config may come from several files). */
+export interface ConfigWarning extends ConfigProblem {
+  readonly file: string;
 }
 
 export class ConfigError extends Error {
   readonly file: string;
   readonly problems: readonly ConfigProblem[];
+  /** Warnings found in the same file, for a report that lists everything at once. */
+  readonly warnings: readonly ConfigWarning[];
 
-  constructor(file: string, problems: readonly ConfigProblem[]) {
+  constructor(file: string, problems: readonly ConfigProblem[], warnings: readonly ConfigWarning[] = []) {
     // The message is the full report, so whoever only logs error.message still shows every problem.
     super(problems.map((problem) => formatProblem(file, problem)).join('\n'));
     this.name = 'ConfigError';
     this.file = file;
     this.problems = problems;
+    this.warnings = warnings;
   }
 
   /** One line per problem, no trailing newline. */
@@ -32,19 +45,34 @@ export class ConfigError extends Error {
   }
 }
 
-export function formatProblem(file: string, problem: ConfigProblem): string {
+export function formatProblem(defaultFile: string, problem: ConfigProblem): string {
+  const file = problem.file ?? defaultFile;
   if (problem.line !== undefined) {
     return `${file}:${problem.line}:${problem.column ?? 1}: ${problem.message}`;
   }
   return problem.path === '' ? `${file}: ${problem.message}` : `${file}: ${problem.path}: ${problem.message}`;
 }
 
-/** Collects problems while validation walks on; compile adds its own to the same list. */
+/**
+ * `FILE: path.to.key: warning: message`, the compilers' convention, so a warning printed next to errors
+ * reads as one.
+ */
+export function formatWarning(warning: ConfigWarning): string {
+  return formatProblem(warning.file, { ...warning, message: `warning: ${warning.message}` });
+}
+
+/** Collects problems while validation walks on; compile adds its own to the same list. Warnings (a
+ *  deprecated key, a form that still works but has a newer spelling) never stop a config from loading. */
 export class Problems {
   readonly list: ConfigProblem[] = [];
+  readonly warnings: ConfigProblem[] = [];
 
   add(path: string, message: string): void {
     this.list.push({ path, message });
+  }
+
+  warn(path: string, message: string): void {
+    this.warnings.push({ path, message });
   }
 
   get empty(): boolean {
@@ -108,20 +136,28 @@ export function describeValue(value: unknown): string {
   return String(value);
 }
 
-/** Levenshtein distance, for "did you mean". Inputs are config key names, so quadratic cost is fine. */
+/**
+ * Edit distance for "did you mean": insertions, deletions, substitutions and swaps of two neighbouring
+ * letters (`Hots` for `Host`) each cost 1, case ignored (optimal string alignment). Inputs are config key and
+ * matcher names, so quadratic cost is fine.
+ */
 export function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j]!;
-      const cost = a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1;
-      row[j] = Math.min(above + 1, row[j - 1]! + 1, diagonal + cost);
-      diagonal = above;
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  let before: number[] = [];
+  let previous = Array.from({ length: y.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= x.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= y.length; j++) {
+      const cost = x[i - 1] === y[j - 1] ? 0 : 1;
+      let best = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + cost);
+      if (i > 1 && j > 1 && x[i - 1] === y[j - 2] && x[i - 2] === y[j - 1]) best = Math.min(best, before[j - 2]! + 1);
+      current.push(best);
     }
+    before = previous;
+    previous = current;
   }
-  return row[b.length]!;
+  return previous[y.length]!;
 }
 
 /** The closest candidate when it is close enough to be a typo (at most a third of the name wrong). */

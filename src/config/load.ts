@@ -1,50 +1,98 @@
 /**
- * Reads a config file (YAML or TOML, chosen by extension) into a deep-frozen Snapshot, or throws a
- * ConfigError listing every problem in document order: syntax errors with line and column, then schema and
- * cross-reference problems with the dotted path of the key at fault.
+ * Reads a configuration (one file, or a Traefik static file and the dynamic files it names: sources.ts)
+ * into a deep-frozen Snapshot, or throws a ConfigError listing every problem in document order: syntax
+ * errors with line and column, then schema and cross-reference problems with the dotted path of the key at
+ * fault, each naming the file it came from. Warnings (deprecated keys, Traefik v2 rule forms that still
+ * work) come back beside the snapshot, in document order; they never stop a config from loading, and a
+ * ConfigError carries them too.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, extname, resolve } from 'node:path';
-
-import { TomlError, parse as parseToml } from 'smol-toml';
-import { LineCounter, parseDocument } from 'yaml';
+import { dirname, resolve } from 'node:path';
 
 import { compile } from './compile.js';
-import { ConfigError, Problems, sortByDocumentOrder } from './errors.js';
-import type { ConfigProblem } from './errors.js';
+import { ConfigError, Problems, keyPath, sortByDocumentOrder } from './errors.js';
+import type { ConfigProblem, ConfigWarning } from './errors.js';
 import type { Snapshot } from './snapshot.js';
+import { parseText, readSources, type ConfigFormat, type WatchSet } from './sources.js';
 import { validateDocument } from './validate.js';
 
-export type ConfigFormat = 'yaml' | 'toml';
+export type { ConfigFormat } from './sources.js';
 
 export interface LoadOverrides {
   /** `--workers` from the command line; wins over the file's `workers`. */
   readonly workers?: number;
+  /** Shared-memory slots by backend identity (see CompileContext.assignSlot). */
+  readonly assignSlot?: (service: string, url: string) => number;
 }
 
-const FORMATS: Readonly<Record<string, ConfigFormat>> = { '.yaml': 'yaml', '.yml': 'yaml', '.toml': 'toml' };
+/** A loaded config and what is worth telling about it; `sluice validate` prints the warnings, `run` logs them. */
+export interface LoadedConfig {
+  readonly snapshot: Snapshot;
+  /** Each names its file (formatWarning). */
+  readonly warnings: readonly ConfigWarning[];
+}
 
+export interface LoadResult extends LoadedConfig {
+  /** What to watch for reloads: the config files, their directories, certificate and CA files. */
+  readonly watch: WatchSet;
+}
+
+/** Load and compile the configuration named on the command line. */
+export function loadConfig(file: string, overrides: LoadOverrides = {}): LoadResult {
+  const source = readSources(file);
+  const mainDir = dirname(resolve(file));
+  const problems = new Problems();
+  checkOverrides(overrides, problems);
+  const migrated = migrateDeprecated(source.document, problems);
+  const checked = validateDocument(source.document, problems);
+  dropMigrated(problems, migrated);
+  const snapshot = compile(
+    checked,
+    {
+      source: file,
+      baseDir: mainDir,
+      workers: overrides.workers,
+      assignSlot: overrides.assignSlot,
+      // File labels are as the user named them (relative to the working directory) or absolute.
+      baseDirFor: (path) => dirname(resolve(source.fileOf(path))),
+    },
+    problems,
+  );
+  const attribute = (list: readonly ConfigProblem[]): ConfigProblem[] =>
+    sortByDocumentOrder(list, source.document).map((p) => (p.file !== undefined || source.files.length === 1 ? p : { ...p, file: source.fileOf(p.path) }));
+  const warnings = attribute(problems.warnings).map((w) => ({ ...w, file: w.file ?? file }));
+  if (!problems.empty) throw new ConfigError(file, attribute(problems.list), warnings);
+  const certificateFiles = snapshot.certificates.flatMap((c) => [c.certFile, c.keyFile]);
+  return {
+    snapshot: deepFreeze(snapshot),
+    warnings,
+    watch: { paths: [...source.watch.paths, ...certificateFiles, ...caFiles(checked, source.fileOf)], staticFile: source.watch.staticFile },
+  };
+}
+
+/** Files of serversTransports' rootCAs (a rotated CA is picked up by a reload, as certificates are). */
+function caFiles(checked: ReturnType<typeof validateDocument>, fileOf: (path: string) => string): string[] {
+  const files: string[] = [];
+  for (const [name, transport] of Object.entries(checked.http?.serversTransports ?? {})) {
+    const dir = dirname(resolve(fileOf(keyPath('http.serversTransports', name))));
+    for (const ca of transport.rootCAs ?? []) files.push(resolve(dir, ca));
+  }
+  return files;
+}
+
+/** The snapshot of a configuration file (tests, tools): loadConfig without the warnings and watch set. */
 export function loadConfigFile(file: string, overrides: LoadOverrides = {}): Snapshot {
-  const format = FORMATS[extname(file).toLowerCase()];
-  if (format === undefined) {
-    throw new ConfigError(file, [
-      { path: '', message: `unknown file type '${extname(file)}' (expected a .yaml, .yml or .toml file)` },
-    ]);
-  }
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code);
-    throw new ConfigError(file, [{ path: '', message: `cannot read config file: ${reason}` }]);
-  }
-  return loadConfigText(text, format, file, dirname(resolve(file)), overrides);
+  return loadConfig(file, overrides).snapshot;
+}
+
+/** The snapshot and warnings of a configuration file (`sluice validate`). */
+export function loadConfigFileWithWarnings(file: string, overrides: LoadOverrides = {}): LoadedConfig {
+  const { snapshot, warnings } = loadConfig(file, overrides);
+  return { snapshot, warnings };
 }
 
 /**
- * The same as loadConfigFile for text already in memory. `fileLabel` names the file in messages and in
- * Snapshot.source; relative certificate and CA paths are resolved from `baseDir`.
+ * The same as loadConfigFile for text already in memory (one file: no providers). `fileLabel` names the file
+ * in messages and in Snapshot.source; relative certificate and CA paths are resolved from `baseDir`.
  */
 export function loadConfigText(
   text: string,
@@ -53,54 +101,69 @@ export function loadConfigText(
   baseDir: string,
   overrides: LoadOverrides = {},
 ): Snapshot {
-  const parsed = format === 'yaml' ? parseYaml(text) : parseTomlText(text);
-  if ('syntax' in parsed) throw new ConfigError(fileLabel, parsed.syntax);
+  return loadConfigTextWithWarnings(text, format, fileLabel, baseDir, overrides).snapshot;
+}
 
+export function loadConfigTextWithWarnings(
+  text: string,
+  format: ConfigFormat,
+  fileLabel: string,
+  baseDir: string,
+  overrides: LoadOverrides = {},
+): LoadedConfig {
+  const parsed = parseText(text, format);
+  if ('syntax' in parsed) throw new ConfigError(fileLabel, parsed.syntax);
   const problems = new Problems();
+  checkOverrides(overrides, problems);
+  const migrated = migrateDeprecated(parsed.document, problems);
+  const checked = validateDocument(parsed.document, problems);
+  dropMigrated(problems, migrated);
+  const snapshot = compile(checked, { source: fileLabel, baseDir, workers: overrides.workers, assignSlot: overrides.assignSlot }, problems);
+  const warnings = sortByDocumentOrder(problems.warnings, parsed.document).map((warning) => ({ ...warning, file: fileLabel }));
+  if (!problems.empty) throw new ConfigError(fileLabel, sortByDocumentOrder(problems.list, parsed.document), warnings);
+  return { snapshot: deepFreeze(snapshot), warnings };
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date);
+}
+
+/**
+ * Deprecated keys become their replacements in the document itself, before validation, so the rest of
+ * the pipeline knows one key per meaning: `shutdown.gracePeriod` sets transport.lifeCycle.graceTimeOut on
+ * every entry point that sets none (a warning says so).
+ */
+function migrateDeprecated(document: unknown, problems: Problems): Set<string> {
+  const injected = new Set<string>();
+  if (!isMapping(document) || !isMapping(document.shutdown) || document.shutdown.gracePeriod === undefined) return injected;
+  const grace = document.shutdown.gracePeriod;
+  problems.warn('shutdown.gracePeriod', 'deprecated: it sets entryPoints.<name>.transport.lifeCycle.graceTimeOut of every entry point that sets none (expected transport.lifeCycle.graceTimeOut on each entry point)');
+  if (!isMapping(document.entryPoints)) return injected;
+  for (const [name, entryPoint] of Object.entries(document.entryPoints)) {
+    if (!isMapping(entryPoint)) continue;
+    if (entryPoint.transport === undefined) entryPoint.transport = {};
+    if (!isMapping(entryPoint.transport)) continue;
+    if (entryPoint.transport.lifeCycle === undefined) entryPoint.transport.lifeCycle = {};
+    if (isMapping(entryPoint.transport.lifeCycle) && entryPoint.transport.lifeCycle.graceTimeOut === undefined) {
+      entryPoint.transport.lifeCycle.graceTimeOut = grace;
+      injected.add(`${keyPath(keyPath('entryPoints', name), 'transport')}.lifeCycle.graceTimeOut`);
+    }
+  }
+  return injected;
+}
+
+/** A bad deprecated value is reported once, at the key the user wrote, not again where it was copied. */
+function dropMigrated(problems: Problems, injected: ReadonlySet<string>): void {
+  if (injected.size === 0) return;
+  const kept = problems.list.filter((p) => !injected.has(p.path));
+  problems.list.length = 0;
+  problems.list.push(...kept);
+}
+
+function checkOverrides(overrides: LoadOverrides, problems: Problems): void {
   if (overrides.workers !== undefined && !(Number.isInteger(overrides.workers) && overrides.workers >= 1)) {
     problems.add('', `--workers ${overrides.workers} is invalid (expected an integer ≥ 1)`);
   }
-  const checked = validateDocument(parsed.document, problems);
-  const snapshot = compile(checked, { source: fileLabel, baseDir, workers: overrides.workers }, problems);
-  if (!problems.empty) throw new ConfigError(fileLabel, sortByDocumentOrder(problems.list, parsed.document));
-  return deepFreeze(snapshot);
-}
-
-type Parsed = { document: unknown } | { syntax: ConfigProblem[] };
-
-function parseYaml(text: string): Parsed {
-  const lineCounter = new LineCounter();
-  // Merge keys (`<<: *defaults`) are YAML 1.1, but people share settings between services that way.
-  const document = parseDocument(text, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true });
-  if (document.errors.length > 0) {
-    return {
-      syntax: document.errors.map((error) => {
-        const { line, col } = lineCounter.linePos(error.pos[0]);
-        return { path: '', line, column: col, message: `invalid YAML: ${firstLine(error.message)}` };
-      }),
-    };
-  }
-  try {
-    return { document: document.toJS({ maxAliasCount: 1000 }) };
-  } catch (error) {
-    return { syntax: [{ path: '', message: `invalid YAML: ${firstLine(String((error as Error).message))}` }] };
-  }
-}
-
-function parseTomlText(text: string): Parsed {
-  try {
-    return { document: parseToml(text) };
-  } catch (error) {
-    if (!(error instanceof TomlError)) throw error;
-    const reason = firstLine(error.message.replace(/^Invalid TOML document: /, ''));
-    return { syntax: [{ path: '', line: error.line, column: error.column, message: `invalid TOML: ${reason}` }] };
-  }
-}
-
-/** Parser messages are sentences with code excerpts below; the first line, lowercased, fits our format. */
-function firstLine(message: string): string {
-  const line = message.split('\n')[0]!.trim();
-  return line.charAt(0).toLowerCase() + line.slice(1);
 }
 
 /** Freezes the whole tree: workers and reloads share snapshots, so nothing may change one after compile. */

@@ -1,7 +1,10 @@
 /**
- * Parses Traefik router rules (v3 syntax, plus the v2 forms still found in real configs) into the RuleNode
- * tree that workers compile. Every mistake a rule can hold is caught here, at config time, and reported with
- * the column it starts at, so a rule that reaches a worker always compiles.
+ * Parses Traefik router rules (v3 syntax) into the RuleNode tree that workers compile. Every mistake a rule
+ * can hold is caught here, at config time, and reported with the column it starts at, so a rule that reaches
+ * a worker always compiles. Traefik v2 forms are sorted the way Traefik's migration guide sorts them: a form
+ * v3 refuses but whose meaning is plain (`Headers`, `Host(a, b)`, `Query(k=v)`) is accepted with a warning
+ * that names the v3 form; a form v3 reads differently (`{name:re}` templates in HostRegexp or Path) is an
+ * error naming the v3 form, because accepting it either way would route differently from one of them.
  *
  * Grammar, loosest binding first (whitespace allowed between any two tokens):
  *   or      = and { '||' and }
@@ -10,6 +13,8 @@
  *   matcher = Name '(' [ string { ',' string } ] ')'      string = `raw` | "Go-escaped"
  */
 import type { MatcherName, RuleNode } from './rule-ast.js';
+import { closest } from './errors.js';
+import { TemplateError, anyOf, hasV2Placeholder, isTcpMatcher, quote, tcpMatcherReplacement, templateToRegExp } from './rule-v2.js';
 import { parseIpRange, toRuleRegExp } from '../worker/rule-matcher.js';
 
 /** A rule that cannot be parsed. `message` is one line; the config loader prefixes it with the rule's location. */
@@ -17,17 +22,20 @@ export class RuleSyntaxError extends Error {
   /** 1-based, in UTF-16 code units of the rule text. */
   readonly column: number;
   readonly reason: string;
+  /** Said after the column: a "did you mean", or why a Traefik v2 form cannot be read as it stands. */
+  readonly hint: string;
   readonly expected: string;
   readonly rule: string;
 
-  constructor(rule: string, column: number, reason: string, expected: string) {
+  constructor(rule: string, column: number, reason: string, expected: string, hint = '') {
     // Line breaks (YAML block scalars keep them) become spaces so the message stays one line and the
     // column still points at the same character of the echoed rule.
-    super(`invalid rule '${rule}': ${reason} at column ${column} (expected ${expected})`.replace(/[\r\n\t\v\f]/g, ' '));
+    super(oneLine(`invalid rule '${rule}': ${reason} at column ${column}${hint === '' ? '' : `: ${hint}`} (expected ${expected})`));
     this.name = 'RuleSyntaxError';
     this.rule = rule;
     this.column = column;
     this.reason = reason;
+    this.hint = hint;
     this.expected = expected;
   }
 }
@@ -50,15 +58,16 @@ interface MatcherSpec {
 const MATCHERS: ReadonlyMap<string, MatcherSpec> = new Map(
   (
     [
-      // Several hosts/paths/IPs/methods is the Traefik v2 form: any one of them matches.
+      // Several hosts/paths/IPs/methods is the Traefik v2 form (any one matches); accepted with a warning.
       ['Host', 1, Infinity, 'Host(`example.com`)'],
-      ['HostRegexp', 1, Infinity, 'HostRegexp(`^[a-z]+\\.example\\.com$`)'],
+      ['HostRegexp', 1, 1, 'HostRegexp(`^[a-z]+\\.example\\.com$`)'],
       ['Path', 1, Infinity, 'Path(`/chat`)'],
       ['PathPrefix', 1, Infinity, 'PathPrefix(`/chat`)'],
       ['PathRegexp', 1, 1, 'PathRegexp(`^/rooms/[0-9]+$`)'],
       ['Header', 2, 2, 'Header(`name`, `value`)'],
       ['HeaderRegexp', 2, 2, 'HeaderRegexp(`name`, `regexp`)'],
-      ['Query', 1, 2, 'Query(`name`) or Query(`name`, `value`)'],
+      // v2's Query(`a=1`, `b=2`) takes any number of pairs; checkQuery tells the two forms apart.
+      ['Query', 1, Infinity, 'Query(`name`) or Query(`name`, `value`)'],
       ['QueryRegexp', 2, 2, 'QueryRegexp(`name`, `regexp`)'],
       ['ClientIP', 1, Infinity, 'ClientIP(`10.0.0.0/8`)'],
       ['Method', 1, Infinity, 'Method(`GET`)'],
@@ -66,10 +75,12 @@ const MATCHERS: ReadonlyMap<string, MatcherSpec> = new Map(
   ).map(([name, minArgs, maxArgs, usage]) => [name, { name, minArgs, maxArgs, usage }]),
 );
 
-/** Traefik v2 spellings, stored under their v3 name. */
-const ALIASES: ReadonlyMap<string, MatcherName> = new Map([
-  ['Headers', 'Header'],
-  ['HeadersRegexp', 'HeaderRegexp'],
+/** Traefik v2 names that v3 renamed without changing what they match: accepted with a warning. */
+const V2_NAMES: ReadonlyMap<string, MatcherSpec> = new Map([
+  // v2 took any number of name/value pairs, all of which must match.
+  ['Headers', { name: 'Header', minArgs: 2, maxArgs: Infinity, usage: 'Header(`name`, `value`)' }],
+  ['HeadersRegexp', { name: 'HeaderRegexp', minArgs: 2, maxArgs: Infinity, usage: 'HeaderRegexp(`name`, `regexp`)' }],
+  ['HostHeader', { name: 'Host', minArgs: 1, maxArgs: Infinity, usage: 'Host(`example.com`)' }],
 ]);
 
 const KNOWN_MATCHERS = `one of ${[...MATCHERS.keys()].join(', ')}`;
@@ -85,16 +96,22 @@ interface Token {
   readonly value: string;
 }
 
-/** Parses one rule; throws RuleSyntaxError on the first problem, reading left to right. */
-export function parseRule(text: string): RuleNode {
-  return new RuleParser(text).parse();
+/**
+ * Parses one rule; throws RuleSyntaxError on the first problem, reading left to right. Each Traefik v2 form
+ * that was accepted adds one line to `warnings` (when given), naming the v3 form and its column.
+ */
+export function parseRule(text: string, warnings?: string[]): RuleNode {
+  return new RuleParser(text, warnings).parse();
 }
 
 class RuleParser {
   private position = 0;
   private lookahead: Token | null = null;
 
-  constructor(private readonly text: string) {}
+  constructor(
+    private readonly text: string,
+    private readonly warnings: string[] | undefined,
+  ) {}
 
   parse(): RuleNode {
     if (this.peek().kind === 'end') this.fail(1, 'empty rule', EXPECT_OPERAND);
@@ -147,35 +164,62 @@ class RuleParser {
 
   private parseMatcher(nameToken: Token): RuleNode {
     const written = nameToken.value;
-    const spec = MATCHERS.get(ALIASES.get(written) ?? written);
-    if (spec === undefined) return this.fail(nameToken.column, `unknown matcher '${written}'`, KNOWN_MATCHERS);
+    const v2Name = V2_NAMES.get(written);
+    const spec = MATCHERS.get(written) ?? v2Name;
+    if (spec === undefined && !isTcpMatcher(written)) {
+      const suggestion = closest(written, MATCHERS.keys());
+      const hint = suggestion === undefined ? '' : `did you mean '${suggestion}'?`;
+      return this.fail(nameToken.column, `unknown matcher '${written}'`, KNOWN_MATCHERS, hint);
+    }
     const open = this.take();
     if (open.kind !== '(') this.unexpected(open, `'(' after ${written}`);
 
-    const argTokens: Token[] = [];
-    if (this.peek().kind === ')') {
-      this.take();
-    } else {
+    const args: Token[] = [];
+    let close = this.take();
+    if (close.kind !== ')') {
       for (;;) {
-        const arg = this.take();
-        if (arg.kind !== 'string') this.unexpected(arg, EXPECT_STRING);
-        argTokens.push(arg);
+        if (close.kind !== 'string') this.unexpected(close, EXPECT_STRING);
+        args.push(close);
         const separator = this.take();
-        if (separator.kind === ')') break;
+        if (separator.kind === ')') {
+          close = separator;
+          break;
+        }
         if (separator.kind !== ',') this.unexpected(separator, EXPECT_COMMA_OR_CLOSE);
+        close = this.take();
       }
     }
+    const call: MatcherCall = { nameToken, args, source: this.text.slice(nameToken.column - 1, close.column) };
 
-    const count = argTokens.length;
-    if (count < spec.minArgs || count > spec.maxArgs) {
-      this.fail(nameToken.column, `${written} takes ${arityText(spec)}, got ${count}`, spec.usage);
+    const tcpForm = tcpMatcherReplacement(written, args);
+    if (tcpForm !== undefined) {
+      return this.fail(
+        nameToken.column,
+        `${written} is a TCP router matcher`,
+        tcpForm,
+        'Sluice routers are HTTP routers, and the certificate is chosen by SNI from tls.certificates',
+      );
     }
-    return { kind: 'matcher', name: spec.name, args: this.checkArguments(spec.name, argTokens) };
+    const count = args.length;
+    if (written === 'HostRegexp' && count > 1) {
+      // v2 read each argument as a host template (literal text unless braced); v3 takes one regular expression.
+      const v3Form = args.map((arg) =>
+        hasV2Placeholder(arg.value) ? `HostRegexp(\`^${this.template(arg, arg.value, '[^.]+', true)}$\`)` : `Host(${arg.raw})`,
+      );
+      this.fail(nameToken.column, `HostRegexp with ${count} host templates is Traefik v2 syntax`, v3Form.join(' || '), 'in Traefik v3 HostRegexp takes one regular expression');
+    }
+    if (count < spec!.minArgs || count > spec!.maxArgs || (v2Name !== undefined && v2Name.minArgs === 2 && count % 2 !== 0)) {
+      const arity = v2Name !== undefined && v2Name.minArgs === 2 ? 'name/value pairs' : arityText(spec!);
+      this.fail(nameToken.column, `${written} takes ${arity}, got ${count}`, spec!.usage);
+    }
+    return this.checkArguments(spec!.name, call);
   }
 
-  /** Validates arguments now rather than in the worker; returns them as stored (possibly normalised). */
-  private checkArguments(name: MatcherName, args: Token[]): string[] {
+  /** Validates arguments now rather than in the worker; returns the node as stored (v2 forms normalised). */
+  private checkArguments(name: MatcherName, call: MatcherCall): RuleNode {
+    const { args } = call;
     const values = args.map((arg) => arg.value);
+    const written = call.nameToken.value;
     switch (name) {
       case 'Host':
         for (const arg of args) {
@@ -185,10 +229,15 @@ class RuleParser {
             this.fail(arg.column, `invalid host '${arg.value}'`, 'an ASCII host name such as example.com');
           }
         }
-        return values;
+        if (written !== name || args.length > 1) this.warnV2(call, anyOf(name, args));
+        return matcher(name, values);
       case 'HostRegexp': {
-        const isV2 = args.length > 1 || args.some((arg) => V2_PLACEHOLDER.test(arg.value));
-        return args.map((arg) => this.checkRegExp(arg, isV2 ? this.hostTemplateToRegExp(arg) : arg.value));
+        const arg = args[0]!;
+        if (hasV2Placeholder(arg.value)) {
+          const regex = `^${this.template(arg, arg.value, '[^.]+', true)}$`;
+          this.failV2Template(arg, 'host', 'HostRegexp takes a regular expression', `HostRegexp(\`${regex}\`)`);
+        }
+        return matcher(name, [this.checkRegExp(arg, arg.value)]);
       }
       case 'Path':
       case 'PathPrefix':
@@ -196,30 +245,34 @@ class RuleParser {
           if (!arg.value.startsWith('/')) {
             this.fail(arg.column, `path '${arg.value}' does not start with '/'`, 'a path such as /chat');
           }
+          if (hasV2Placeholder(arg.value)) {
+            const regex = `^${this.template(arg, arg.value, '[^/]+', false)}${name === 'Path' ? '$' : ''}`;
+            this.failV2Template(arg, 'path', `${name} matches text as written`, `PathRegexp(\`${regex}\`)`);
+          }
         }
-        return values;
+        if (args.length > 1) this.warnV2(call, anyOf(name, args));
+        return matcher(name, values);
       case 'PathRegexp':
-        return [this.checkRegExp(args[0]!, args[0]!.value)];
+        return matcher(name, [this.checkRegExp(args[0]!, args[0]!.value)]);
       case 'Header':
-        this.checkHeaderName(args[0]!);
-        return values;
-      case 'HeaderRegexp':
-        this.checkHeaderName(args[0]!);
-        return [values[0]!, this.checkRegExp(args[1]!, args[1]!.value)];
-      case 'Query': {
-        // v2 wrote Query(`k=v`); store it as the v3 pair so workers see one shape.
-        let key = values[0]!;
-        let value = values[1];
-        if (value === undefined && key.includes('=')) {
-          value = key.slice(key.indexOf('=') + 1);
-          key = key.slice(0, key.indexOf('='));
+      case 'HeaderRegexp': {
+        // v2's Headers(`a`, `1`, `b`, `2`): every pair must match, as v3's Header(...) && Header(...).
+        const pairs: RuleNode[] = [];
+        const v3Form: string[] = [];
+        for (let i = 0; i < args.length; i += 2) {
+          this.checkHeaderName(args[i]!);
+          const value = name === 'HeaderRegexp' ? this.checkRegExp(args[i + 1]!, values[i + 1]!) : values[i + 1]!;
+          pairs.push(matcher(name, [values[i]!, value]));
+          v3Form.push(`${name}(${args[i]!.raw}, ${args[i + 1]!.raw})`);
         }
-        if (key === '') this.fail(args[0]!.column, 'empty query parameter name', 'a parameter name such as room');
-        return value === undefined ? [key] : [key, value];
+        if (written !== name) this.warnV2(call, v3Form.join(' && '));
+        return allOf(pairs);
       }
+      case 'Query':
+        return this.checkQuery(call);
       case 'QueryRegexp':
         if (values[0] === '') this.fail(args[0]!.column, 'empty query parameter name', 'a parameter name such as room');
-        return [values[0]!, this.checkRegExp(args[1]!, args[1]!.value)];
+        return matcher(name, [values[0]!, this.checkRegExp(args[1]!, args[1]!.value)]);
       case 'ClientIP':
         for (const arg of args) {
           if (parseIpRange(arg.value) === null) {
@@ -230,13 +283,52 @@ class RuleParser {
             );
           }
         }
-        return values;
+        if (args.length > 1) this.warnV2(call, anyOf(name, args));
+        return matcher(name, values);
       case 'Method':
         for (const arg of args) {
           if (!HTTP_TOKEN.test(arg.value)) this.fail(arg.column, `invalid method '${arg.value}'`, 'a method such as GET');
         }
-        return values;
+        if (args.length > 1) this.warnV2(call, anyOf(name, args));
+        return matcher(name, values);
     }
+  }
+
+  /**
+   * v3: Query(`k`) or Query(`k`, `v`). v2: Query(`k=v`, …), every pair must match, and (gorilla/mux) an
+   * empty value matches any value and `{name:re}` in a value is a regular expression. A parameter name cannot
+   * hold '=' (the query string splits on it), so a first argument with one is the v2 form.
+   */
+  private checkQuery(call: MatcherCall): RuleNode {
+    const { args } = call;
+    const emptyName = (arg: Token): never => this.fail(arg.column, 'empty query parameter name', 'a parameter name such as room');
+    if (!args[0]!.value.includes('=')) {
+      if (args.length > 2) this.fail(call.nameToken.column, `Query takes 1 or 2 arguments, got ${args.length}`, 'Query(`name`) or Query(`name`, `value`)');
+      if (args[0]!.value === '') emptyName(args[0]!);
+      return matcher('Query', args.map((arg) => arg.value));
+    }
+    const pairs: RuleNode[] = [];
+    const v3Form: string[] = [];
+    for (const arg of args) {
+      const equals = arg.value.indexOf('=');
+      if (equals < 0) this.fail(arg.column, `'${arg.value}' is not a name=value pair`, 'Query(`name=value`, ...) in Traefik v2, or Query(`name`, `value`)');
+      const key = arg.value.slice(0, equals);
+      const value = arg.value.slice(equals + 1);
+      if (key === '') emptyName(arg);
+      if (hasV2Placeholder(value)) {
+        const regex = `^${this.template(arg, value, '.*', false)}$`;
+        this.failV2Template(arg, 'query', 'Query compares values as written', `QueryRegexp(${quote(key)}, \`${regex}\`)`);
+      }
+      if (value === '') {
+        pairs.push(matcher('QueryRegexp', [key, '.*']));
+        v3Form.push(`QueryRegexp(${quote(key)}, \`.*\`)`);
+      } else {
+        pairs.push(matcher('Query', [key, value]));
+        v3Form.push(`Query(${quote(key)}, ${quote(value)})`);
+      }
+    }
+    this.warnV2(call, v3Form.join(' && '));
+    return allOf(pairs);
   }
 
   private checkHeaderName(arg: Token): void {
@@ -257,39 +349,26 @@ class RuleParser {
     return source;
   }
 
-  /**
-   * Traefik v2 (gorilla/mux) host templates: `{name}` is one DNS label, `{name:pattern}` is the pattern, the
-   * rest is literal, and the whole host must match. Braces may nest inside a pattern (`{n:[a-z]{2}}`).
-   */
-  private hostTemplateToRegExp(arg: Token): string {
-    const template = arg.value;
-    let regex = '^';
-    let literalStart = 0;
-    let depth = 0;
-    let openAt = -1;
-    for (let i = 0; i < template.length; i++) {
-      const char = template[i];
-      if (char === '{') {
-        if (depth++ === 0) openAt = i;
-      } else if (char === '}') {
-        if (--depth < 0) break;
-        if (depth > 0) continue;
-        regex += escapeRegExp(template.slice(literalStart, openAt).toLowerCase());
-        const inside = template.slice(openAt + 1, i);
-        const colon = inside.indexOf(':');
-        const variable = colon < 0 ? inside : inside.slice(0, colon);
-        const pattern = colon < 0 ? '[^.]+' : inside.slice(colon + 1);
-        if (variable === '' || pattern === '') {
-          this.fail(arg.column, `missing name or pattern in '{${inside}}'`, 'a v2 placeholder such as {sub:[a-z]+}');
-        }
-        regex += `(?:${pattern})`;
-        literalStart = i + 1;
-      }
+  /** One warning per v2 form accepted; the v3 form is bracketed when the matcher is only part of the rule. */
+  private warnV2(call: MatcherCall, v3Form: string): void {
+    if (this.warnings === undefined) return;
+    const whole = this.text.trim() === call.source;
+    const replacement = whole || !/ (\|\||&&) /.test(v3Form) ? v3Form : `(${v3Form})`;
+    this.warnings.push(oneLine(`Traefik v2 syntax '${call.source}' at column ${call.nameToken.column} (Traefik v3 form: ${replacement})`));
+  }
+
+  private failV2Template(arg: Token, kind: string, v3Reading: string, v3Form: string): never {
+    return this.fail(arg.column, `Traefik v2 ${kind} template '${arg.value}'`, v3Form, `in Traefik v3 ${v3Reading}, so this would match something else`);
+  }
+
+  /** A v2 template as a regular expression (templateToRegExp), or the parser's error at the argument. */
+  private template(arg: Token, template: string, defaultPattern: string, lowerCase: boolean): string {
+    try {
+      return templateToRegExp(template, defaultPattern, lowerCase);
+    } catch (error) {
+      if (!(error instanceof TemplateError)) throw error;
+      return this.fail(arg.column, error.reason, error.expected);
     }
-    if (depth !== 0) {
-      this.fail(arg.column, `unbalanced braces in '${template}'`, 'a v2 template such as {sub:[a-z]+}.example.com');
-    }
-    return regex + escapeRegExp(template.slice(literalStart).toLowerCase()) + '$';
   }
 
   // ---- Tokens
@@ -371,13 +450,10 @@ class RuleParser {
     return this.fail(token.column, `unexpected '${token.raw}'`, expected);
   }
 
-  private fail(column: number, reason: string, expected: string): never {
-    throw new RuleSyntaxError(this.text, column, reason, expected);
+  private fail(column: number, reason: string, expected: string, hint = ''): never {
+    throw new RuleSyntaxError(this.text, column, reason, expected, hint);
   }
 }
-
-/** `{name}` or `{name:` not escaped and not Go's `\p{Class}`: v3 regex quantifiers start with a digit. */
-const V2_PLACEHOLDER = /(?<![\\]|\\[pP])\{[A-Za-z_][A-Za-z0-9_]*[:}]/;
 
 /** RFC 9110 token: header names and methods. */
 const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -414,13 +490,28 @@ function decodeEscape(text: string, at: number): { text: string; length: number 
   return null;
 }
 
-function escapeRegExp(literal: string): string {
-  return literal.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-}
-
 function arityText(spec: MatcherSpec): string {
   const plural = (n: number): string => `${n} argument${n === 1 ? '' : 's'}`;
   if (spec.maxArgs === Infinity) return `at least ${plural(spec.minArgs)}`;
   if (spec.minArgs === spec.maxArgs) return `exactly ${plural(spec.minArgs)}`;
   return `${spec.minArgs} or ${plural(spec.maxArgs)}`;
+}
+
+interface MatcherCall {
+  readonly nameToken: Token;
+  readonly args: readonly Token[];
+  /** The matcher as written, name to closing parenthesis. */
+  readonly source: string;
+}
+
+function matcher(name: MatcherName, args: readonly string[]): RuleNode {
+  return { kind: 'matcher', name, args };
+}
+
+function allOf(nodes: readonly RuleNode[]): RuleNode {
+  return nodes.slice(1).reduce<RuleNode>((left, right) => ({ kind: 'and', left, right }), nodes[0]!);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/[\r\n\t\v\f]/g, ' ');
 }

@@ -13,7 +13,13 @@ export const adminSchema = {
       kind: 'scalar',
       type: 'address',
       defaultValue: { host: '', port: 9090 },
-      doc: 'Where the admin listener listens. It has no authentication: bind it to a private address (`"127.0.0.1:9090"`, the pod IP). A port that cannot be opened is logged as an error and Sluice serves traffic without it (the liveness probe then fails and tells you).',
+      doc: 'Where the admin listener listens. Its read-only endpoints have no authentication: bind it to a private address (`"127.0.0.1:9090"`, the pod IP). A port that cannot be opened is logged as an error and Sluice serves traffic without it (the liveness probe then fails and tells you).',
+    },
+    token: {
+      kind: 'scalar',
+      type: 'string',
+      defaultText: 'env `SLUICE_ADMIN_TOKEN`; none',
+      doc: 'Bearer token of the endpoints that change Sluice (`POST /api/reload`). Without a token they answer 401, unless `admin.address` is a loopback address.',
     },
   },
 } as const satisfies ObjectSchema;

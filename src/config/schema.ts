@@ -28,6 +28,27 @@ function tlsOnRouterOrEntryPoint<const D extends string>(doc: D) {
   return { kind: 'object', doc, acceptsBoolean: true, defaultText: 'absent (plain)', fields: {}, refused: TLS_REFUSED } as const satisfies ObjectSchema;
 }
 
+/** Traefik's entryPoints.<name>.transport.lifeCycle: how the entry point stops on SIGTERM. */
+const lifeCycle = {
+  kind: 'object',
+  doc: "How the entry point stops on SIGTERM (Traefik's keys and meaning). `/ready` turns 503 at once.",
+  fields: {
+    requestAcceptGraceTimeout: {
+      kind: 'scalar',
+      type: 'duration',
+      defaultValue: 0,
+      doc: 'Time the entry point keeps accepting new connections after SIGTERM, so the load balancer in front sees `/ready` fail first.',
+    },
+    graceTimeOut: {
+      kind: 'scalar',
+      type: 'duration',
+      defaultValue: 10_000,
+      defaultNote: '(`shutdown.gracePeriod` when set)',
+      doc: 'Window over which its open WebSockets are then closed with 1001, spread evenly with jitter, before Sluice exits. A second signal closes what is left at once.',
+    },
+  },
+} as const satisfies ObjectSchema;
+
 const entryPoint = {
   kind: 'object',
   doc: 'One listener.',
@@ -49,9 +70,15 @@ const entryPoint = {
         'encodedCharacters',
       ),
     },
+    transport: {
+      kind: 'object',
+      doc: 'Connection handling of this entry point.',
+      fields: { lifeCycle },
+      refused: notYet('respondingTimeouts', 'keepAliveMaxRequests', 'keepAliveMaxTime'),
+    },
   },
   refused: {
-    ...notYet('transport', 'proxyProtocol', 'forwardedHeaders', 'http2', 'http3', 'udp', 'allowACMEByPass'),
+    ...notYet('proxyProtocol', 'forwardedHeaders', 'http2', 'http3', 'udp', 'allowACMEByPass'),
     ...notYet('reusePort', 'observability'),
     asDefault: 'routers without entryPoints attach to every entry point of their kind',
   },
@@ -176,8 +203,16 @@ const service = {
           kind: 'scalar',
           type: 'duration',
           min: 1,
-          doc: "Sluice's own key: the connections of a backend marked down with `onDown: drain`, or whose address left DNS, are closed with 1012 one by one, evenly over this window.",
+          doc: "Sluice's own key: the connections of a backend marked down with `onDown: drain`, whose address left DNS, or that a reload removed, are closed with 1012 one by one, evenly (with jitter) over this window.",
           defaultText: '`loadBalancer.drainWindow`',
+        },
+        onRemove: {
+          kind: 'scalar',
+          type: 'choice',
+          choices: ['drain', 'keep'],
+          expects: "'drain' or 'keep'",
+          doc: "Sluice's own key: what a reload that removes a backend from this pool does to its open WebSockets: `drain` (1012, paced over `drainWindow`) or `keep` (they stay until they close).",
+          defaultText: '`loadBalancer.onRemove`',
         },
         discovery: discoverySchema,
       },
@@ -357,6 +392,14 @@ export const CONFIG_SCHEMA = {
           defaultValue: 10_000,
           doc: "Default of every service's `drainWindow`.",
         },
+        onRemove: {
+          kind: 'scalar',
+          type: 'choice',
+          choices: ['drain', 'keep'],
+          defaultValue: 'drain',
+          expects: "'drain' or 'keep'",
+          doc: "Default of every service's `onRemove`, and what a reload does to the WebSockets of a service it removes altogether. The config being applied decides.",
+        },
         stickySecret: {
           kind: 'scalar',
           type: 'string',
@@ -410,14 +453,52 @@ export const CONFIG_SCHEMA = {
     accessLog: accessLogSchema,
     shutdown: {
       kind: 'object',
-      doc: 'Graceful shutdown.',
+      doc: 'Deprecated: graceful shutdown is per entry point, `entryPoints.<name>.transport.lifeCycle`.',
       fields: {
         gracePeriod: {
           kind: 'scalar',
           type: 'duration',
-          defaultValue: 10_000,
-          doc: 'On SIGTERM, time over which clients are closed with 1001 before the process exits.',
+          defaultText: 'none',
+          doc: 'Deprecated alias: sets `transport.lifeCycle.graceTimeOut` of every entry point that sets none, with a warning.',
         },
+      },
+    },
+    providers: {
+      kind: 'object',
+      doc: "Traefik's static configuration: where the dynamic configuration is read from (see [Live configuration](#live-configuration)).",
+      fields: {
+        file: {
+          kind: 'object',
+          optIn: true,
+          doc: "Traefik's file provider.",
+          fields: {
+            filename: {
+              kind: 'scalar',
+              type: 'string',
+              typeText: 'file path',
+              doc: "One dynamic configuration file, relative to this file's directory.",
+            },
+            directory: {
+              kind: 'scalar',
+              type: 'string',
+              typeText: 'file path',
+              doc: 'A directory of dynamic configuration files (`.yaml`, `.yml`, `.toml`; others and hidden files are ignored), merged.',
+            },
+            watch: {
+              kind: 'scalar',
+              type: 'boolean',
+              defaultValue: true,
+              doc: "Reload when a dynamic file changes (Traefik's default too).",
+            },
+          },
+          refused: { debugLogGeneratedTemplate: 'Sluice does not template configuration files' },
+        },
+      },
+      refused: {
+        ...notYet('docker', 'swarm', 'kubernetesIngress', 'kubernetesGateway', 'consulCatalog', 'nomad', 'ecs'),
+        ...notYet('consul', 'etcd', 'zooKeeper', 'redis', 'http', 'plugin'),
+        kubernetesCRD: 'Sluice reads IngressRoute manifests from files, not from the Kubernetes API',
+        providersThrottleDuration: 'Sluice coalesces a burst of file changes into one reload by itself',
       },
     },
   },
@@ -427,7 +508,6 @@ export const CONFIG_SCHEMA = {
     api: 'the JSON API and the dashboard are served on admin.address (/api/*, /dashboard)',
     metrics: 'Prometheus metrics are always served on admin.address (/metrics)',
     ping: 'liveness and readiness are served on admin.address (/health, /ready)',
-    providers: 'Sluice reads one file, given on the command line',
     certificatesResolvers: TLS_REFUSED.certResolver,
     serversTransport: '(expected http.serversTransports.default)',
   },

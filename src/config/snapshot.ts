@@ -5,7 +5,7 @@
  */
 import type { RuleNode } from './rule-ast.js';
 
-export const SNAPSHOT_VERSION = 2;
+export const SNAPSHOT_VERSION = 3;
 
 export type Strategy = 'leastconn' | 'roundrobin' | 'hash';
 
@@ -16,6 +16,9 @@ export interface EntryPointSpec {
   readonly port: number;
   /** True when this entry point terminates TLS (it serves routers that carry `tls`). */
   readonly tls: boolean;
+  /** transport.lifeCycle: on SIGTERM, keep accepting for acceptGraceMs, then close the open
+   *  WebSockets with 1001 spread over graceMs. */
+  readonly lifeCycle: { readonly acceptGraceMs: number; readonly graceMs: number };
 }
 
 export interface CertificateSpec {
@@ -23,6 +26,9 @@ export interface CertificateSpec {
   readonly keyFile: string;
   /** DNS names (CN and SANs, lowercased; wildcards kept as `*.example.com`) read from the certificate. */
   readonly names: readonly string[];
+  /** SHA-256 of the certificate and key files as read: a file rewritten in place (a renewal) changes it,
+   *  so a reload serves the new certificate to new connections. */
+  readonly fingerprint: string;
 }
 
 export interface RouterSpec {
@@ -132,6 +138,8 @@ export interface ServiceSpec {
   /** 0 = off. */
   readonly slowStartMs: number;
   readonly drainWindowMs: number;
+  /** A reload that removes one of this pool's backends drains its WebSockets (1012, paced) or keeps them. */
+  readonly onRemove: 'drain' | 'keep';
   readonly discovery: DiscoverySpec | null;
   /** Retry-After (seconds) of the 503 answered when every backend is down. */
   readonly retryAfterSeconds: number;
@@ -158,6 +166,8 @@ export interface AdminSettings {
   /** Host of the admin listener ('' = all interfaces). */
   readonly host: string;
   readonly port: number;
+  /** Bearer token of the mutating endpoints ('' = none: they answer 401 unless bound to loopback). */
+  readonly token: string;
 }
 
 export interface AccessLogSettings {
@@ -181,8 +191,9 @@ export interface Snapshot {
   readonly backends: readonly BackendSpec[];
   readonly transports: readonly TransportSpec[];
   readonly websocket: WebSocketSettings;
-  /** Grace period for SIGTERM: clients are closed with 1001, then the process exits. */
-  readonly shutdownGraceMs: number;
+  /** loadBalancer.onRemove: what a reload does to the WebSockets of a backend whose service it removed
+   *  altogether (a service that stays uses its own ServiceSpec.onRemove). */
+  readonly onRemove: 'drain' | 'keep';
   /** Signs sticky cookies (HMAC-SHA256); from the config, SLUICE_STICKY_SECRET, or random per process. */
   readonly stickySecret: string;
   /** True when stickySecret was generated (replicas will not agree; the primary warns). */

@@ -1,14 +1,16 @@
 /**
- * The primary's half of the access log: unpacks the batches workers send (worker/access-log.ts), names
- * their indexes from the snapshot and appends one JSON line per closed connection to accessLog.filePath
- * (or standard output) through an asynchronous sonic-boom stream (pino.destination), so a slow disk never
- * blocks the primary. Field names follow Traefik's JSON access log where one exists.
+ * The primary's half of the access log: unpacks the batches workers send (worker/access-log.ts) and
+ * appends one JSON line per closed connection to accessLog.filePath (or standard output) through an asynchronous sonic-boom stream (pino.destination), so a slow disk never
+ * blocks the primary. Field names follow Traefik's JSON access log where one exists. "Standard output" is
+ * the descriptor stdout.ts kept for it, free of uWebSockets.js's debug prints.
  */
 import { Unpackr } from 'msgpackr';
 import pino from 'pino';
 import type { Snapshot } from '../config/snapshot.js';
+import type { AccessRecord } from '../shared/messages.js';
 import { SIDES } from '../shared/metrics-plan.js';
-import type { AccessRecord } from '../worker/access-log.js';
+import { log } from './log.js';
+import { operatorStdout, stdoutSharedBecause } from './stdout.js';
 
 export interface AccessLogWriter {
   write(worker: number, packed: Uint8Array): void;
@@ -18,7 +20,10 @@ export interface AccessLogWriter {
 
 export function openAccessLog(snapshot: Snapshot): AccessLogWriter | null {
   if (!snapshot.accessLog.enabled) return null;
-  const destination = pino.destination({ dest: snapshot.accessLog.filePath === '' ? 1 : snapshot.accessLog.filePath, sync: false, mkdir: true });
+  const toStdout = snapshot.accessLog.filePath === '';
+  const shared = toStdout ? stdoutSharedBecause() : null;
+  if (shared !== null) log.warn(`the access log shares standard output with uWebSockets.js's debug lines (${shared}): set accessLog.filePath to keep it apart`);
+  const destination = pino.destination({ dest: toStdout ? operatorStdout() : snapshot.accessLog.filePath, sync: false, mkdir: true });
   const unpackr = new Unpackr({ useRecords: false });
   return {
     write(worker, packed) {
@@ -29,10 +34,10 @@ export function openAccessLog(snapshot: Snapshot): AccessLogWriter | null {
           time: new Date(endedAt).toISOString(),
           kind: 'websocket',
           ClientHost: client,
-          EntryPointName: snapshot.entryPoints[entryPoint]?.name ?? '',
-          RouterName: snapshot.routers[router]?.name ?? '',
-          ServiceName: snapshot.services[service]?.name ?? '',
-          ServiceURL: snapshot.backends[backend]?.url ?? '',
+          EntryPointName: entryPoint,
+          RouterName: router,
+          ServiceName: service,
+          ServiceURL: backend,
           Duration: durationMs * 1e6,
           DurationMs: durationMs,
           ClientToBackendMessages: mIn,

@@ -1,17 +1,38 @@
 /**
  * The JSON documents of the admin API (/api/overview, /api/routers, /api/services, /api/backends) and the
- * health and readiness verdicts, built from the snapshot, the summed counters and the supervisor's view of
- * its workers. Plain functions of their inputs, so the admin server stays a thin router.
+ * health and readiness verdicts, built from the config in force, the summed counters (metrics-store.ts:
+ * every live generation, by label set) and the supervisor's view of its workers. Plain functions of their
+ * inputs, so the admin server stays a thin router.
  */
 import type { BackendStatus } from './backend-health.js';
 import type { Snapshot } from '../config/snapshot.js';
-import { TRAFFIC, Total, Traffic } from '../shared/layout.js';
+import { formatHostPort } from '../shared/address.js';
+import { Total, Traffic } from '../shared/layout.js';
 import { CONN_FIELDS, CONN_OUTCOMES, Conn, ERROR_REASONS, type RoutePlan } from '../shared/metrics-plan.js';
-import { HEARTBEAT_STALE_MS, type MetricsStore, type Sums } from './metrics-store.js';
+import { HEARTBEAT_STALE_MS, type MetricsStore, type MetricsView } from './metrics-store.js';
+import type { HistoryRing } from './history.js';
+import { ERROR_REASONS as REASONS, SIDES, UPGRADE_BUCKETS } from '../shared/metrics-plan.js';
 import type { WorkerStatus } from './supervisor.js';
 
+/** What /api/overview says about live configuration. */
+export interface ReloadStatus {
+  readonly generation: number;
+  /** Reloads tried (success, failure and unchanged alike). */
+  readonly attempts: number;
+  readonly success: number;
+  readonly failure: number;
+  /** ISO time of the last reload attempt, null before the first. */
+  readonly lastAttemptAt: string | null;
+  readonly lastResult: 'success' | 'failure' | 'unchanged' | null;
+  /** The last failed reload's problems, one line each as `sluice validate` prints them ([] when none). */
+  readonly lastError: readonly string[];
+  /** Config generations still alive because connections opened under them are open. */
+  readonly liveGenerations: number;
+}
+
 export interface AdminContext {
-  readonly snapshot: Snapshot;
+  /** The config in force (changes with each reload). */
+  snapshot(): Snapshot;
   readonly store: MetricsStore;
   workers(): WorkerStatus[];
   /** Every worker listened once (the first start finished). */
@@ -23,6 +44,10 @@ export interface AdminContext {
   /** Why a backend is up or down (backend-health.ts): its check verdict, a passive ejection, the
    *  address a DNS discovery slot holds. Absent in contexts without backend management. */
   backendHealth?(backend: number): BackendStatus;
+  /** Live configuration (absent in contexts without reloads). */
+  reloadStatus?(): ReloadStatus;
+  /** The dashboard's recent samples (history.ts), served as /api/history. Absent in contexts without it. */
+  readonly history?: HistoryRing;
 }
 
 type Outcomes = Record<(typeof CONN_OUTCOMES)[number], number>;
@@ -31,27 +56,27 @@ function emptyOutcomes(): Outcomes {
   return { upgraded: 0, rejected_by_backend: 0, no_backend: 0, connect_failed: 0, limited: 0 };
 }
 
-function addOutcomes(into: Outcomes, sums: Sums, cell: number): number {
-  CONN_OUTCOMES.forEach((outcome, o) => (into[outcome] += sums.slab[cell + o]!));
-  return sums.slab[cell + Conn.Active]!;
+function addOutcomes(into: Outcomes, view: MetricsView, cell: number): number {
+  CONN_OUTCOMES.forEach((outcome, o) => (into[outcome] += view.slab(cell + o)));
+  return view.slab(cell + Conn.Active);
 }
 
 /** Live connections and outcomes of a set of routes, restricted to one backend when `backend` ≥ 0. */
-function routeTotals(ctx: AdminContext, sums: Sums, routes: readonly RoutePlan[], backend = -1): { active: number; connections: Outcomes } {
+function routeTotals(view: MetricsView, routes: readonly RoutePlan[], backend = -1): { active: number; connections: Outcomes } {
   const connections = emptyOutcomes();
   let active = 0;
   for (const route of routes) {
-    const pool = ctx.snapshot.services[route.service]!.backends;
+    const pool = view.current.snapshot.services[route.service]!.backends;
     pool.forEach((b, position) => {
-      if (backend < 0 || b === backend) active += addOutcomes(connections, sums, route.base + position * CONN_FIELDS);
+      if (backend < 0 || b === backend) active += addOutcomes(connections, view, route.base + position * CONN_FIELDS);
     });
-    if (backend < 0) addOutcomes(connections, sums, route.base + pool.length * CONN_FIELDS);
+    if (backend < 0) addOutcomes(connections, view, route.base + pool.length * CONN_FIELDS);
   }
   return { active, connections };
 }
 
-function traffic(sums: Sums, backends: readonly number[]): { messages: { clientToBackend: number; backendToClient: number }; bytes: { clientToBackend: number; backendToClient: number } } {
-  const at = (b: number, t: Traffic): number => sums.traffic[b * TRAFFIC + t]!;
+function traffic(view: MetricsView, backends: readonly number[]): { messages: { clientToBackend: number; backendToClient: number }; bytes: { clientToBackend: number; backendToClient: number } } {
+  const at = (b: number, t: Traffic): number => view.traffic(b, t);
   let mIn = 0, mOut = 0, bIn = 0, bOut = 0;
   for (const b of backends) {
     mIn += at(b, Traffic.MessagesToBackend);
@@ -62,20 +87,23 @@ function traffic(sums: Sums, backends: readonly number[]): { messages: { clientT
   return { messages: { clientToBackend: mIn, backendToClient: mOut }, bytes: { clientToBackend: bIn, backendToClient: bOut } };
 }
 
-function errors(ctx: AdminContext, sums: Sums, backends: readonly number[]): Record<string, number> {
+function errors(view: MetricsView, backends: readonly number[]): Record<string, number> {
   const out: Record<string, number> = {};
+  const { plan } = view.current;
   ERROR_REASONS.forEach((reason, r) => {
     let n = 0;
-    for (const b of backends) n += sums.slab[ctx.store.plan.errorsBase + b * ERROR_REASONS.length + r]!;
+    for (const b of backends) n += view.slab(plan.errorsBase + plan.backendLocal[b]! * ERROR_REASONS.length + r);
     out[reason] = n;
   });
   return out;
 }
 
-export function backendsDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {
-  const { snapshot, store } = ctx;
-  return snapshot.backends.map((spec, b) => {
-    const routes = store.plan.routes.filter((r) => r.service === spec.service);
+export function backendsDocument(ctx: AdminContext, view = ctx.store.read()): object[] {
+  const { store } = ctx;
+  const { snapshot, plan } = view.current;
+  return snapshot.backends.map((spec) => {
+    const b = spec.index;
+    const routes = plan.routes.filter((r) => r.service === spec.service);
     const up = Atomics.load(store.shared.backendUp, b) > 0;
     return {
       service: snapshot.services[spec.service]!.name,
@@ -84,9 +112,9 @@ export function backendsDocument(ctx: AdminContext, sums = ctx.store.sums()): ob
       healthy: up,
       held: Atomics.load(store.shared.backendActive, b),
       ...(ctx.backendHealth === undefined ? {} : { health: healthDetails(ctx.backendHealth(b)) }),
-      ...routeTotals(ctx, sums, routes, b),
-      ...traffic(sums, [b]),
-      errors: errors(ctx, sums, [b]),
+      ...routeTotals(view, routes, b),
+      ...traffic(view, [b]),
+      errors: errors(view, [b]),
     };
   });
 }
@@ -101,20 +129,21 @@ function healthDetails(status: BackendStatus): object {
   };
 }
 
-export function servicesDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {
-  const { snapshot, store } = ctx;
+export function servicesDocument(ctx: AdminContext, view = ctx.store.read()): object[] {
+  const { store } = ctx;
+  const { snapshot, plan } = view.current;
   return snapshot.services.map((service, s) => ({
     name: service.name,
     strategy: service.strategy,
-    backends: service.backends.map((b) => ({ url: snapshot.backends[b]!.url, state: Atomics.load(store.shared.backendUp, b) > 0 ? 'up' : 'down' })),
-    ...routeTotals(ctx, sums, store.plan.routes.filter((r) => r.service === s)),
-    ...traffic(sums, service.backends),
-    errors: errors(ctx, sums, service.backends),
+    backends: service.backends.map((b) => ({ url: snapshot.backends[plan.backendLocal[b]!]!.url, state: Atomics.load(store.shared.backendUp, b) > 0 ? 'up' : 'down' })),
+    ...routeTotals(view, plan.routes.filter((r) => r.service === s)),
+    ...traffic(view, service.backends),
+    errors: errors(view, service.backends),
   }));
 }
 
-export function routersDocument(ctx: AdminContext, sums = ctx.store.sums()): object[] {
-  const { snapshot, store } = ctx;
+export function routersDocument(ctx: AdminContext, view = ctx.store.read()): object[] {
+  const { snapshot, plan } = view.current;
   return snapshot.routers.map((router, r) => ({
     name: router.name,
     rule: router.rule,
@@ -122,7 +151,7 @@ export function routersDocument(ctx: AdminContext, sums = ctx.store.sums()): obj
     tls: router.tls,
     service: snapshot.services[router.service]!.name,
     entryPoints: router.entryPoints.map((e) => snapshot.entryPoints[e]!.name),
-    ...routeTotals(ctx, sums, store.plan.routes.filter((route) => route.router === r)),
+    ...routeTotals(view, plan.routes.filter((route) => route.router === r)),
   }));
 }
 
@@ -151,27 +180,111 @@ export function readiness(ctx: AdminContext): Verdict {
   const draining = ctx.draining();
   const ok = ctx.started() && !draining && listening > 0;
   const reason = draining ? 'draining' : !ctx.started() ? 'starting' : listening === 0 ? 'no worker listens' : 'ready';
-  return { ok, body: { status: ok ? 'ready' : 'not ready', reason, workersListening: listening, workers: ctx.snapshot.workers } };
+  return { ok, body: { status: ok ? 'ready' : 'not ready', reason, workersListening: listening, workers: ctx.snapshot().workers } };
 }
 
 export function overviewDocument(ctx: AdminContext): object {
-  const sums = ctx.store.sums();
-  const { snapshot } = ctx;
-  const all = routeTotals(ctx, sums, ctx.store.plan.routes);
-  const allBackends = snapshot.backends.map((_, b) => b);
+  const view = ctx.store.read();
+  const { snapshot, plan } = view.current;
+  const all = routeTotals(view, plan.routes);
+  const allBackends = snapshot.backends.map((b) => b.index);
   return {
     version: 1,
     config: snapshot.source,
+    ...(ctx.reloadStatus === undefined ? {} : { reload: ctx.reloadStatus() }),
     uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000),
     ready: readiness(ctx).ok,
     draining: ctx.draining(),
     admin: ctx.adminAddress,
-    entryPoints: snapshot.entryPoints.map((e) => ({ name: e.name, address: `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`, tls: e.tls })),
+    entryPoints: snapshot.entryPoints.map((e) => ({ name: e.name, address: formatHostPort(e.host, e.port, ''), tls: e.tls })),
     workers: ctx.workers().map((w) => ({ ...w, eventLoopLagSeconds: ctx.store.workerLag(w.index) })),
     counts: { routers: snapshot.routers.length, services: snapshot.services.length, backends: snapshot.backends.length },
     ...all,
-    ...traffic(sums, allBackends),
-    errors: errors(ctx, sums, allBackends),
-    unroutedRequests: sums.totals[Total.NoRoute],
+    ...traffic(view, allBackends),
+    errors: errors(view, allBackends),
+    unroutedRequests: view.totals[Total.NoRoute],
   };
+}
+
+/** What the dashboard samples once per second (history.ts): totals over every service, plus live
+ *  connections and health per service and backend. Backends are keyed `service url`. */
+export interface DashboardTotals {
+  readonly active: number;
+  readonly activeByService: Record<string, number>;
+  readonly activeByBackend: Record<string, number>;
+  /** 1 when the backend may receive new connections, 0 when it is marked down. */
+  readonly backendUp: Record<string, number>;
+  readonly upgrades: number;
+  readonly messages: { readonly clientToBackend: number; readonly backendToClient: number };
+  readonly bytes: { readonly clientToBackend: number; readonly backendToClient: number };
+  readonly errors: Record<string, number>;
+  /** By the side that started the close, then by websocket_closes_total's `code` label. */
+  readonly closes: Record<string, Record<string, number>>;
+  /** websocket_upgrade_duration_seconds over every service: upper bounds (seconds) and per-bucket
+   *  (not cumulative) counts, one more count than bounds for +Inf. */
+  readonly upgradeBuckets: { readonly le: readonly number[]; readonly counts: readonly number[] };
+  /** HTTP requests by code class (`2xx`…); absent until HTTP proxying exists. */
+  readonly httpRequests?: Record<string, number>;
+}
+
+/**
+ * The dashboard's one read of the counters, kept apart from the documents above so that the history
+ * sampler depends on this shape only and not on the slab layout: when the store changes, this function
+ * is the one place to re-point. Costs one sums() and a pass over the plan, once per sample.
+ */
+export function dashboardTotals(ctx: AdminContext, view = ctx.store.read()): DashboardTotals {
+  const snapshot = ctx.snapshot();
+  const { store } = ctx;
+  const activeByService: Record<string, number> = {};
+  const activeByBackend: Record<string, number> = {};
+  const backendUp: Record<string, number> = {};
+  for (const service of snapshot.services) activeByService[service.name] = 0;
+  for (const spec of snapshot.backends) {
+    const key = `${snapshot.services[spec.service]!.name} ${spec.url}`;
+    activeByBackend[key] = 0;
+    backendUp[key] = Atomics.load(store.shared.backendUp, spec.index) > 0 ? 1 : 0;
+  }
+  const messages = { clientToBackend: 0, backendToClient: 0 };
+  const bytes = { clientToBackend: 0, backendToClient: 0 };
+  const errors: Record<string, number> = Object.fromEntries(REASONS.map((r) => [r, 0]));
+  const closes: Record<string, Record<string, number>> = Object.fromEntries(SIDES.map((side) => [side, {}]));
+  const counts = new Array<number>(UPGRADE_BUCKETS.length + 1).fill(0);
+  let active = 0;
+  let upgrades = 0;
+  // Every series, whichever generation it was counted in: totals never drop at a reload.
+  for (const [id, series] of store.series()) {
+    const value = view.values[id]!;
+    const { labels } = series;
+    switch (series.metric) {
+      case 'websocket_connections_active': {
+        active += value;
+        if (labels.service! in activeByService) activeByService[labels.service!]! += value;
+        const key = `${labels.service} ${labels.backend}`;
+        if (key in activeByBackend) activeByBackend[key]! += value;
+        break;
+      }
+      case 'websocket_connections_total':
+        if (labels.outcome === 'upgraded') upgrades += value;
+        break;
+      case 'websocket_messages_total':
+      case 'websocket_bytes_total': {
+        const into = series.metric === 'websocket_messages_total' ? messages : bytes;
+        if (labels.direction === 'client_to_backend') into.clientToBackend += value;
+        else into.backendToClient += value;
+        break;
+      }
+      case 'websocket_errors_total':
+        errors[labels.reason!] = (errors[labels.reason!] ?? 0) + value;
+        break;
+      case 'websocket_closes_total': {
+        const bySide = closes[labels.side!]!;
+        bySide[labels.code!] = (bySide[labels.code!] ?? 0) + value;
+        break;
+      }
+      case 'websocket_upgrade_duration_seconds':
+        if (series.part >= 0 && series.part < counts.length) counts[series.part]! += value;
+        break;
+    }
+  }
+  return { active, activeByService, activeByBackend, backendUp, upgrades, messages, bytes, errors, closes, upgradeBuckets: { le: UPGRADE_BUCKETS, counts } };
 }

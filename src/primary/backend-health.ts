@@ -9,8 +9,12 @@
  * failures within failureWindow eject the backend for failureWindow, doubled for each ejection in a
  * row up to maxEjectionTime. It then comes back on probation for one failureWindow: a single
  * failure ejects it again (for twice as long); a probation without failure forgives the history.
+ *
+ * State is kept per backend slot (backend-slots.ts), so a reload keeps the verdicts, ejections and
+ * slow-start clocks of every backend that stays; a backend a reload adds joins with slow start, one it
+ * removes is marked down at once (its open connections are drained or kept as its service says).
  */
-import type { Snapshot } from '../config/snapshot.js';
+import type { BackendSpec, ServiceSpec, Snapshot } from '../config/snapshot.js';
 import type { SharedViews } from '../shared/layout.js';
 import { Discovery } from './discovery.js';
 import { HealthChecker } from './health-check.js';
@@ -32,6 +36,8 @@ export interface BackendStatus {
 }
 
 interface State {
+  spec: BackendSpec;
+  service: ServiceSpec;
   present: boolean;
   healthy: boolean;
   ejectedUntil: number;
@@ -42,6 +48,8 @@ interface State {
   timer: NodeJS.Timeout | null;
   /** backendUp as last written. */
   up: boolean;
+  /** No longer in the config in force (a reload removed it); down for good. */
+  removed: boolean;
 }
 
 export interface HealthHooks {
@@ -50,49 +58,97 @@ export interface HealthHooks {
 }
 
 export class BackendHealth {
-  private readonly states: State[];
+  private readonly states = new Map<number, State>();
 
   constructor(
-    private readonly snapshot: Snapshot,
     private readonly shared: SharedViews,
     private readonly hooks: HealthHooks,
-  ) {
-    this.states = snapshot.backends.map((b) => {
-      const present = b.dnsName === '';
-      Atomics.store(shared.backendUp, b.index, present ? 1 : 0);
-      shared.backendUpSince[b.index] = 0;
-      return { present, healthy: true, ejectedUntil: 0, ejections: 0, probationUntil: 0, failures: [], timer: null, up: present };
-    });
-  }
+  ) {}
 
   /** The address a discovery slot holds now (set by manageBackends; '' when empty). */
   addressOf: (backend: number) => string = () => '';
 
+  /**
+   * Take the backends of a (new) config: those that stay keep their state; new ones start up (static)
+   * or empty (discovery), with slow start unless this is the first config; those gone are marked down.
+   * Returns the slots that left the config.
+   */
+  apply(snapshot: Snapshot, first: boolean): number[] {
+    const now = Date.now();
+    const seen = new Set<number>();
+    for (const spec of snapshot.backends) {
+      seen.add(spec.index);
+      const service = snapshot.services[spec.service]!;
+      const existing = this.states.get(spec.index);
+      if (existing !== undefined && !existing.removed) {
+        existing.spec = spec;
+        existing.service = service;
+        continue;
+      }
+      const present = spec.dnsName === '';
+      this.states.set(spec.index, {
+        spec,
+        service,
+        present,
+        healthy: true,
+        ejectedUntil: 0,
+        ejections: 0,
+        probationUntil: 0,
+        failures: [],
+        timer: null,
+        up: present,
+        removed: false,
+      });
+      // A backend a reload adds has no connections: without a ramp it would take every new one.
+      this.shared.backendUpSince[spec.index] = present && !first ? now : 0;
+      Atomics.store(this.shared.backendUp, spec.index, present ? 1 : 0);
+    }
+    const gone: number[] = [];
+    for (const [slot, state] of this.states) {
+      if (seen.has(slot) || state.removed) continue;
+      state.removed = true;
+      if (state.timer !== null) clearTimeout(state.timer);
+      state.timer = null;
+      state.up = false;
+      Atomics.store(this.shared.backendUp, slot, 0);
+      gone.push(slot);
+    }
+    return gone;
+  }
+
+  /** The slot left every live generation and may be reused: forget it. */
+  forget(slot: number): void {
+    const state = this.states.get(slot);
+    if (state === undefined) return;
+    if (state.timer !== null) clearTimeout(state.timer);
+    this.states.delete(slot);
+    Atomics.store(this.shared.backendUp, slot, 0);
+    this.shared.backendUpSince[slot] = 0;
+  }
+
   /** Label for logs: `service 'chat' backend ws://10.0.0.1:9000`, or `… ws://chat:9000#2 (10.0.0.7)`. */
   describe(backend: number): string {
-    const spec = this.snapshot.backends[backend]!;
-    const service = this.snapshot.services[spec.service]!.name;
-    const address = spec.dnsName === '' ? '' : this.addressOf(backend);
-    return `service '${service}' backend ${spec.url}${address === '' ? '' : ` (${address})`}`;
+    const state = this.states.get(backend);
+    if (state === undefined) return `backend slot ${backend}`;
+    const address = state.spec.dnsName === '' ? '' : this.addressOf(backend);
+    return `service '${state.service.name}' backend ${state.spec.url}${address === '' ? '' : ` (${address})`}`;
   }
 
   /** Active check verdict (health-check.ts, after rise/fall). */
   setHealthy(backend: number, healthy: boolean): void {
-    const state = this.states[backend]!;
-    if (state.healthy === healthy) return;
+    const state = this.states.get(backend);
+    if (state === undefined || state.removed || state.healthy === healthy) return;
     state.healthy = healthy;
-    this.update(backend, true);
-    const check = this.snapshot.services[this.snapshot.backends[backend]!.service]!.healthCheck;
-    if (!healthy && check?.onDown === 'drain') {
-      const service = this.snapshot.services[this.snapshot.backends[backend]!.service]!;
-      this.hooks.drain(backend, service.drainWindowMs, 'backend failed its health check', true);
+    this.update(backend, state, true);
+    if (!healthy && state.service.healthCheck?.onDown === 'drain') {
+      this.hooks.drain(backend, state.service.drainWindowMs, 'backend failed its health check', true);
     }
   }
 
   /** Discovery: the slot holds an address (or no longer does). `rampUp`: join with slow start. */
   setPresent(backend: number, present: boolean, rampUp: boolean): void {
-    const state = this.states[backend]!;
-    if (state.present === present) return;
+    const state = this.states.get(backend);
+    if (state === undefined || state.removed || state.present === present) return;
     state.present = present;
     if (present) {
       // A new address starts with a clean slate.
@@ -104,55 +160,51 @@ export class BackendHealth {
       if (state.timer !== null) clearTimeout(state.timer);
       state.timer = null;
     }
-    this.update(backend, rampUp);
+    this.update(backend, state, rampUp);
   }
 
   /** Passive: a worker saw an attempt on `backend` fail. */
   reportFailure(backend: number): void {
-    const spec = this.snapshot.backends[backend];
-    if (spec === undefined) return;
-    const passive = this.snapshot.services[spec.service]!.passiveHealthCheck;
-    const state = this.states[backend]!;
-    if (passive === null || !state.present || state.ejectedUntil !== 0) return;
+    const state = this.states.get(backend);
+    const passive = state?.service.passiveHealthCheck ?? null;
+    if (state === undefined || state.removed || passive === null || !state.present || state.ejectedUntil !== 0) return;
     const now = Date.now();
     if (state.probationUntil !== 0 && now >= state.probationUntil) {
       state.probationUntil = 0;
       state.ejections = 0;
     }
     if (state.probationUntil !== 0) {
-      this.eject(backend, now, 'failed on probation');
+      this.eject(backend, state, now, 'failed on probation');
       return;
     }
     const failures = state.failures;
     failures.push(now);
     while (failures.length > 0 && failures[0]! <= now - passive.failureWindowMs) failures.shift();
-    if (failures.length >= passive.maxFailedAttempts) this.eject(backend, now, `${failures.length} failed attempt(s) within ${passive.failureWindowMs} ms`);
+    if (failures.length >= passive.maxFailedAttempts) this.eject(backend, state, now, `${failures.length} failed attempt(s) within ${passive.failureWindowMs} ms`);
   }
 
-  private eject(backend: number, now: number, why: string): void {
-    const passive = this.snapshot.services[this.snapshot.backends[backend]!.service]!.passiveHealthCheck!;
-    const state = this.states[backend]!;
+  private eject(backend: number, state: State, now: number, why: string): void {
+    const passive = state.service.passiveHealthCheck!;
     const ms = Math.min(passive.failureWindowMs * 2 ** state.ejections, passive.maxEjectionMs);
     state.ejections++;
     state.ejectedUntil = now + ms;
     state.failures.length = 0;
     state.probationUntil = 0;
     log.warn(`${this.describe(backend)} ejected for ${ms} ms: ${why}`);
-    this.update(backend, false);
+    this.update(backend, state, false);
     state.timer = setTimeout(() => {
       state.timer = null;
       state.ejectedUntil = 0;
-      state.probationUntil = Date.now() + passive.failureWindowMs;
+      state.probationUntil = Date.now() + (state.service.passiveHealthCheck?.failureWindowMs ?? 0);
       log.info(`${this.describe(backend)} back on probation`);
-      this.update(backend, true);
+      this.update(backend, state, true);
     }, ms);
     state.timer.unref();
   }
 
   /** Write the bit (and, when it turns on with rampUp, the slow start clock). */
-  private update(backend: number, rampUp: boolean): void {
-    const state = this.states[backend]!;
-    const up = state.present && state.healthy && state.ejectedUntil === 0;
+  private update(backend: number, state: State, rampUp: boolean): void {
+    const up = !state.removed && state.present && state.healthy && state.ejectedUntil === 0;
     if (up === state.up) return;
     state.up = up;
     if (up) this.shared.backendUpSince[backend] = rampUp ? Date.now() : 0;
@@ -161,14 +213,14 @@ export class BackendHealth {
   }
 
   status(backend: number): BackendStatus {
-    const s = this.states[backend]!;
-    const spec = this.snapshot.backends[backend]!;
-    const address = spec.dnsName === '' ? spec.host : this.addressOf(backend);
+    const s = this.states.get(backend);
+    if (s === undefined) return { backend, up: false, present: false, healthy: false, ejectedUntil: 0, ejections: 0, address: '' };
+    const address = s.spec.dnsName === '' ? s.spec.host : this.addressOf(backend);
     return { backend, up: s.up, present: s.present, healthy: s.healthy, ejectedUntil: s.ejectedUntil, ejections: s.ejections, address };
   }
 
   stop(): void {
-    for (const state of this.states) if (state.timer !== null) clearTimeout(state.timer);
+    for (const state of this.states.values()) if (state.timer !== null) clearTimeout(state.timer);
   }
 }
 
@@ -179,33 +231,54 @@ export interface BackendManagement {
   /** Resolve discovered names once and start the checks; call before the workers start, so they
    *  begin with the address table. */
   start(): Promise<void>;
+  /** A reload: carry every backend that stays, start what is new, stop what left. Returns the slots
+   *  that left the config. */
+  apply(snapshot: Snapshot): number[];
+  /** A slot left every live generation. */
+  forget(slot: number): void;
   stop(): void;
 }
 
 export function manageBackends(snapshot: Snapshot, shared: SharedViews, supervisor: Supervisor): BackendManagement {
   const drain = (backend: number, windowMs: number, reason: string, untilUp: boolean): void =>
     supervisor.broadcast({ type: 'drain-backend', backend, windowMs, reason, untilUp });
-  const health = new BackendHealth(snapshot, shared, { drain });
+  const health = new BackendHealth(shared, { drain });
+  health.apply(snapshot, true);
   const discovery = new Discovery(snapshot, shared, health, {
     publish: (addresses) => supervisor.broadcast({ type: 'backend-addresses', addresses }),
     drain,
   });
   health.addressOf = (backend) => discovery.addressOf(backend);
-  const checker = new HealthChecker(snapshot, health, (backend) => {
-    const spec = snapshot.backends[backend]!;
-    return spec.dnsName === '' ? spec.host : discovery.addressOf(backend);
-  });
+  const checker = new HealthChecker(snapshot, health, (spec) => (spec.dnsName === '' ? spec.host : discovery.addressOf(spec.index)));
   supervisor.onBackendFailed = (backend) => health.reportFailure(backend);
+  supervisor.onDrainEnded = (worker, backend, closed, kept) => {
+    if (kept > 0) log.info(`${health.describe(backend)}: drain stopped in worker ${worker}, the backend is up again: ${closed} closed, ${kept} kept`);
+    else log.info(`${health.describe(backend)}: drain done in worker ${worker}: ${closed} closed`);
+  };
   supervisor.welcomeMessages = () => (discovery.active ? [{ type: 'backend-addresses', addresses: discovery.table() }] : []);
-  if (snapshot.stickySecretGenerated) {
-    log.warn('sticky cookies are signed with a random secret: set loadBalancer.stickySecret or SLUICE_STICKY_SECRET so that replicas and restarts honour them');
-  }
+  const warnGeneratedSecret = (s: Snapshot): void => {
+    if (s.stickySecretGenerated) {
+      log.warn('sticky cookies are signed with a random secret: set loadBalancer.stickySecret or SLUICE_STICKY_SECRET so that replicas and restarts honour them');
+    }
+  };
+  warnGeneratedSecret(snapshot);
+  let started = false;
   return {
     health,
     discovery,
     async start() {
       await discovery.start();
       checker.start();
+      started = true;
+    },
+    apply(next) {
+      const gone = health.apply(next, false);
+      discovery.apply(next, started);
+      checker.apply(next, started);
+      return gone;
+    },
+    forget(slot) {
+      health.forget(slot);
     },
     stop() {
       checker.stop();

@@ -10,7 +10,8 @@
  * system's resolver (getaddrinfo: /etc/hosts, then /etc/resolv.conf), as the pod itself resolves.
  */
 import dns from 'node:dns';
-import type { BackendSpec, Snapshot } from '../config/snapshot.js';
+import type { BackendSpec, ServiceSpec, Snapshot } from '../config/snapshot.js';
+import { bracketHost } from '../shared/address.js';
 import type { SharedViews } from '../shared/layout.js';
 import type { BackendAddress } from '../shared/messages.js';
 import type { BackendHealth } from './backend-health.js';
@@ -18,8 +19,11 @@ import { log } from './log.js';
 
 interface Group {
   readonly name: string;
-  readonly slots: readonly BackendSpec[];
-  readonly refreshIntervalMs: number;
+  /** The slots' URLs and the name: a reload that keeps it keeps the group and its addresses. */
+  readonly key: string;
+  slots: readonly BackendSpec[];
+  service: ServiceSpec;
+  refreshIntervalMs: number;
   /** Address per slot ('' = empty). */
   readonly addresses: string[];
   resolved: boolean;
@@ -35,33 +39,67 @@ export interface DiscoveryHooks {
 /** The URL a discovered slot stands for: the server URL with the address in place of the name. */
 export function slotIdentity(spec: BackendSpec, address: string): string {
   if (address === '') return '';
-  const host = address.includes(':') ? `[${address}]` : address;
-  return `${spec.tls ? 'wss' : 'ws'}://${host}:${spec.port}${spec.pathPrefix}`;
+  return `${spec.tls ? 'wss' : 'ws'}://${bracketHost(address)}:${spec.port}${spec.pathPrefix}`;
 }
 
 export class Discovery {
-  private readonly groups: Group[] = [];
-  private readonly resolver: dns.promises.Resolver | null;
+  private groups: Group[] = [];
+  private resolver: dns.promises.Resolver | null = null;
+  private resolverKey = '';
   private stopped = false;
 
   constructor(
-    private readonly snapshot: Snapshot,
+    snapshot: Snapshot,
     private readonly shared: SharedViews,
     private readonly health: BackendHealth,
     private readonly hooks: DiscoveryHooks,
   ) {
+    this.apply(snapshot, false);
+  }
+
+  /**
+   * Take a (new) config's discovered servers: a group whose slots and name are unchanged keeps its
+   * addresses and timer; a new one is resolved now when `running` (and joins with slow start); a group
+   * that left stops (its slots are backends the reload removed, drained or kept as their service says).
+   */
+  apply(snapshot: Snapshot, running: boolean): void {
+    const next: Group[] = [];
     for (const service of snapshot.services) {
       if (service.discovery === null) continue;
       const { maxAddresses, refreshIntervalMs } = service.discovery;
-      for (let first = 0; first < service.backends.length; first += maxAddresses) {
-        const slots = service.backends.slice(first, first + maxAddresses).map((b) => snapshot.backends[b]!);
-        this.groups.push({ name: slots[0]!.dnsName, slots, refreshIntervalMs, addresses: slots.map(() => ''), resolved: false, timer: null });
+      const specs = service.backends.map((b) => snapshot.backends.find((spec) => spec.index === b)!);
+      for (let first = 0; first < specs.length; first += maxAddresses) {
+        const slots = specs.slice(first, first + maxAddresses);
+        const key = JSON.stringify([service.name, slots.map((s) => [s.index, s.url])]);
+        const existing = this.groups.find((g) => g.key === key);
+        if (existing !== undefined) {
+          existing.slots = slots;
+          existing.service = service;
+          existing.refreshIntervalMs = refreshIntervalMs;
+          next.push(existing);
+          continue;
+        }
+        next.push({ name: slots[0]!.dnsName, key, slots, service, refreshIntervalMs, addresses: slots.map(() => ''), resolved: false, timer: null });
       }
     }
-    if (snapshot.dnsServers.length > 0) {
-      this.resolver = new dns.promises.Resolver({ timeout: 2000, tries: 2 });
-      this.resolver.setServers([...snapshot.dnsServers]);
-    } else this.resolver = null;
+    for (const group of this.groups) if (!next.includes(group) && group.timer !== null) clearTimeout(group.timer);
+    const added = next.filter((g) => !this.groups.includes(g));
+    this.groups = next;
+    const resolverKey = snapshot.dnsServers.join(',');
+    if (resolverKey !== this.resolverKey || (this.resolver === null && resolverKey !== '')) {
+      this.resolverKey = resolverKey;
+      if (snapshot.dnsServers.length > 0) {
+        this.resolver = new dns.promises.Resolver({ timeout: 2000, tries: 2 });
+        this.resolver.setServers([...snapshot.dnsServers]);
+      } else this.resolver = null;
+    }
+    if (running) {
+      for (const group of added) {
+        // Joining a running pool: not the first resolution, so new addresses ramp up.
+        group.resolved = true;
+        void this.refresh(group);
+      }
+    }
   }
 
   get active(): boolean {
@@ -125,17 +163,17 @@ export class Discovery {
 
   private async refresh(group: Group): Promise<void> {
     const found = await this.lookup(group.name);
-    if (this.stopped) return;
-    if (found !== null) this.apply(group, [...new Set(found)].sort());
+    if (this.stopped || !this.groups.includes(group)) return;
+    if (found !== null) this.applyFound(group, [...new Set(found)].sort());
     group.timer = setTimeout(() => void this.refresh(group), group.refreshIntervalMs);
     group.timer.unref();
   }
 
-  private apply(group: Group, found: string[]): void {
+  private applyFound(group: Group, found: string[]): void {
     const first = !group.resolved;
     group.resolved = true;
     const changes: BackendAddress[] = [];
-    const service = this.snapshot.services[group.slots[0]!.service]!;
+    const service = group.service;
     // Vanished addresses leave their slots first, so a moved address can reuse one at once.
     group.addresses.forEach((address, i) => {
       if (address === '' || found.includes(address)) return;

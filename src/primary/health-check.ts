@@ -10,53 +10,99 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { BackendSpec, HealthCheckSpec, Snapshot, TransportSpec } from '../config/snapshot.js';
+import { bracketHost } from '../shared/address.js';
 import type { BackendHealth } from './backend-health.js';
 
 interface Probe {
-  readonly spec: BackendSpec;
+  spec: BackendSpec;
   readonly check: HealthCheckSpec;
   /** The service's serversTransport: https checks trust what the WebSocket connections trust. */
   readonly transport: TransportSpec;
+  /** What the probe was built from: a reload that changes it starts the probe over. */
+  readonly key: string;
   /** Consecutive results of the current kind (positive: successes, negative: failures). */
   streak: number;
   healthy: boolean;
   timer: NodeJS.Timeout | null;
   /** The discovery slot's address changed: restart the streak. */
   host: string;
+  /** Stopped (removed by a reload, or the checker stopped): a probe in flight is ignored. */
+  stopped: boolean;
 }
 
 export class HealthChecker {
-  private readonly probes: Probe[] = [];
+  /** By backend slot. */
+  private readonly probes = new Map<number, Probe>();
   private stopped = false;
 
   constructor(
     snapshot: Snapshot,
     private readonly health: BackendHealth,
     /** The address to probe: the static host, or a discovery slot's current address ('' = empty). */
-    private readonly hostOf: (backend: number) => string,
+    private readonly hostOf: (spec: BackendSpec) => string,
   ) {
-    for (const spec of snapshot.backends) {
-      const service = snapshot.services[spec.service]!;
-      const check = service.healthCheck;
-      const transport = snapshot.transports[service.transport]!;
-      if (check !== null) this.probes.push({ spec, check, transport, streak: 0, healthy: true, timer: null, host: '' });
-    }
+    this.apply(snapshot, false);
   }
 
   start(): void {
-    this.probes.forEach((probe, i) => {
+    this.startAll([...this.probes.values()]);
+  }
+
+  /**
+   * A reload: a backend whose check, transport and URL are unchanged keeps its probe, streak and
+   * verdict; a changed or new one starts over; a probe of a backend that left stops. `running`: start
+   * new probes now (false before start()).
+   */
+  apply(snapshot: Snapshot, running: boolean): void {
+    const fresh: Probe[] = [];
+    const seen = new Set<number>();
+    for (const spec of snapshot.backends) {
+      const service = snapshot.services[spec.service]!;
+      const check = service.healthCheck;
+      if (check === null) continue;
+      const transport = snapshot.transports[service.transport]!;
+      const key = JSON.stringify([check, transport, spec.url, spec.host, spec.port]);
+      seen.add(spec.index);
+      const existing = this.probes.get(spec.index);
+      if (existing !== undefined && existing.key === key) {
+        existing.spec = spec;
+        continue;
+      }
+      if (existing !== undefined) this.stopProbe(existing);
+      const probe: Probe = { spec, check, transport, key, streak: 0, healthy: true, timer: null, host: '', stopped: false };
+      this.probes.set(spec.index, probe);
+      // A check that changed starts from "healthy", as a new one does.
+      if (existing !== undefined && !existing.healthy) this.health.setHealthy(spec.index, true);
+      fresh.push(probe);
+    }
+    for (const [slot, probe] of this.probes) {
+      if (seen.has(slot)) continue;
+      this.stopProbe(probe);
+      this.probes.delete(slot);
+    }
+    if (running) this.startAll(fresh);
+  }
+
+  private startAll(probes: readonly Probe[]): void {
+    probes.forEach((probe, i) => {
       // First round at once, spread over up to a tenth of the interval.
-      this.schedule(probe, Math.min(probe.check.intervalMs / 10, 1000) * (i / Math.max(1, this.probes.length)));
+      this.schedule(probe, Math.min(probe.check.intervalMs / 10, 1000) * (i / Math.max(1, probes.length)));
     });
+  }
+
+  private stopProbe(probe: Probe): void {
+    probe.stopped = true;
+    if (probe.timer !== null) clearTimeout(probe.timer);
+    probe.timer = null;
   }
 
   stop(): void {
     this.stopped = true;
-    for (const probe of this.probes) if (probe.timer !== null) clearTimeout(probe.timer);
+    for (const probe of this.probes.values()) this.stopProbe(probe);
   }
 
   private schedule(probe: Probe, delayMs: number): void {
-    if (this.stopped) return;
+    if (this.stopped || probe.stopped) return;
     probe.timer = setTimeout(() => {
       probe.timer = null;
       this.run(probe);
@@ -65,7 +111,7 @@ export class HealthChecker {
   }
 
   private run(probe: Probe): void {
-    const host = this.hostOf(probe.spec.index);
+    const host = this.hostOf(probe.spec);
     if (host !== probe.host) {
       probe.host = host;
       probe.streak = 0;
@@ -76,7 +122,7 @@ export class HealthChecker {
       return;
     }
     checkOnce(probe.spec, probe.check, probe.transport, host, (ok) => {
-      if (this.stopped || probe.host !== host) return;
+      if (this.stopped || probe.stopped || probe.host !== host) return;
       this.record(probe, ok);
       this.schedule(probe, probe.healthy ? probe.check.intervalMs : probe.check.unhealthyIntervalMs);
     });
@@ -96,7 +142,7 @@ export function checkOnce(spec: BackendSpec, check: HealthCheckSpec, transport: 
   const secure = check.scheme === '' ? spec.tls : check.scheme === 'https';
   const port = check.port !== 0 ? check.port : spec.port;
   const headers: Record<string, string> = { 'user-agent': 'sluice-health-check', connection: 'close' };
-  const hostHeader = check.hostname !== '' ? check.hostname : spec.dnsName !== '' ? spec.dnsName : spec.host.includes(':') ? `[${spec.host}]` : spec.host;
+  const hostHeader = check.hostname !== '' ? check.hostname : spec.dnsName !== '' ? spec.dnsName : bracketHost(spec.host);
   headers.host = port === (secure ? 443 : 80) ? hostHeader : `${hostHeader}:${port}`;
   for (const [name, value] of check.headers) headers[name.toLowerCase()] = value;
   let finished = false;

@@ -1,14 +1,17 @@
 /**
  * Owns the worker threads: starts one per configured worker, restarts a crashed one with
- * exponential backoff while the others keep serving, and drains them all on shutdown.
- * A dead worker's share of the shared live-connection counts is given back before its slot is
- * reused, so least-connections never counts ghosts.
+ * exponential backoff while the others keep serving, hands every worker each new config generation,
+ * and drains them all on shutdown. A dead worker's share of the shared live-connection counts is given
+ * back before its slot is reused, so least-connections never counts ghosts.
+ *
+ * It also knows which worker still holds which generation (connections opened under it are open), so
+ * the primary can release a generation, fold its counters and reuse its backend slots once no worker
+ * holds it.
  */
 import { Worker } from 'node:worker_threads';
-import type { Snapshot } from '../config/snapshot.js';
 import type { SharedViews } from '../shared/layout.js';
 import { releaseWorkerSlot } from '../shared/layout.js';
-import type { PrimaryToWorker, WorkerInit, WorkerToPrimary } from '../shared/messages.js';
+import type { EntryPointStop, GenerationInit, PrimaryToWorker, WorkerInit, WorkerToPrimary } from '../shared/messages.js';
 import { log } from './log.js';
 
 const WORKER_URL = new URL('../worker/main.js', import.meta.url);
@@ -16,6 +19,8 @@ const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5000;
 /** A worker that lived this long before crashing starts its backoff over. */
 const STABLE_AFTER_MS = 30_000;
+/** A worker that has not installed a generation after this long is reported as not having done so. */
+const INSTALL_TIMEOUT_MS = 10_000;
 
 interface Slot {
   worker: Worker | null;
@@ -33,6 +38,16 @@ export interface WorkerStatus {
   readonly startedAt: number;
 }
 
+/** How the workers took a new generation. */
+export interface InstallReport {
+  /** Event-loop pause of each worker that installed it, in ms. */
+  readonly pausesMs: readonly number[];
+  /** Entry points a worker could not open (address in use, …), as `name (address)`. */
+  readonly failed: readonly string[];
+  /** Workers that did not answer in time. */
+  readonly missing: number;
+}
+
 export class Supervisor {
   private readonly slots: Slot[] = [];
   private stopping = false;
@@ -43,20 +58,33 @@ export class Supervisor {
   onAccessLog: ((index: number, records: Uint8Array) => void) | null = null;
   /** Passive health: a worker saw an attempt on `backend` fail (backend-health.ts counts it). */
   onBackendFailed: ((backend: number) => void) | null = null;
+  /** No worker holds generation `id` any more (it is not the current one). */
+  onGenerationReleased: ((id: number) => void) | null = null;
+  /** A backend drain ended in one worker (see WorkerToPrimary 'drain-ended'). */
+  onDrainEnded: ((worker: number, backend: number, closed: number, kept: number) => void) | null = null;
+  /** Shutdown progress of one entry point in one worker. */
+  onDrainProgress: ((worker: number, entryPoint: string, closed: number, remaining: number) => void) | null = null;
   /** Messages every newly started worker gets first (the discovered address table). */
   welcomeMessages: (() => readonly PrimaryToWorker[]) | null = null;
   private firstStart: { resolve: () => void; reject: (error: Error) => void } | null = null;
+  /** Generation id → workers that still hold it. */
+  private readonly holders = new Map<number, Set<number>>();
+  private current: GenerationInit;
+  private readonly installs = new Map<number, { waiting: Set<number>; pauses: number[]; failed: string[]; done: (report: InstallReport) => void }>();
 
   constructor(
-    private readonly snapshot: Snapshot,
+    first: GenerationInit,
     private readonly shared: SharedViews,
-  ) {}
+    private readonly workerCount_: number = first.snapshot.workers,
+  ) {
+    this.current = first;
+  }
 
   /** Start every worker; resolves once all listen, rejects if an entry point cannot be opened. */
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.firstStart = { resolve, reject };
-      for (let i = 0; i < this.snapshot.workers; i++) {
+      for (let i = 0; i < this.workerCount_; i++) {
         this.slots.push({ worker: null, listening: false, startedAt: 0, backoffMs: FIRST_BACKOFF_MS, restartTimer: null });
         this.spawn(i);
       }
@@ -77,20 +105,40 @@ export class Supervisor {
     return this.slots.map((s, index) => ({ index, running: s.worker !== null, listening: s.listening, startedAt: s.startedAt }));
   }
 
+  /** Generations some worker still holds (the current one included). */
+  get liveGenerations(): number {
+    return this.holders.size;
+  }
+
+  private hold(id: number, worker: number): void {
+    let set = this.holders.get(id);
+    if (set === undefined) this.holders.set(id, (set = new Set()));
+    set.add(worker);
+  }
+
+  private unhold(id: number, worker: number): void {
+    const set = this.holders.get(id);
+    if (set === undefined || !set.delete(worker)) return;
+    if (set.size === 0 && id !== this.current.id) {
+      this.holders.delete(id);
+      this.onGenerationReleased?.(id);
+    }
+  }
+
   private spawn(index: number): void {
     const slot = this.slots[index]!;
     const init: WorkerInit = {
       workerIndex: index,
-      snapshot: this.snapshot,
       sharedBuffer: this.shared.buffer,
       backendSlots: this.shared.backendSlots,
       workerSlots: this.shared.workerSlots,
-      slabFloats: this.shared.slabFloats,
+      generation: this.current,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: `sluice-worker-${index}` });
     slot.worker = worker;
     slot.listening = false;
     slot.startedAt = Date.now();
+    this.hold(this.current.id, index);
     worker.on('message', (message: WorkerToPrimary) => this.onMessage(index, message));
     for (const message of this.welcomeMessages?.() ?? []) worker.postMessage(message);
     worker.on('error', (error) => log.error(`worker ${index}: ${error.stack ?? error.message}`));
@@ -111,11 +159,28 @@ export class Supervisor {
         this.firstStart?.reject(new Error(`cannot listen on ${message.addresses.join(', ')}: address in use or not available`));
         this.firstStart = null;
         return;
+      case 'generation-installed': {
+        const install = this.installs.get(message.id);
+        if (install === undefined || !install.waiting.delete(index)) return;
+        install.pauses.push(message.pauseMs);
+        install.failed.push(...message.failed.filter((f) => !install.failed.includes(f)));
+        if (install.waiting.size === 0) this.finishInstall(message.id);
+        return;
+      }
+      case 'generation-released':
+        this.unhold(message.id, index);
+        return;
       case 'backend-failed':
         this.onBackendFailed?.(message.backend);
         return;
       case 'access-log':
         this.onAccessLog?.(index, message.records);
+        return;
+      case 'drain-ended':
+        this.onDrainEnded?.(index, message.backend, message.closed, message.kept);
+        return;
+      case 'drain-progress':
+        this.onDrainProgress?.(index, message.entryPoint, message.closed, message.remaining);
         return;
       case 'crashed':
         log.error(`worker ${index} crashed: ${message.stack || message.message}`);
@@ -129,6 +194,9 @@ export class Supervisor {
     slot.listening = false;
     releaseWorkerSlot(this.shared, index);
     this.onWorkerExit?.(index);
+    // Its connections died with it: it holds no generation any more.
+    for (const id of [...this.holders.keys()]) this.unhold(id, index);
+    for (const [id, install] of this.installs) if (install.waiting.delete(index) && install.waiting.size === 0) this.finishInstall(id);
     if (this.stopping || this.firstStart !== null) return;
     if (Date.now() - slot.startedAt > STABLE_AFTER_MS) slot.backoffMs = FIRST_BACKOFF_MS;
     const delay = slot.backoffMs;
@@ -138,6 +206,52 @@ export class Supervisor {
       slot.restartTimer = null;
       if (!this.stopping) this.spawn(index);
     }, delay);
+  }
+
+  /**
+   * Hand every running worker a new generation; workers started later get it at start. Resolves when
+   * each has installed it (or after INSTALL_TIMEOUT_MS), with their event-loop pauses.
+   */
+  install(generation: GenerationInit): Promise<InstallReport> {
+    const previous = this.current;
+    this.current = generation;
+    const waiting = new Set<number>();
+    this.slots.forEach((slot, index) => {
+      if (slot.worker === null) return;
+      waiting.add(index);
+      this.hold(generation.id, index);
+      slot.worker.postMessage({ type: 'generation', generation } satisfies PrimaryToWorker);
+    });
+    // The previous generation may have no holder left once it is not current (no worker running).
+    const previousHolders = this.holders.get(previous.id);
+    if (previousHolders !== undefined && previousHolders.size === 0) {
+      this.holders.delete(previous.id);
+      this.onGenerationReleased?.(previous.id);
+    }
+    return new Promise((resolve) => {
+      if (waiting.size === 0) {
+        resolve({ pausesMs: [], failed: [], missing: 0 });
+        return;
+      }
+      const timer = setTimeout(() => this.finishInstall(generation.id), INSTALL_TIMEOUT_MS);
+      timer.unref();
+      this.installs.set(generation.id, {
+        waiting,
+        pauses: [],
+        failed: [],
+        done: (report) => {
+          clearTimeout(timer);
+          resolve(report);
+        },
+      });
+    });
+  }
+
+  private finishInstall(id: number): void {
+    const install = this.installs.get(id);
+    if (install === undefined) return;
+    this.installs.delete(id);
+    install.done({ pausesMs: install.pauses, failed: install.failed, missing: install.waiting.size });
   }
 
   /** Send `message` to every running worker. */
@@ -151,8 +265,11 @@ export class Supervisor {
     this.slots[index]?.worker?.postMessage(message);
   }
 
-  /** Ask every worker to drain within graceMs; resolves when all have exited. */
-  async shutdown(graceMs: number): Promise<void> {
+  /**
+   * Stop every worker as `entryPoints` say (accept grace, then paced closes); resolves when all have
+   * exited. `immediate`: close everything now (a second signal; tests).
+   */
+  async shutdown(entryPoints: readonly EntryPointStop[], immediate = false): Promise<void> {
     this.stopping = true;
     const exits: Promise<void>[] = [];
     for (const slot of this.slots) {
@@ -160,8 +277,7 @@ export class Supervisor {
       const worker = slot.worker;
       if (worker === null) continue;
       exits.push(new Promise((resolve) => worker.once('exit', () => resolve())));
-      const message: PrimaryToWorker = { type: 'shutdown', graceMs };
-      worker.postMessage(message);
+      worker.postMessage({ type: 'shutdown', entryPoints, immediate } satisfies PrimaryToWorker);
     }
     await Promise.all(exits);
   }

@@ -1,21 +1,22 @@
 /**
- * The plan of each worker's metrics slab (layout.ts `workerMetrics`): which labelled counter lives at
- * which offset, derived from the snapshot alone, so the primary (which sums and labels) and every worker
- * (which counts) compute the same offsets without a message. Names are resolved to offsets here, once;
- * the hot path adds a precomputed offset and an enum value, never looks up a label.
+ * The plan of one config generation's metrics slabs: which labelled counter lives at which offset,
+ * derived from the snapshot alone, so the primary (which sums and labels) and every worker (which
+ * counts) compute the same offsets without a message. Names are resolved to offsets here, once; the hot
+ * path adds a precomputed offset and an enum value, never looks up a label.
  *
- * Sub-regions of one slab, in order (all Float64, one writer: the worker that owns the slab):
+ * Each generation has its own SharedArrayBuffer (made by the primary, `workers × slabFloats` Float64s),
+ * one slab per worker. Sub-regions of one slab, in order (one writer: the worker that owns the slab):
  *   connections  [route][backend position + 1 ("none")][CONN_FIELDS]   outcomes of upgrades and the live gauge
- *   errors       [backend][ERROR_REASONS]                                per backend failure reasons
+ *   errors       [backend (snapshot order)][ERROR_REASONS]             per backend failure reasons
  *   closes       [service][SIDES][CLOSE_CODES]                          who closed, with which code (bucketed)
  *   upgrade      [service][UPGRADE_BUCKETS.length + 3]                  histogram: per-bucket counts, +Inf, sum, count
  *   duration     [service][CONNECTION_BUCKETS.length + 3]               the same for connection lifetimes
  * A route is one (entry point, router) pair the router listens on.
  *
- * Reloads (not built yet): a counter's identity is its label set, never its offset. The primary keeps
- * carried totals keyed by label set (metrics-store.ts) and already folds a dead worker's slab into them;
- * a reload would do the same with the old plan's slabs once no tunnel of the old snapshot is left, so a
- * backend that stays keeps counting from its old total under the new plan's offsets.
+ * A counter's identity is its label set, never its offset: the primary (metrics-store.ts) sums every live
+ * generation's slabs by label set and, when a generation is released (its last connection closed in every
+ * worker), folds them into carried totals, so a backend that stays across a reload keeps counting from its
+ * old total under the new plan's offsets.
  */
 import type { Snapshot } from '../config/snapshot.js';
 
@@ -101,8 +102,10 @@ export interface MetricsPlan {
   readonly routes: readonly RoutePlan[];
   /** Route index by `entryPoint * routers.length + router`, -1 when the router is not on that entry point. */
   readonly routeIndex: Int32Array;
-  /** A backend's position in its service's pool (the cell of its connections counters). */
+  /** By backend slot: the backend's position in its service's pool (the cell of its connections counters). */
   readonly backendPosition: Int32Array;
+  /** By backend slot: the backend's index in snapshot.backends (its errors row), -1 when not in this snapshot. */
+  readonly backendLocal: Int32Array;
   /** The "none" position of each service (its pool size): outcomes with no backend chosen. */
   readonly noneOffset: Int32Array;
   readonly errorsBase: number;
@@ -114,7 +117,8 @@ export interface MetricsPlan {
 export const UPGRADE_STRIDE = UPGRADE_BUCKETS.length + 3;
 export const DURATION_STRIDE = CONNECTION_BUCKETS.length + 3;
 
-export function planMetrics(snapshot: Snapshot): MetricsPlan {
+/** `slotCapacity`: the shared backend slots (layout.ts); backend indexes in the snapshot are slots. */
+export function planMetrics(snapshot: Snapshot, slotCapacity = slotsNeeded(snapshot)): MetricsPlan {
   const routers = snapshot.routers.length;
   const routeIndex = new Int32Array(snapshot.entryPoints.length * routers).fill(-1);
   const routes: RoutePlan[] = [];
@@ -126,12 +130,14 @@ export function planMetrics(snapshot: Snapshot): MetricsPlan {
       offset += (snapshot.services[router.service]!.backends.length + 1) * CONN_FIELDS;
     }
   });
-  const backendPosition = new Int32Array(snapshot.backends.length);
+  const backendPosition = new Int32Array(slotCapacity).fill(-1);
+  const backendLocal = new Int32Array(slotCapacity).fill(-1);
   const noneOffset = new Int32Array(snapshot.services.length);
   snapshot.services.forEach((service, s) => {
     service.backends.forEach((backend, position) => (backendPosition[backend] = position));
     noneOffset[s] = service.backends.length;
   });
+  snapshot.backends.forEach((spec, local) => (backendLocal[spec.index] = local));
   const errorsBase = offset;
   offset += snapshot.backends.length * ERROR_REASONS.length;
   const closesBase = offset;
@@ -140,7 +146,14 @@ export function planMetrics(snapshot: Snapshot): MetricsPlan {
   offset += snapshot.services.length * UPGRADE_STRIDE;
   const durationBase = offset;
   offset += snapshot.services.length * DURATION_STRIDE;
-  return { slabFloats: offset, routes, routeIndex, backendPosition, noneOffset, errorsBase, closesBase, upgradeBase, durationBase };
+  return { slabFloats: offset, routes, routeIndex, backendPosition, backendLocal, noneOffset, errorsBase, closesBase, upgradeBase, durationBase };
+}
+
+/** The slot capacity a snapshot needs when its backend indexes are used as they are (tests, tools). */
+export function slotsNeeded(snapshot: Snapshot): number {
+  let max = 0;
+  for (const b of snapshot.backends) max = Math.max(max, b.index + 1);
+  return max;
 }
 
 /** Offset of the connections cell of `backend` (-1: none chosen) on `route`, field 0. */
@@ -149,8 +162,9 @@ export function connectionCell(plan: MetricsPlan, route: RoutePlan, backend: num
   return route.base + position * CONN_FIELDS;
 }
 
+/** Offset of the error counter of backend slot `backend` (it must be in this plan's snapshot). */
 export function errorOffset(plan: MetricsPlan, backend: number, reason: ErrorReason): number {
-  return plan.errorsBase + backend * ERROR_REASONS.length + reason;
+  return plan.errorsBase + plan.backendLocal[backend]! * ERROR_REASONS.length + reason;
 }
 
 export function closeOffset(plan: MetricsPlan, service: number, side: Side, code: number): number {

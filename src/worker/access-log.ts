@@ -15,28 +15,11 @@
  * matters (a close storm). So: msgpackr, one transferred buffer per batch.
  */
 import { Packr } from 'msgpackr';
-import type { Snapshot } from '../config/snapshot.js';
+import type { AccessRecord } from '../shared/messages.js';
 import type { Tunnel } from './tunnel.js';
 
 const FLUSH_MS = 250;
 const MAX_BATCH = 2048;
-
-/** One record, in this order (the primary's reader depends on it). */
-export type AccessRecord = [
-  endedAtMs: number,
-  clientAddress: string,
-  entryPoint: number,
-  router: number,
-  service: number,
-  backend: number,
-  durationMs: number,
-  messagesToBackend: number,
-  bytesToBackend: number,
-  messagesToClient: number,
-  bytesToClient: number,
-  closeCode: number,
-  closeSide: number,
-];
 
 const packr = new Packr({ useRecords: false });
 let enabled = false;
@@ -44,21 +27,24 @@ let pending: AccessRecord[] = [];
 let timer: NodeJS.Timeout | null = null;
 let send: (packed: Uint8Array) => void = () => undefined;
 
-export function initAccessLog(snapshot: Snapshot, post: (packed: Uint8Array) => void): void {
-  enabled = snapshot.accessLog.enabled;
+/** The access log is on or off for the life of the process (a reload cannot open it: the primary's
+ *  writer is opened at start). */
+export function initAccessLog(on: boolean, post: (packed: Uint8Array) => void): void {
+  enabled = on;
   send = post;
 }
 
 /** Called once per closed connection (metrics.ts connectionClosed). */
 export function logConnection(t: Tunnel, seconds: number): void {
   if (!enabled) return;
+  const { snapshot } = t.gen;
   pending.push([
     Date.now(),
     t.clientAddress,
-    t.entryPoint,
-    t.router,
-    t.service,
-    t.backend,
+    snapshot.entryPoints[t.entryPoint]?.name ?? '',
+    snapshot.routers[t.router]?.name ?? '',
+    snapshot.services[t.service]?.name ?? '',
+    t.backend >= 0 ? t.gen.backend(t.backend).url : '',
     Math.round(seconds * 1000),
     t.messagesToBackend,
     t.bytesToBackend,

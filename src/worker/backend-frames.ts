@@ -6,7 +6,7 @@
  * answered here; the native leg (native-leg.ts) does all of this in C.
  */
 import { Total } from '../shared/layout.js';
-import { context, countTotal } from './context.js';
+import { countTotal } from './context.js';
 import { closeStartedBy, Side } from './metrics.js';
 import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
 import {
@@ -82,7 +82,7 @@ function readPayloadLength(t: Tunnel, buf: Buffer, offset: number, len7: number)
     const high = buf.readUInt32BE(offset + 2);
     length = high > 0x1fffff ? Infinity : high * 0x100000000 + buf.readUInt32BE(offset + 6);
   }
-  if (length > context().snapshot.websocket.maxMessageSize) {
+  if (length > t.gen.websocket.maxMessageSize) {
     countTotal(Total.OversizeCloses);
     failFromBackend(t, 1009, 'message too big');
     return -1;

@@ -1,23 +1,44 @@
 /**
- * The worker's listeners: one uWebSockets.js app per entry point, all on the same ports in every
- * worker (uSockets sets SO_REUSEPORT, so the kernel spreads accepted connections over the workers).
- * TLS entry points pick their certificate by SNI, with the first certificate as the default.
+ * The worker's listeners: one uWebSockets.js app per entry point, all on the same ports in every worker
+ * (uSockets sets SO_REUSEPORT, so the kernel spreads accepted connections over the workers). TLS entry
+ * points pick their certificate by SNI, with the first certificate as the default.
+ *
+ * Across reloads: an app's handlers read the generation current when a request arrives, so a change of
+ * routes, services or middlewares needs no new app. But uWebSockets.js fixes maxPayloadLength,
+ * idleTimeout, maxBackpressure and compression per `app.ws()`, cannot take an SNI entry back under live
+ * connections, and binds one address per listen; when any of that changes for an entry point, a new app
+ * is opened beside the old one (SO_REUSEPORT), and once it listens the old listen socket is closed: the
+ * old app's connections live on in it until they end. (Closing a SO_REUSEPORT listen socket resets the
+ * connections still queued on it unless the kernel migrates them: net.ipv4.tcp_migrate_req=1, see
+ * docs/operations.md.)
  */
 import uWS from 'uWebSockets.js';
 import type { CertificateSpec, EntryPointSpec } from '../config/snapshot.js';
 import type { RouteInput } from '../config/rule-ast.js';
-import type { Balancer } from '../balancer/balancer.js';
+import { formatHostPort } from '../shared/address.js';
 import { Total } from '../shared/layout.js';
 import { context, countTotal } from './context.js';
-import type { RouterTable } from './router-table.js';
+import type { Generation } from './generation.js';
 import { formatAddress } from './client-address.js';
 import { readClientRequest } from './forwarded-request.js';
 import { beginUpgrade, onClientOpen } from './upgrade.js';
 import { onClientMessage, onClientDrain, onClientClose, type TunnelRef } from './tunnel.js';
 import { sendError } from './http-responses.js';
 
+/** An entry point by name, as long as any app serves it: handlers of the old and new app of a replaced
+ *  entry point share it, so both route with the current generation's index of that entry point. */
+interface EntryPointRef {
+  readonly name: string;
+  /** Index in the current generation's entryPoints; -1 once the entry point was removed. */
+  index: number;
+}
+
 export interface Listener {
-  readonly entryPoint: EntryPointSpec;
+  readonly entryPoint: EntryPointRef;
+  /** host:port as configured, for messages. */
+  readonly address: string;
+  /** What, when it changes, needs a new app (see listenerKey). */
+  readonly key: string;
   readonly app: uWS.TemplatedApp;
   socket: uWS.us_listen_socket | null;
 }
@@ -61,10 +82,10 @@ export function hostnameOf(host: string): string {
 
 const routeInput = new UwsRouteInput();
 
-/** The router for this request on `entryPoint`, or -1 after answering 404 (Traefik's text). */
-function route(table: RouterTable, entryPoint: number, res: uWS.HttpResponse, req: uWS.HttpRequest): number {
+/** The router for this request in `gen` on entry point `index`, or -1 after answering 404 (Traefik's text). */
+function route(gen: Generation, index: number, res: uWS.HttpResponse, req: uWS.HttpRequest): number {
   routeInput.set(req, formatAddress(res.getRemoteAddress()));
-  const router = table.match(entryPoint, routeInput);
+  const router = index < 0 ? -1 : gen.routes.match(index, routeInput);
   routeInput.req = null;
   if (router < 0) {
     countTotal(Total.NoRoute);
@@ -77,14 +98,14 @@ function tlsOptions(cert: CertificateSpec): uWS.AppOptions {
   return { cert_file_name: cert.certFile, key_file_name: cert.keyFile };
 }
 
+/** Names a worker registers on the fly for wildcard certificates, per entry point. */
+const MAX_WILDCARD_NAMES = 1000;
+
 /**
  * The entry point's app, with `addRoutes` applied to every router it has. uWS routes a TLS request
  * by its SNI name first: each name given to addServerName gets a router of its own, and a request on
  * a name whose router is empty is dropped without an answer. So every name is given the same routes.
  */
-/** Names a worker registers on the fly for wildcard certificates, per entry point. */
-const MAX_WILDCARD_NAMES = 1000;
-
 function createApp(entryPoint: EntryPointSpec, certificates: readonly CertificateSpec[], addRoutes: (app: uWS.TemplatedApp) => void): uWS.TemplatedApp {
   if (!entryPoint.tls) {
     const app = uWS.App();
@@ -125,14 +146,69 @@ function createApp(entryPoint: EntryPointSpec, certificates: readonly Certificat
   return app;
 }
 
-/** Open every entry point; `done` gets the addresses that failed (empty when all listen). */
-export function startListeners(table: RouterTable, balancers: readonly Balancer[], done: (failed: string[]) => void): Listener[] {
-  const { snapshot } = context();
-  const ws = snapshot.websocket;
-  const listeners: Listener[] = [];
-  const failed: string[] = [];
-  let pending = snapshot.entryPoints.length;
-  snapshot.entryPoints.forEach((entryPoint, index) => {
+/** Everything about an entry point that an app fixes when it is made: a change needs a new app. */
+export function listenerKey(entryPoint: EntryPointSpec, gen: Generation): string {
+  const ws = gen.websocket;
+  const certificates = entryPoint.tls ? gen.snapshot.certificates.map((c) => [c.certFile, c.keyFile, c.fingerprint, c.names.join(',')]) : [];
+  return JSON.stringify([entryPoint.host, entryPoint.port, entryPoint.tls, certificates, ws.maxMessageSize, ws.clientMaxBuffer, ws.idleTimeoutSeconds]);
+}
+
+/** The worker's listeners: the app serving each entry point now, and apps kept for their connections. */
+export class ListenerSet {
+  private readonly refs = new Map<string, EntryPointRef>();
+  private readonly active = new Map<string, Listener>();
+  /** Apps whose listen socket is closed but whose connections may still be open. */
+  private readonly retired: Listener[] = [];
+
+  /**
+   * Make the listeners match `gen`: new entry points open, removed ones stop accepting, changed ones get
+   * a new app. `done` gets the addresses that could not be opened (empty when all listen). Every entry
+   * point routes with `gen` from the moment it is current (context().current), whichever app serves it.
+   */
+  apply(gen: Generation, done: (failed: string[]) => void): void {
+    const entryPoints = gen.snapshot.entryPoints;
+    const failed: string[] = [];
+    let pending = 1;
+    const settle = (): void => {
+      if (--pending === 0) done(failed);
+    };
+    const names = new Set(entryPoints.map((ep) => ep.name));
+    for (const [name, listener] of this.active) {
+      if (names.has(name)) continue;
+      this.retire(listener);
+      this.active.delete(name);
+      this.refs.get(name)!.index = -1;
+    }
+    entryPoints.forEach((entryPoint, index) => {
+      let ref = this.refs.get(entryPoint.name);
+      if (ref === undefined) this.refs.set(entryPoint.name, (ref = { name: entryPoint.name, index }));
+      ref.index = index;
+      const key = listenerKey(entryPoint, gen);
+      const existing = this.active.get(entryPoint.name);
+      if (existing !== undefined && existing.key === key) return;
+      pending++;
+      const listener = this.open(entryPoint, ref, key, gen);
+      const onListen = (socket: uWS.us_listen_socket | false): void => {
+        if (socket) {
+          listener.socket = socket;
+          // The new app accepts now: only then stop the old one accepting, so no connection is refused.
+          if (existing !== undefined) this.retire(existing);
+          this.active.set(entryPoint.name, listener);
+        } else {
+          // The old app (if any) keeps serving this entry point with its old settings.
+          failed.push(`${entryPoint.name} (${listener.address})`);
+          this.retired.push(listener);
+        }
+        settle();
+      };
+      if (entryPoint.host === '') listener.app.listen(entryPoint.port, onListen);
+      else listener.app.listen(entryPoint.host, entryPoint.port, onListen);
+    });
+    settle();
+  }
+
+  private open(entryPoint: EntryPointSpec, ref: EntryPointRef, key: string, gen: Generation): Listener {
+    const ws = gen.websocket;
     const addRoutes = (app: uWS.TemplatedApp): void => {
       app.ws<TunnelRef>('/*', {
         // uWS drops a client past this limit with no close frame (1006), so it is set to twice
@@ -144,9 +220,12 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
         sendPingsAutomatically: true,
         compression: uWS.DISABLED,
         upgrade: (res, req, uwsContext) => {
-          const router = route(table, index, res, req);
+          const ctx = context();
+          const current = ctx.current;
+          const index = ref.index;
+          const router = route(current, index, res, req);
           if (router < 0) return;
-          if (context().shuttingDown) {
+          if (ctx.closing.has(ref.name)) {
             sendError(res, 503, 'Sluice is shutting down', [['retry-after', '1']]);
             return;
           }
@@ -158,8 +237,8 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
             sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
             return;
           }
-          const client = readClientRequest(req, routeInput.clientIp, entryPoint.tls);
-          beginUpgrade(res, uwsContext, client, router, index, balancers[snapshot.routers[router]!.service]!);
+          const client = readClientRequest(req, routeInput.clientIp, current.snapshot.entryPoints[index]!.tls);
+          beginUpgrade(res, uwsContext, client, current, router, index);
         },
         open: onClientOpen,
         message: onClientMessage,
@@ -167,7 +246,8 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
         close: onClientClose,
       });
       app.any('/*', (res, req) => {
-        const router = route(table, index, res, req);
+        const current = context().current;
+        const router = route(current, ref.index, res, req);
         if (router < 0) return;
         // uWS hands a request to the ws route only when Sec-WebSocket-Key is 24 characters long, so a
         // WebSocket upgrade with a missing or short key lands here: it is a bad handshake, not plain HTTP.
@@ -175,35 +255,36 @@ export function startListeners(table: RouterTable, balancers: readonly Balancer[
           sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
           return;
         }
-        sendError(res, 426, `router '${snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
+        sendError(res, 426, `router '${current.snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
       });
     };
-    const app = createApp(entryPoint, snapshot.certificates, addRoutes);
-    const listener: Listener = { entryPoint, app, socket: null };
-    listeners.push(listener);
-    const onListen = (socket: uWS.us_listen_socket | false): void => {
-      if (socket) listener.socket = socket;
-      else failed.push(`${entryPoint.name} (${entryPoint.host.includes(':') ? `[${entryPoint.host}]` : entryPoint.host}:${entryPoint.port})`);
-      if (--pending === 0) done(failed);
-    };
-    if (entryPoint.host === '') app.listen(entryPoint.port, onListen);
-    else app.listen(entryPoint.host, entryPoint.port, onListen);
-  });
-  return listeners;
-}
+    const app = createApp(entryPoint, gen.snapshot.certificates, addRoutes);
+    return { entryPoint: ref, address: formatHostPort(entryPoint.host, entryPoint.port), key, app, socket: null };
+  }
 
-export function closeListeners(listeners: readonly Listener[]): void {
-  for (const listener of listeners) {
+  private retire(listener: Listener): void {
     if (listener.socket !== null) {
       uWS.us_listen_socket_close(listener.socket);
       listener.socket = null;
     }
+    this.retired.push(listener);
   }
-}
 
-/** Last step of a drain: drop every connection still open (idle keep-alive HTTP ones included), so
- *  that the thread's loop runs dry and the thread can end. */
-export function closeAllConnections(listeners: readonly Listener[]): void {
-  closeListeners(listeners);
-  for (const listener of listeners) (listener.app as ClosableApp).close?.();
+  /** Stop accepting on entry point `name` (or on every one); open connections are left alone. */
+  stopAccepting(name?: string): void {
+    for (const listener of this.active.values()) {
+      if (name !== undefined && listener.entryPoint.name !== name) continue;
+      if (listener.socket !== null) {
+        uWS.us_listen_socket_close(listener.socket);
+        listener.socket = null;
+      }
+    }
+  }
+
+  /** Last step of a drain: drop every connection still open (idle keep-alive HTTP ones included), so
+   *  that the thread's loop runs dry and the thread can end. */
+  closeAll(): void {
+    this.stopAccepting();
+    for (const listener of [...this.active.values(), ...this.retired]) (listener.app as ClosableApp).close?.();
+  }
 }

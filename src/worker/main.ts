@@ -1,38 +1,51 @@
 /**
- * Entry point of a worker thread: builds the routing table and balancers from the snapshot, opens
- * every entry point, and serves until the primary asks it to drain.
+ * Entry point of a worker thread: installs the config generation it is given, opens every entry point,
+ * takes newer generations as the primary reloads (connections keep the generation they started in), and
+ * serves until the primary asks it to stop.
  *
  * A worker must close every uWS socket before its thread ends: Node aborts the whole process if a
  * thread exits while uWS still has a handle in its loop. So an uncaught exception here is caught,
  * reported, and turned into a fast drain, after which the primary starts a replacement.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { PrimaryToWorker, WorkerInit, WorkerToPrimary } from '../shared/messages.js';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import type { EntryPointStop, GenerationInit, PrimaryToWorker, WorkerInit, WorkerToPrimary } from '../shared/messages.js';
 import { attachShared, Total, TOTALS } from '../shared/layout.js';
-import { applyAddresses, initBackendPools } from './backend-pool.js';
+import { adoptAddresses, applyAddresses } from './backend-addresses.js';
 import { drainBackend } from './drain.js';
-import { initContext } from './context.js';
-import { RouterTable } from './router-table.js';
-import { startListeners, closeListeners, closeAllConnections } from './listeners.js';
+import { context, initContext } from './context.js';
+import { Generation } from './generation.js';
+import { ListenerSet } from './listeners.js';
 import { backendSockets } from './backend-socket.js';
 import { destroyAllNative, nativeConnections } from './native-leg.js';
 import { tunnels } from './tunnel.js';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { initMetrics, closeStartedBy, Side } from './metrics.js';
+import { initMetrics } from './metrics.js';
 import { initAccessLog, flushAccessLog } from './access-log.js';
+import { shutdownEntryPoints, type Shutdown } from './shutdown.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
-const shared = attachShared(init.sharedBuffer, init.backendSlots, init.workerSlots, init.slabFloats);
-const ctx = initContext(init.workerIndex, init.snapshot, shared);
-initMetrics(ctx);
-initAccessLog(init.snapshot, (records) => port.postMessage({ type: 'access-log', records } satisfies WorkerToPrimary, [records.buffer as ArrayBuffer]));
-const table = new RouterTable(init.snapshot.routers, init.snapshot.entryPoints.length);
-const balancers = initBackendPools(init.snapshot, shared, (backend) => post({ type: 'backend-failed', backend }));
+const shared = attachShared(init.sharedBuffer, init.backendSlots, init.workerSlots);
 
 function post(message: WorkerToPrimary): void {
   port.postMessage(message);
 }
+
+function onReleased(generation: Generation): void {
+  context().live.delete(generation);
+  post({ type: 'generation-released', id: generation.id });
+}
+
+function makeGeneration(g: GenerationInit): Generation {
+  return new Generation(g, init.workerIndex, shared, onReleased);
+}
+
+const first = makeGeneration(init.generation);
+const ctx = initContext(init.workerIndex, shared, first, post);
+initMetrics(ctx);
+// The access log is opened by the primary at start: a reload cannot turn it on.
+initAccessLog(first.snapshot.accessLog.enabled, (records) => post({ type: 'access-log', records }));
+adoptAddresses(first);
 
 const heartbeatAt = init.workerIndex * TOTALS + Total.Heartbeat;
 const lagAt = init.workerIndex * TOTALS + Total.EventLoopLag;
@@ -49,46 +62,64 @@ const heartbeat = setInterval(() => {
   loopDelay.reset();
 }, 1000);
 
-let draining = false;
+const listeners = new ListenerSet();
+let stopping: Shutdown | null = null;
 
-const listeners = startListeners(table, balancers, (failed) => {
+listeners.apply(first, (failed) => {
   if (failed.length > 0) {
     post({ type: 'listen-failed', addresses: failed });
-    // Listen callbacks can run inside startListeners(), before `listeners` is assigned.
-    setImmediate(() => drain(0));
+    // Listen callbacks can run inside apply(), before the worker is set up: stop on the next turn.
+    setImmediate(() => stop([], true));
   } else post({ type: 'listening' });
 });
 
-/** Stop accepting; close clients with 1001 (their backends get the close too); force what is left
- *  after graceMs; then end the thread by letting its loop run dry. */
-function drain(graceMs: number): void {
-  if (draining) return;
-  draining = true;
-  ctx.shuttingDown = true;
-  closeListeners(listeners);
-  for (const t of tunnels()) {
-    closeStartedBy(t, Side.Proxy, 1001);
-    t.ws?.end(1001, 'Sluice is shutting down');
+/** A reload: new connections start in `g` from now on; what is open keeps its generation. */
+function install(g: GenerationInit): void {
+  const started = performance.now();
+  const generation = makeGeneration(g);
+  const previous = ctx.current;
+  ctx.live.add(generation);
+  ctx.current = generation;
+  adoptAddresses(generation);
+  const pauseMs = performance.now() - started;
+  listeners.apply(generation, (failed) => post({ type: 'generation-installed', id: generation.id, pauseMs, failed }));
+  previous.retire();
+}
+
+/** Stop as the primary asked: each entry point keeps accepting for its accept grace, then its clients are
+ *  closed with 1001, paced over its grace window; `immediate` (a second signal, a crash) closes all now.
+ *  The thread ends once every client and backend socket is gone. */
+function stop(entryPoints: readonly EntryPointStop[], immediate: boolean): void {
+  if (stopping === null) {
+    ctx.shuttingDown = true;
+    stopping = shutdownEntryPoints(entryPoints, listeners, post);
+    const deadline = Date.now() + Math.max(0, ...entryPoints.map((e) => e.acceptGraceMs + e.graceMs));
+    waitForEnd(deadline);
   }
-  const deadline = Date.now() + graceMs;
+  if (immediate) stopping.now();
+}
+
+function waitForEnd(deadline: number): void {
   let forced = false;
   const check = setInterval(() => {
     // Done when every client is gone and every backend socket closed (including those still
     // waiting for a backend's close reply, and those of upgrades in flight).
+    if (stopping?.accepting) return;
     const busy = tunnels().size > 0 || backendSockets().size > 0 || nativeConnections() > 0;
     if (busy && Date.now() < deadline) return;
     if (busy && !forced) {
       forced = true;
+      stopping?.now();
       for (const t of tunnels()) t.ws?.close();
       for (const socket of backendSockets()) socket.destroy();
       destroyAllNative();
-      closeAllConnections(listeners);
+      listeners.closeAll();
       return;
     }
     // A destroyed socket's fd is closed only when its 'close' event has run: a thread that ends
     // before that leaks the connection (the backend never sees it end). Give them a moment.
     if (backendSockets().size > 0 && Date.now() < deadline + 1000) return;
-    closeAllConnections(listeners);
+    listeners.closeAll();
     clearInterval(check);
     clearInterval(heartbeat);
     loopDelay.disable();
@@ -98,10 +129,23 @@ function drain(graceMs: number): void {
 }
 
 port.on('message', (message: PrimaryToWorker) => {
-  if (message.type === 'shutdown') drain(message.graceMs);
-  else if (message.type === 'fault') injectFault(message.kind, message.ms ?? 0);
-  else if (message.type === 'backend-addresses') applyAddresses(message.addresses);
-  else if (message.type === 'drain-backend' && !draining) drainBackend(message.backend, message.windowMs, message.reason, message.untilUp);
+  switch (message.type) {
+    case 'shutdown':
+      stop(message.entryPoints, message.immediate);
+      return;
+    case 'generation':
+      if (stopping === null) install(message.generation);
+      return;
+    case 'fault':
+      injectFault(message.kind, message.ms ?? 0);
+      return;
+    case 'backend-addresses':
+      applyAddresses(message.addresses);
+      return;
+    case 'drain-backend':
+      if (stopping === null) drainBackend(message.backend, message.windowMs, message.reason, message.untilUp);
+      return;
+  }
 });
 
 function injectFault(kind: 'throw' | 'block', ms: number): void {
@@ -118,5 +162,5 @@ function injectFault(kind: 'throw' | 'block', ms: number): void {
 process.on('uncaughtException', (error) => {
   post({ type: 'crashed', message: error.message, stack: error.stack ?? '' });
   process.exitCode = 1;
-  drain(0);
+  stop([], true);
 });

@@ -1,7 +1,9 @@
 /**
- * The worker's half of the metrics: adds to this worker's own slab of the SharedArrayBuffer at offsets
- * planned from the snapshot (metrics-plan.ts), so counting is a store to a Float64Array, with no message
- * between threads, no lock and no allocation. The primary sums every worker's slab when scraped.
+ * The worker's half of the metrics: adds to this worker's own slab of its generation's metrics buffer at
+ * offsets planned from the generation's snapshot (metrics-plan.ts), and to the per-backend traffic
+ * counters of the shared layout, so counting is a store to a Float64Array, with no message between
+ * threads, no lock and no allocation. The primary sums every worker's slabs when scraped. A connection
+ * counts in the generation it started in for its whole life (tunnel.gen).
  *
  * Per message (countToBackend/countToClient): four Float64 adds, two on the shared slab (per backend and
  * direction) and two on the tunnel (for its access-log line). Per connection: the outcome, the live gauge,
@@ -21,38 +23,25 @@ import {
   connectionCell,
   errorOffset,
   observe,
-  planMetrics,
-  type MetricsPlan,
   type RoutePlan,
   UPGRADE_STRIDE,
   DURATION_STRIDE,
 } from '../shared/metrics-plan.js';
 import { Traffic } from '../shared/layout.js';
 import type { WorkerContext } from './context.js';
+import type { Generation } from './generation.js';
 import type { Tunnel } from './tunnel.js';
 import { logConnection } from './access-log.js';
 
 export { Conn, ErrorReason, Side };
 
 let enabled = false;
-let plan: MetricsPlan;
-let slab: Float64Array = new Float64Array(0);
-/** Offset of this worker's slab in shared.workerMetrics. */
-let base = 0;
-let routers = 0;
 let traffic: Float64Array = new Float64Array(0);
 
-/**
- * Set up counting for this worker. Returns false (and counts nothing) when SLUICE_METRICS=off or when the
- * shared buffer was made without a slab for this snapshot (a mismatch would write into the wrong cells).
- */
+/** Set up counting for this worker. Returns false (and counts nothing) when SLUICE_METRICS=off. */
 export function initMetrics(ctx: WorkerContext): boolean {
-  plan = planMetrics(ctx.snapshot);
-  routers = ctx.snapshot.routers.length;
-  slab = ctx.shared.workerMetrics;
   traffic = ctx.shared.workerTraffic;
-  base = ctx.workerIndex * ctx.shared.slabFloats;
-  enabled = process.env.SLUICE_METRICS !== 'off' && plan.slabFloats === ctx.shared.slabFloats;
+  enabled = process.env.SLUICE_METRICS !== 'off';
   if (enabled) {
     countToBackend = countToBackendOn;
     countToClient = countToClientOn;
@@ -64,7 +53,8 @@ export function initMetrics(ctx: WorkerContext): boolean {
 }
 
 function routeOf(t: Tunnel): RoutePlan {
-  return plan.routes[plan.routeIndex[t.entryPoint * routers + t.router]!]!;
+  const { plan, snapshot } = t.gen;
+  return plan.routes[plan.routeIndex[t.entryPoint * snapshot.routers.length + t.router]!]!;
 }
 
 // ---- per message ------------------------------------------------------------------------------
@@ -100,23 +90,25 @@ export function upgradeStarted(t: Tunnel): void {
 /** How an upgrade ended when it did not open a tunnel; `t.backend` is the last backend tried (-1: none). */
 export function countOutcome(t: Tunnel, outcome: Conn.RejectedByBackend | Conn.NoBackend | Conn.ConnectFailed | Conn.Limited): void {
   if (!enabled) return;
-  slab[base + connectionCell(plan, routeOf(t), outcome === Conn.NoBackend ? -1 : t.backend) + outcome]++;
+  const g = t.gen;
+  g.slab[g.slabBase + connectionCell(g.plan, routeOf(t), outcome === Conn.NoBackend ? -1 : t.backend) + outcome]++;
 }
 
 /** The backend's 101 was relayed: the connection is live. */
 export function connectionOpened(t: Tunnel): void {
   t.openedAt = performance.now();
   if (!enabled) return;
-  const cell = base + connectionCell(plan, routeOf(t), t.backend);
-  slab[cell + Conn.Upgraded]++;
-  slab[cell + Conn.Active]++;
-  observe(slab, base + plan.upgradeBase + t.service * UPGRADE_STRIDE, UPGRADE_BUCKETS, (t.openedAt - t.startedAt) / 1000);
+  const g = t.gen;
+  const cell = g.slabBase + connectionCell(g.plan, routeOf(t), t.backend);
+  g.slab[cell + Conn.Upgraded]++;
+  g.slab[cell + Conn.Active]++;
+  observe(g.slab, g.slabBase + g.plan.upgradeBase + t.service * UPGRADE_STRIDE, UPGRADE_BUCKETS, (t.openedAt - t.startedAt) / 1000);
 }
 
-/** A backend failed this way (counted per attempt, so a retried connect counts too). */
-export function countError(backend: number, reason: ErrorReason): void {
+/** A backend (slot) of generation `g` failed this way (counted per attempt, so a retried connect counts too). */
+export function countError(g: Generation, backend: number, reason: ErrorReason): void {
   if (!enabled || backend < 0) return;
-  slab[base + errorOffset(plan, backend, reason)]++;
+  g.slab[g.slabBase + errorOffset(g.plan, backend, reason)]++;
 }
 
 /** Remember who started closing and with which code; the first call wins. */
@@ -136,7 +128,8 @@ export function connectionClosed(t: Tunnel, code: number): void {
   t.openedAt = 0;
   logConnection(t, seconds);
   if (!enabled) return;
-  slab[base + connectionCell(plan, routeOf(t), t.backend) + Conn.Active]--;
-  slab[base + closeOffset(plan, t.service, t.closeSide as Side, t.closeCode)]++;
-  observe(slab, base + plan.durationBase + t.service * DURATION_STRIDE, CONNECTION_BUCKETS, seconds);
+  const g = t.gen;
+  g.slab[g.slabBase + connectionCell(g.plan, routeOf(t), t.backend) + Conn.Active]--;
+  g.slab[g.slabBase + closeOffset(g.plan, t.service, t.closeSide as Side, t.closeCode)]++;
+  observe(g.slab, g.slabBase + g.plan.durationBase + t.service * DURATION_STRIDE, CONNECTION_BUCKETS, seconds);
 }

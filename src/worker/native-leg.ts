@@ -13,7 +13,7 @@
  */
 import nativeUpstream, { CloseKind } from '#native';
 import { Total } from '../shared/layout.js';
-import { context, countTotal } from './context.js';
+import { countTotal } from './context.js';
 import {
   backendGone,
   checkClientBackpressure,
@@ -76,7 +76,7 @@ export function destroyNative(t: Tunnel): void {
 export function startNativeFraming(t: Tunnel, early: Uint8Array | null): void {
   const id = t.upstreamId;
   nativeUpstream!.setDeadline(id, 0);
-  const max = context().snapshot.websocket.maxMessageSize;
+  const max = t.gen.websocket.maxMessageSize;
   if (early !== null && early.byteLength > 0) nativeUpstream!.startFraming(id, max, early);
   else nativeUpstream!.startFraming(id, max);
   checkClientBackpressure(t);
@@ -95,7 +95,7 @@ function onOpen(id: number, status: number): void {
   if (status === 0) {
     const h = t.handshake;
     if (h === null) return;
-    nativeUpstream!.setDeadline(id, context().snapshot.websocket.handshakeTimeoutMs);
+    nativeUpstream!.setDeadline(id, t.gen.websocket.handshakeTimeoutMs);
     nativeUpstream!.writeRaw(id, Buffer.from(h.request, 'latin1'));
     return;
   }

@@ -21,6 +21,7 @@ import type { Socket } from 'node:net';
 import type uWS from 'uWebSockets.js';
 import { Total } from '../shared/layout.js';
 import { context, countTotal } from './context.js';
+import type { Generation } from './generation.js';
 import { countToBackend, countToClient, countError, closeStartedBy, connectionClosed, ErrorReason, Side } from './metrics.js';
 import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
 import nativeUpstream from '#native';
@@ -77,8 +78,26 @@ export class Tunnel {
   messagesToClient = 0;
   bytesToClient = 0;
   clientAddress = '';
+  /** The generation's reference was given back (released exactly once). */
+  released = false;
 
-  constructor(readonly service: number, readonly router: number, readonly entryPoint: number) {}
+  /** `gen`: the config generation current when the request arrived; the tunnel keeps it (and its router,
+   *  service, limits and counters) until it ends, whatever reloads happen meanwhile. */
+  constructor(
+    readonly gen: Generation,
+    readonly service: number,
+    readonly router: number,
+    readonly entryPoint: number,
+  ) {
+    gen.acquire();
+  }
+}
+
+/** The tunnel is done with its generation (upgrade failed or abandoned, or the client closed). */
+export function releaseTunnel(t: Tunnel): void {
+  if (t.released) return;
+  t.released = true;
+  t.gen.release();
 }
 
 const liveTunnels = new Set<Tunnel>();
@@ -146,12 +165,12 @@ export function writeToBackend(t: Tunnel, socket: TunnelSocket, frame: Buffer): 
 export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuffer, isBinary: boolean): void {
   const t = ws.getUserData().tunnel;
   if (t.state !== TunnelState.Open) return;
-  const limits = context().snapshot.websocket;
+  const limits = t.gen.websocket;
   if (message.byteLength > limits.maxMessageSize) {
     // uWS enforces only its own, larger limit (listeners.ts), and drops the socket without a
     // close frame when it does; this is where the client gets its 1009.
     countTotal(Total.OversizeCloses);
-    countError(t.backend, ErrorReason.MessageTooBig);
+    countError(t.gen, t.backend, ErrorReason.MessageTooBig);
     closeStartedBy(t, Side.Proxy, 1009);
     t.state = TunnelState.Closing;
     ws.end(1009, 'message too big');
@@ -173,7 +192,7 @@ export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuff
     // The backend is not reading: closing this client is the only bounded choice, since uWS
     // cannot stop reading one WebSocket.
     countTotal(Total.BackpressureCloses);
-    countError(t.backend, ErrorReason.Backpressure);
+    countError(t.gen, t.backend, ErrorReason.Backpressure);
     closeStartedBy(t, Side.Proxy, 1013);
     t.state = TunnelState.Closing;
     ws.end(1013, 'backend is not keeping up');
@@ -183,7 +202,7 @@ export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuff
 /** uWS `drain`: the client caught up; read its backend again. */
 export function onClientDrain(ws: uWS.WebSocket<TunnelRef>): void {
   const t = ws.getUserData().tunnel;
-  if (t.readPaused && ws.getBufferedAmount() < context().snapshot.websocket.clientHighWaterMark) {
+  if (t.readPaused && ws.getBufferedAmount() < t.gen.websocket.clientHighWaterMark) {
     t.readPaused = false;
     if (t.upstreamId !== 0) nativeUpstream!.resume(t.upstreamId);
     else t.socket?.resume();
@@ -204,6 +223,7 @@ export function onClientClose(ws: uWS.WebSocket<TunnelRef>, code: number, reason
   t.state = backendOpen(t) ? TunnelState.Closing : TunnelState.Closed;
   uncount(t);
   connectionClosed(t, code);
+  releaseTunnel(t);
 }
 
 /** The backend leg (either kind) is still there. */
@@ -235,7 +255,7 @@ function pauseBackend(t: Tunnel): void {
 
 /** After a read was handed to the client: stop reading the backend while the client lags. */
 export function checkClientBackpressure(t: Tunnel): void {
-  if (t.ws !== null && !t.readPaused && t.ws.getBufferedAmount() > context().snapshot.websocket.clientHighWaterMark) pauseBackend(t);
+  if (t.ws !== null && !t.readPaused && t.ws.getBufferedAmount() > t.gen.websocket.clientHighWaterMark) pauseBackend(t);
 }
 
 // ---- backend → client (both legs; the Node socket leg's frame reader is backend-frames.ts) ------
@@ -266,7 +286,7 @@ export function deliverData(t: Tunnel, opcode: number, fin: boolean, payload: Ui
     return;
   }
   t.fragmentBytes += length;
-  if (t.fragmentBytes > context().snapshot.websocket.maxMessageSize) {
+  if (t.fragmentBytes > t.gen.websocket.maxMessageSize) {
     countTotal(Total.OversizeCloses);
     failFromBackend(t, 1009, 'message too big');
     return;
@@ -293,7 +313,7 @@ export function closeClientAsBackend(t: Tunnel, code: number, reason: Uint8Array
 /** A protocol breach or size breach on the backend leg: close both legs with `code`. */
 export function failFromBackend(t: Tunnel, code: number, reason: string): void {
   t.state = TunnelState.Closing;
-  countError(t.backend, code === 1009 ? ErrorReason.MessageTooBig : ErrorReason.ProtocolError);
+  countError(t.gen, t.backend, code === 1009 ? ErrorReason.MessageTooBig : ErrorReason.ProtocolError);
   closeStartedBy(t, Side.Proxy, code);
   sendCloseToBackend(t, code, reason);
   t.ws?.end(code, reason);
@@ -313,7 +333,7 @@ export function backendGone(t: Tunnel): void {
       ws.end(1001, 'Sluice is shutting down');
     } else {
       countTotal(Total.BackendClosedAbruptly);
-      countError(t.backend, ErrorReason.BackendLost);
+      countError(t.gen, t.backend, ErrorReason.BackendLost);
       closeStartedBy(t, Side.Backend, 1006);
       ws.end(1011, 'backend connection lost');
     }

@@ -11,10 +11,13 @@ import type uWS from 'uWebSockets.js';
 import { Total } from '../shared/layout.js';
 import type { Balancer } from '../balancer/balancer.js';
 import { context, countTotal } from './context.js';
+import type { Generation } from './generation.js';
 import { Conn, ErrorReason, countError, countOutcome, connectionOpened, upgradeStarted } from './metrics.js';
 import { newHandshakeKey } from './frame-codec.js';
-import { backendFailed, cookieHeaderOf, hostOf, requestHashKey, stickyCookiesOf } from './backend-pool.js';
-import { Tunnel, TunnelState, countOn, uncount, openTunnel, type TunnelSocket, type TunnelRef } from './tunnel.js';
+import { hostOf } from './backend-addresses.js';
+import { cookieHeaderOf, requestHashKey } from './pick-request.js';
+import { Tunnel, TunnelState, countOn, uncount, openTunnel, releaseTunnel, type TunnelSocket, type TunnelRef } from './tunnel.js';
+import { bracketHost } from '../shared/address.js';
 import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout, trackBackendSocket } from './backend-socket.js';
 import { connectNative, destroyNative, nativeAvailable, startNativeFraming } from './native-leg.js';
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
@@ -64,23 +67,28 @@ export class Handshake {
 
 export type HandshakeTunnel = Tunnel & { handshake: Handshake | null };
 
-/** Start the backend side of an upgrade; the caller has routed and validated the client request. */
+/** Passive health: tell the primary an attempt on `backend` failed, when its service counts failures. */
+function backendFailed(gen: Generation, backend: number): void {
+  if (backend >= 0 && gen.service(gen.backend(backend).service).passiveHealthCheck !== null) context().post({ type: 'backend-failed', backend });
+}
+
+/** Start the backend side of an upgrade; the caller has routed and validated the client request in `gen`. */
 export function beginUpgrade(
   res: uWS.HttpResponse,
   uwsContext: uWS.us_socket_context_t,
   client: ClientRequestInfo,
+  gen: Generation,
   routerIndex: number,
   entryPoint: number,
-  balancer: Balancer,
 ): void {
-  const { snapshot } = context();
+  const { snapshot } = gen;
   const router = snapshot.routers[routerIndex]!;
   const service = snapshot.services[router.service]!;
-  const t = new Tunnel(router.service, routerIndex, entryPoint) as HandshakeTunnel;
-  const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), balancer, service.name, service.retries + 1);
+  const t = new Tunnel(gen, router.service, routerIndex, entryPoint) as HandshakeTunnel;
+  const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), gen.balancers[router.service]!, service.name, service.retries + 1);
   t.handshake = h;
   h.hashKey = requestHashKey(service, client);
-  const sticky = stickyCookiesOf(router.service);
+  const sticky = gen.stickies[router.service] ?? null;
   if (sticky !== null) h.stickyBackend = sticky.backendFor(cookieHeaderOf(client));
   t.clientAddress = client.clientIp;
   upgradeStarted(t);
@@ -94,7 +102,7 @@ export function beginUpgrade(
 /** Try the next backend: `chosen` when the caller already picked it, else the balancer's pick. */
 function connectNext(t: HandshakeTunnel, chosen = -1): void {
   const h = t.handshake!;
-  const { snapshot } = context();
+  const { snapshot } = t.gen;
   let backend = chosen >= 0 ? chosen : h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
   // A discovery slot whose address this worker has not heard of yet: count it tried and move on.
   while (backend >= 0 && hostOf(backend) === '') {
@@ -106,7 +114,7 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
       // Every backend is down (or ejected): say when to come back rather than invite a retry storm.
       countTotal(Total.NoBackend);
       countOutcome(t, Conn.NoBackend);
-      const retryAfter = String(snapshot.services[t.service]!.retryAfterSeconds);
+      const retryAfter = String(t.gen.service(t.service).retryAfterSeconds);
       answer(t, 503, `no backend available for service '${h.serviceName}'`, [['retry-after', retryAfter]]);
     } else {
       countTotal(Total.ConnectFailed);
@@ -119,7 +127,7 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   h.tried[h.attempts++] = backend;
   h.timedOut = false;
   countOn(t, backend);
-  const spec = snapshot.backends[backend]!;
+  const spec = t.gen.backend(backend);
   const transport = snapshot.transports[snapshot.services[t.service]!.transport]!;
   const host = hostOf(backend);
   const { key, accept } = newHandshakeKey();
@@ -160,10 +168,9 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
 }
 
 function hostFor(t: Tunnel, h: Handshake): string {
-  const { snapshot } = context();
-  if (snapshot.services[t.service]!.passHostHeader && h.client.host !== '') return h.client.host;
-  const spec = snapshot.backends[t.backend]!;
-  const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
+  if (t.gen.service(t.service).passHostHeader && h.client.host !== '') return h.client.host;
+  const spec = t.gen.backend(t.backend);
+  const host = bracketHost(spec.host);
   const defaultPort = spec.tls ? 443 : 80;
   return spec.port === defaultPort ? host : `${host}:${spec.port}`;
 }
@@ -172,7 +179,7 @@ function onBackendConnect(this: TunnelSocket): void {
   const t = this.tunnel as HandshakeTunnel | null;
   if (t === null || t.handshake === null) return;
   // Connected: the dial timeout becomes the handshake timeout.
-  this.setTimeout(context().snapshot.websocket.handshakeTimeoutMs);
+  this.setTimeout(t.gen.websocket.handshakeTimeoutMs);
 }
 
 /** Bytes from the backend before the tunnel opened: the answer to our upgrade request. */
@@ -202,7 +209,7 @@ export function handshakeData(t: HandshakeTunnel, chunk: Buffer, length: number)
     return;
   }
   if (parsed.status >= 500) {
-    backendFailed(t.backend);
+    backendFailed(t.gen, t.backend);
     // This backend cannot take the connection now: try another (never one already tried); the
     // last 5xx is relayed as it came when none is left.
     const next = h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
@@ -237,7 +244,7 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     failHandshake(t, 502, 'backend negotiated an extension Sluice did not offer');
     return;
   }
-  if (context().shuttingDown) {
+  if (context().closing.has(t.gen.snapshot.entryPoints[t.entryPoint]!.name)) {
     answer(t, 503, 'Sluice is shutting down');
     return;
   }
@@ -250,7 +257,7 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   t.handshake = null;
   countTotal(Total.Upgraded);
   const res = h.res;
-  const sticky = stickyCookiesOf(t.service);
+  const sticky = t.gen.stickies[t.service] ?? null;
   const setCookie = sticky !== null && t.backend !== h.stickyBackend ? sticky.setCookieFor(t.backend) : '';
   res.cork(() => {
     if (setCookie !== '') {
@@ -338,23 +345,23 @@ export function handshakeSocketClosed(t: HandshakeTunnel, timedOut: boolean): vo
   if (h.head === null) {
     // Nothing came back: a failed or timed-out connect. Retry on another backend.
     h.lastFailure = timedOut ? 'timeout' : 'refused';
-    backendFailed(t.backend);
-    countError(t.backend, timedOut ? ErrorReason.ConnectTimeout : ErrorReason.ConnectRefused);
+    backendFailed(t.gen, t.backend);
+    countError(t.gen, t.backend, timedOut ? ErrorReason.ConnectTimeout : ErrorReason.ConnectRefused);
     connectNext(t);
     return;
   }
   countTotal(Total.ConnectFailed);
   countOutcome(t, Conn.ConnectFailed);
-  countError(t.backend, ErrorReason.HandshakeFailed);
-  backendFailed(t.backend);
+  countError(t.gen, t.backend, ErrorReason.HandshakeFailed);
+  backendFailed(t.gen, t.backend);
   answer(t, 502, `backend of service '${h.serviceName}' closed the connection during the upgrade`);
 }
 
 function failHandshake(t: HandshakeTunnel, status: number, reason: string): void {
-  backendFailed(t.backend);
+  backendFailed(t.gen, t.backend);
   countTotal(Total.ConnectFailed);
   countOutcome(t, Conn.ConnectFailed);
-  countError(t.backend, ErrorReason.HandshakeFailed);
+  countError(t.gen, t.backend, ErrorReason.HandshakeFailed);
   answer(t, status, `${reason} (service '${t.handshake!.serviceName}')`);
 }
 
@@ -379,6 +386,7 @@ function dropAttempt(t: Tunnel): void {
   uncount(t);
 }
 
+/** The upgrade is over without a tunnel (answered, relayed, or the client left): let go of everything. */
 function abandonBackend(t: Tunnel): void {
   destroyNative(t);
   const socket = t.socket;
@@ -389,4 +397,5 @@ function abandonBackend(t: Tunnel): void {
     socket.destroy();
   }
   uncount(t);
+  releaseTunnel(t);
 }

@@ -1,51 +1,16 @@
 /**
  * Test helpers for the admin listener: Sluice in-process with its observability wired exactly as
- * `sluice run` does (startObservability), so a test can both scrape /metrics and reach into the
- * SharedArrayBuffer or inject a fault; and a small Prometheus text parser for exact assertions.
+ * `sluice run` does (in-process.ts, src/primary/primary.ts), so a test can both scrape /metrics and
+ * reach into the SharedArrayBuffer or inject a fault; and a small Prometheus text parser for exact
+ * assertions.
  */
-import { tmpdir } from 'node:os';
-import { loadConfigText } from '../../src/config/load.js';
-import type { Snapshot } from '../../src/config/snapshot.js';
-import { createShared, type SharedViews } from '../../src/shared/layout.js';
-import { planMetrics } from '../../src/shared/metrics-plan.js';
-import { Supervisor } from '../../src/primary/supervisor.js';
-import { startObservability, type Observability } from '../../src/primary/observability.js';
-import { freePort } from './sluice.js';
+import { startInProcess, type InProcessSluice } from './in-process.js';
 
-export interface AdminSluice {
-  readonly snapshot: Snapshot;
-  readonly shared: SharedViews;
-  readonly supervisor: Supervisor;
-  readonly observability: Observability;
-  readonly port: number;
-  readonly url: string;
-  readonly adminUrl: string;
-  stop(): Promise<void>;
-}
+export type AdminSluice = InProcessSluice;
 
 /** `{PORT}` and `{ADMIN_PORT}` in `config` become free ports; an `admin.address` is added when absent. */
-export async function startWithAdmin(config: string, workers: number): Promise<AdminSluice> {
-  const port = await freePort();
-  let adminPort = await freePort();
-  while (adminPort === port) adminPort = await freePort();
-  const text = (/^admin:/m.test(config) ? config : `${config}\nadmin:\n  address: "127.0.0.1:{ADMIN_PORT}"\n`)
-    .replaceAll('{PORT}', String(port))
-    .replaceAll('{ADMIN_PORT}', String(adminPort));
-  const snapshot = loadConfigText(text, 'yaml', 'in-process.yaml', tmpdir(), { workers });
-  const shared = createShared(snapshot.backends.length, snapshot.workers, planMetrics(snapshot).slabFloats);
-  const supervisor = new Supervisor(snapshot, shared);
-  const observability = await startObservability(snapshot, shared, supervisor);
-  let stopped: Promise<void> | null = null;
-  const stop = (): Promise<void> =>
-    (stopped ??= supervisor.shutdown(0).then(() => observability.close()));
-  try {
-    await supervisor.start();
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  observability.markStarted();
-  return { snapshot, shared, supervisor, observability, port, url: `ws://127.0.0.1:${port}`, adminUrl: `http://127.0.0.1:${adminPort}`, stop };
+export function startWithAdmin(config: string, workers: number): Promise<AdminSluice> {
+  return startInProcess(config, workers);
 }
 
 export interface HttpAnswer {

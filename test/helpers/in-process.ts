@@ -1,41 +1,68 @@
 /**
- * Sluice's primary inside the test process: the config compiled with loadConfigText, the shared
- * counters from createShared, and a Supervisor running real worker threads. Tests use this when they
- * need to read the SharedArrayBuffer or inject a fault; everything else goes through startSluice.
+ * Sluice's primary inside the test process, exactly as `sluice run` builds it (src/primary/primary.ts):
+ * the config written to a temporary file, the shared counters, real worker threads, live configuration
+ * and the admin listener on a free port. Tests use this when they need to read the SharedArrayBuffer,
+ * inject a fault or reload; everything else goes through startSluice.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { loadConfigText } from '../../src/config/load.js';
+import path from 'node:path';
 import type { Snapshot } from '../../src/config/snapshot.js';
-import { createShared, type SharedViews } from '../../src/shared/layout.js';
-import { planMetrics } from '../../src/shared/metrics-plan.js';
-import { Supervisor } from '../../src/primary/supervisor.js';
+import type { SharedViews } from '../../src/shared/layout.js';
+import type { Supervisor } from '../../src/primary/supervisor.js';
+import { createPrimary, type Primary } from '../../src/primary/primary.js';
 import { freePort, type TestBackend } from './sluice.js';
 
 export interface InProcessSluice {
+  /** The config Sluice started with. */
   readonly snapshot: Snapshot;
   readonly shared: SharedViews;
   readonly supervisor: Supervisor;
+  readonly primary: Primary;
   readonly port: number;
   readonly url: string;
-  /** Drain every worker (idempotent). */
+  readonly adminPort: number;
+  readonly adminUrl: string;
+  /** The config file (rewrite it and call primary.reload, or let the watcher see it). */
+  readonly configFile: string;
+  /** Close every connection at once and stop the workers (idempotent). */
   stop(): Promise<void>;
 }
 
-/** Start Sluice in-process with `config` (YAML; `{PORT}` becomes a free port) and `workers` threads. */
-export async function startInProcess(config: string, workers: number): Promise<InProcessSluice> {
+/** Start Sluice in-process with `config` (YAML; `{PORT}` and `{ADMIN_PORT}` become free ports, an
+ *  admin.address on loopback is added when absent) and `workers` threads. */
+export async function startInProcess(config: string, workers: number, options: { watch?: boolean } = {}): Promise<InProcessSluice> {
   const port = await freePort();
-  const snapshot = loadConfigText(config.replaceAll('{PORT}', String(port)), 'yaml', 'in-process.yaml', tmpdir(), { workers });
-  const shared = createShared(snapshot.backends.length, snapshot.workers, planMetrics(snapshot).slabFloats);
-  const supervisor = new Supervisor(snapshot, shared);
+  let adminPort = await freePort();
+  while (adminPort === port) adminPort = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-inproc-'));
+  const configFile = path.join(dir, 'sluice.yaml');
+  const text = (/^admin:/m.test(config) ? config : `${config}\nadmin:\n  address: "127.0.0.1:{ADMIN_PORT}"\n`)
+    .replaceAll('{PORT}', String(port))
+    .replaceAll('{ADMIN_PORT}', String(adminPort))
+    .replaceAll('{DIR}', dir);
+  writeFileSync(configFile, text);
+  const primary = await createPrimary(configFile, { workers, watch: options.watch ?? false });
   let stopped: Promise<void> | null = null;
-  const stop = (): Promise<void> => (stopped ??= supervisor.shutdown(0));
+  const stop = (): Promise<void> => (stopped ??= primary.stop(true).then(() => rmSync(dir, { recursive: true, force: true })));
   try {
-    await supervisor.start();
+    await primary.start();
   } catch (error) {
     await stop();
     throw error;
   }
-  return { snapshot, shared, supervisor, port, url: `ws://127.0.0.1:${port}`, stop };
+  return {
+    snapshot: primary.snapshot(),
+    shared: primary.shared,
+    supervisor: primary.supervisor,
+    primary,
+    port,
+    url: `ws://127.0.0.1:${port}`,
+    adminPort,
+    adminUrl: `http://127.0.0.1:${adminPort}`,
+    configFile,
+    stop,
+  };
 }
 
 /** The global backend index of each test backend (by port), in the order given. */

@@ -3,7 +3,7 @@
  * backends on loopback. Every test that starts something stops it in its `after`/`finally`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -36,8 +36,14 @@ export interface SluiceProcess {
   /** `http://127.0.0.1:<adminPort>` */
   readonly adminUrl: string;
   readonly configFile: string;
+  /** The temporary folder ({DIR}) holding the config and the `files` given. */
+  readonly dir: string;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
+  /** Everything the process wrote to stdout so far (the access log without filePath). */
+  stdout(): string;
+  /** Resolves once the process has exited and its stdout and stderr have been read to the end. */
+  drained(): Promise<void>;
   /** SIGTERM, wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -50,16 +56,36 @@ export interface SluiceProcess {
  */
 export async function startSluice(
   config: string,
-  options: { workers?: number; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    workers?: number;
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    /** More files for {DIR} (name → text, the same placeholders), written before Sluice starts. */
+    files?: Record<string, string>;
+    /** More `sluice run` arguments after the default ones (e.g. --takeover). */
+    extraArgs?: readonly string[];
+    /** Use these ports instead of free ones (a second Sluice on the first one's ports). */
+    port?: number;
+    adminPort?: number;
+    /** Resolve once stderr contains this instead of 'sluice listening'. */
+    readyText?: string;
+    /** The arguments after bin/sluice.js (default `run --config FILE --workers N`), to try other spellings. */
+    args?: (configFile: string) => string[];
+  } = {},
 ): Promise<SluiceProcess> {
-  const port = await freePort();
-  let adminPort = await freePort();
+  const port = options.port ?? (await freePort());
+  let adminPort = options.adminPort ?? (await freePort());
   while (adminPort === port) adminPort = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'sluice-test-'));
   const configFile = path.join(dir, 'sluice.yaml');
+  const fill = (text: string): string => text.replaceAll('{PORT}', String(port)).replaceAll('{ADMIN_PORT}', String(adminPort)).replaceAll('{DIR}', dir);
+  for (const [name, text] of Object.entries(options.files ?? {})) {
+    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    writeFileSync(path.join(dir, name), fill(text));
+  }
   const withAdmin = /^admin:/m.test(config) ? config : `${config}\nadmin:\n  address: "127.0.0.1:{ADMIN_PORT}"\n`;
-  writeFileSync(configFile, withAdmin.replaceAll('{PORT}', String(port)).replaceAll('{ADMIN_PORT}', String(adminPort)).replaceAll('{DIR}', dir));
-  const args = [SLUICE_BIN, 'run', '--config', configFile, '--workers', String(options.workers ?? 1)];
+  writeFileSync(configFile, fill(withAdmin));
+  const args = [SLUICE_BIN, ...(options.args?.(configFile) ?? ['run', '--config', configFile, '--workers', String(options.workers ?? 1), ...(options.extraArgs ?? [])])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
@@ -69,11 +95,14 @@ export async function startSluice(
     const log = path.join(process.env.SLUICE_TEST_STDERR, `sluice-${child.pid}.log`);
     child.stderr!.on('data', (d: string) => appendFileSync(log, d));
   }
-  child.stdout!.resume();
+  let stdout = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => (stdout += d));
+  const drained = new Promise<void>((resolve) => child.once('close', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`sluice did not start within ${options.timeoutMs ?? 10000} ms:\n${stderr}`)), options.timeoutMs ?? 10000);
     const onData = (): void => {
-      if (stderr.includes('sluice listening')) {
+      if (stderr.includes(options.readyText ?? 'sluice listening')) {
         clearTimeout(timer);
         child.stderr!.off('data', onData);
         resolve();
@@ -93,7 +122,10 @@ export async function startSluice(
     adminPort,
     adminUrl: `http://127.0.0.1:${adminPort}`,
     configFile,
+    dir,
     stderr: () => stderr,
+    stdout: () => stdout,
+    drained: () => drained,
     stop() {
       if (exited === null) {
         exited = new Promise((resolve) => {
