@@ -306,9 +306,15 @@ static napi_value js_write_raw(napi_env env, napi_callback_info info) {
 
 static napi_value js_start_framing(napi_env env, napi_callback_info info) {
   ARGS(3);
-  conn *c = argc >= 2 ? conn_arg(env, e, argv[0]) : NULL;
+  conn *c = argc >= 1 ? conn_arg(env, e, argv[0]) : NULL;
   if (c == NULL || c->state != CONN_RAW) return boolean(env, false);
-  c->max_message = uint_arg(env, argv[1], 16 * 1024 * 1024);
+  /* No fallback: the limit is websocket.maxMessageSize, whose default lives in the config schema. */
+  uint32_t max_message = 0;
+  if (argc < 2 || napi_get_value_uint32(env, argv[1], &max_message) != napi_ok || max_message == 0) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "startFraming(id, maxMessageSize): maxMessageSize must be a positive integer");
+    return NULL;
+  }
+  c->max_message = max_message;
   c->state = CONN_FRAMING;
   e->stats.framing++;
   uint8_t *early;

@@ -4,6 +4,7 @@
  * (written by the primary), and live connection counts from the shared counters, so a choice made in
  * one worker accounts for the connections every other worker holds.
  */
+import { defaultOf } from '../config/schema.js';
 import type { BackendSpec, ServiceSpec } from '../config/snapshot.js';
 import { HashRing } from './hash.js';
 import { LeastConnections } from './leastconn.js';
@@ -47,13 +48,17 @@ export interface Balancer {
   setIdentity?(backend: number, identity: string): void;
 }
 
+/** The weight of a server that declares none, and the balance factor of `strategy: hash` without `hash`. */
+const DEFAULT_WEIGHT = defaultOf('http.services.<name>.loadBalancer.servers[].weight');
+const DEFAULT_BALANCE_FACTOR = defaultOf('http.services.<name>.loadBalancer.hash.balanceFactor');
+
 /**
  * The policy a service names, wrapped in sticky cookies when it has them. `backends` is the
- * snapshot's table (weights and identities); without it every weight is 1.
+ * snapshot's table (weights and identities); without it every server has the default weight.
  */
 export function createBalancer(service: ServiceSpec, state: BackendState, backends?: readonly BackendSpec[]): Balancer {
-  const weights = service.backends.map((b) => backends?.[b]?.weight ?? 1);
-  const slowStartMs = service.slowStartMs ?? 0;
+  const weights = service.backends.map((b) => backends?.[b]?.weight ?? DEFAULT_WEIGHT);
+  const slowStartMs = service.slowStartMs;
   const options: PoolOptions = { weights, slowStartMs };
   const weighted = slowStartMs > 0 || weights.some((w) => w !== 1);
   let policy: Balancer;
@@ -66,7 +71,7 @@ export function createBalancer(service: ServiceSpec, state: BackendState, backen
       break;
     case 'hash': {
       const identities = service.backends.map((b) => (backends?.[b]?.dnsName ? '' : backends?.[b]?.url ?? String(b)));
-      policy = new HashRing(service.backends, state, options, identities, service.hash?.balanceFactor ?? 1.25);
+      policy = new HashRing(service.backends, state, options, identities, service.hash?.balanceFactor ?? DEFAULT_BALANCE_FACTOR);
       break;
     }
   }

@@ -6,11 +6,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 
 import { Problems, indexPath, keyPath } from './errors.js';
-import { defaultOf } from './schema.js';
+import { hashSchema, stickySchema } from './schema-balancing.js';
 import type { HashSpec, HealthCheckSpec, ServiceSpec, StickySpec } from './snapshot.js';
-import type { CheckedConfig, HealthCheckConfig, StickyCookieConfig } from './validate.js';
+import { defaultsOf, type CheckedConfig, type HealthCheckConfig, type StickyCookieConfig } from './validate.js';
 
-const numberDefault = (path: string): number => defaultOf(path) as number;
+/** What a service gets for the sections it leaves out: `strategy: hash` without `hash`, `sticky: {}`. */
+const DEFAULT_HASH = defaultsOf(hashSchema);
+const DEFAULT_COOKIE = defaultsOf(stickySchema.fields.cookie);
 
 /** The random secret of this process, made once: every reload signs with the same one, so cookies
  *  set before a reload still name their backend after it. */
@@ -18,7 +20,7 @@ let processSecret: string | undefined;
 
 /** The configured secret, else SLUICE_STICKY_SECRET, else (only when a service is sticky) a random one. */
 export function stickySecret(config: CheckedConfig, services: readonly ServiceSpec[]): { stickySecret: string; stickySecretGenerated: boolean } {
-  const configured = config.loadBalancer?.stickySecret ?? process.env.SLUICE_STICKY_SECRET ?? '';
+  const configured = config.loadBalancer.stickySecret ?? process.env.SLUICE_STICKY_SECRET ?? '';
   if (configured !== '' || !services.some((s) => s.sticky !== null)) return { stickySecret: configured, stickySecretGenerated: false };
   processSecret ??= randomBytes(32).toString('base64url');
   return { stickySecret: processSecret, stickySecretGenerated: true };
@@ -38,9 +40,8 @@ export function compileDnsServers(servers: readonly string[], problems: Problems
 
 const HASH_KEY = /^(clientIP|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[^\s;=,]+|query:.+)$/;
 
-export function compileHash(hash: { key?: string; balanceFactor?: number } | undefined, path: string, problems: Problems): HashSpec {
-  const key = hash?.key ?? (defaultOf('http.services.<name>.loadBalancer.hash.key') as string);
-  const balanceFactor = hash?.balanceFactor ?? numberDefault('http.services.<name>.loadBalancer.hash.balanceFactor');
+export function compileHash(hash: typeof DEFAULT_HASH | undefined, path: string, problems: Problems): HashSpec {
+  const { key, balanceFactor } = hash ?? DEFAULT_HASH;
   if (!HASH_KEY.test(key)) {
     problems.add(keyPath(path, 'key'), `invalid hash key '${key}' (expected 'clientIP', 'header:NAME', 'cookie:NAME' or 'query:NAME')`);
     return { source: 'clientIP', name: '', balanceFactor };
@@ -54,11 +55,10 @@ export function compileHash(hash: { key?: string; balanceFactor?: number } | und
 
 export function compileHealthCheck(check: HealthCheckConfig | undefined): HealthCheckSpec | null {
   if (check === undefined || check.path === undefined) return null;
-  const d = (key: string): number => numberDefault(`http.services.<name>.loadBalancer.healthCheck.${key}`);
-  const intervalMs = check.interval ?? d('interval');
+  const intervalMs = check.interval;
   return {
     path: check.path.startsWith('/') ? check.path : `/${check.path}`,
-    method: (check.method ?? 'GET').toUpperCase(),
+    method: check.method.toUpperCase(),
     scheme: check.scheme ?? '',
     hostname: check.hostname ?? '',
     port: check.port ?? 0,
@@ -66,19 +66,19 @@ export function compileHealthCheck(check: HealthCheckConfig | undefined): Health
     status: check.status ?? 0,
     intervalMs,
     unhealthyIntervalMs: check.unhealthyInterval ?? intervalMs,
-    timeoutMs: check.timeout ?? d('timeout'),
-    rise: check.rise ?? d('rise'),
-    fall: check.fall ?? d('fall'),
-    onDown: check.onDown ?? 'keep',
+    timeoutMs: check.timeout,
+    rise: check.rise,
+    fall: check.fall,
+    onDown: check.onDown,
   };
 }
 
 /** Traefik's default cookie name: '_' and the first 6 hex digits of SHA-1 of the service name. */
-export function compileSticky(service: string, cookie: StickyCookieConfig): StickySpec {
+export function compileSticky(service: string, cookie: StickyCookieConfig = DEFAULT_COOKIE): StickySpec {
   const name = cookie.name ?? `_${createHash('sha1').update(service).digest('hex').slice(0, 6)}`;
-  let attributes = `; Path=${cookie.path ?? '/'}`;
+  let attributes = `; Path=${cookie.path}`;
   if (cookie.domain !== undefined && cookie.domain !== '') attributes += `; Domain=${cookie.domain}`;
-  const maxAge = cookie.maxAge ?? 0;
+  const maxAge = cookie.maxAge;
   if (maxAge !== 0) attributes += `; Max-Age=${maxAge < 0 ? 0 : maxAge}`;
   if (cookie.secure) attributes += '; Secure';
   if (cookie.httpOnly) attributes += '; HttpOnly';

@@ -13,10 +13,9 @@ import { formatDuration, formatSize } from './duration.js';
 import { Problems, indexPath, keyPath, unknownName } from './errors.js';
 import { parseRule } from './rule-parser.js';
 import type { RuleNode } from './rule-ast.js';
-import { defaultOf } from './schema.js';
+import { CONFIG_SCHEMA, serversTransportSchema } from './schema.js';
 import {
   SNAPSHOT_VERSION,
-  type AdminSettings,
   type LogLevel,
   type BackendSpec,
   type CertificateSpec,
@@ -25,10 +24,9 @@ import {
   type ServiceSpec,
   type Snapshot,
   type TransportSpec,
-  type Strategy,
   type WebSocketSettings,
 } from './snapshot.js';
-import type { CertificateFiles, CheckedConfig } from './validate.js';
+import { defaultsOf, type CertificateFiles, type CheckedConfig } from './validate.js';
 import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
 import { NO_TLS_ENTRY_POINT, addDefaultCertificate, assignTlsOptions, compileTlsOptionSets, decideTlsEntryPoints } from './compile-tls.js';
 
@@ -50,17 +48,12 @@ export interface CompileContext {
   readonly assignSlot?: ((service: string, url: string) => number) | undefined;
 }
 
-/** Built-in transport for services that name none; a user transport called 'default' replaces it. */
-const DEFAULT_TRANSPORT: TransportSpec = {
-  name: 'default',
-  insecureSkipVerify: defaultOf('http.serversTransports.<name>.insecureSkipVerify') as boolean,
-  rootCAs: '',
-  serverName: '',
-  dialTimeoutMs: defaultOf('http.serversTransports.<name>.forwardingTimeouts.dialTimeout') as number,
-};
+/** Built-in transport for services that name none (a transport declared with no keys); a user transport
+ *  called 'default' replaces it. */
+const DEFAULT_TRANSPORT: TransportSpec = transportSpec('default', defaultsOf(serversTransportSchema), '');
 
-/** Compile only runs the fallbacks below for values that failed validation; they keep the types whole. */
-const numberDefault = (path: string): number => defaultOf(path) as number;
+/** What validate fills in for a service whose loadBalancer is missing or invalid (already reported). */
+const EMPTY_LOAD_BALANCER = defaultsOf(CONFIG_SCHEMA.fields.http.fields.services.value.fields.loadBalancer);
 
 type MutableEntryPoint = { -readonly [K in keyof EntryPointSpec]: EntryPointSpec[K] };
 
@@ -70,21 +63,18 @@ const IDLE_TIMEOUT_MAX_S = 960;
 
 export function compile(config: CheckedConfig, context: CompileContext, problems: Problems): Snapshot {
   const entryPointConfigs = Object.entries(config.entryPoints ?? {});
-  const entryPoints = entryPointConfigs.map(([name, ep]): MutableEntryPoint => {
-    const lifeCycle = ep.transport?.lifeCycle;
-    return {
-      name,
-      host: ep.address?.host ?? '',
-      port: ep.address?.port ?? 0,
-      tls: ep.http?.tls !== undefined,
-      tlsBy: ep.http?.tls !== undefined ? 'http.tls' : '',
-      tlsOptions: null,
-      lifeCycle: {
-        acceptGraceMs: lifeCycle?.requestAcceptGraceTimeout ?? numberDefault('entryPoints.<name>.transport.lifeCycle.requestAcceptGraceTimeout'),
-        graceMs: lifeCycle?.graceTimeOut ?? numberDefault('entryPoints.<name>.transport.lifeCycle.graceTimeOut'),
-      },
-    };
-  });
+  const entryPoints = entryPointConfigs.map(([name, ep]): MutableEntryPoint => ({
+    name,
+    host: ep.address?.host ?? '',
+    port: ep.address?.port ?? 0,
+    tls: ep.http?.tls !== undefined,
+    tlsBy: ep.http?.tls !== undefined ? 'http.tls' : '',
+    tlsOptions: null,
+    lifeCycle: {
+      acceptGraceMs: ep.transport.lifeCycle.requestAcceptGraceTimeout,
+      graceMs: ep.transport.lifeCycle.graceTimeOut,
+    },
+  }));
   checkPortsUnique(entryPoints, problems);
   if (config.entryPoints !== undefined && entryPoints.length === 0) {
     problems.add('entryPoints', 'no entry points (expected at least one, like web: { address: ":8080" })');
@@ -108,14 +98,11 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     backends,
     transports,
     websocket: compileWebSocket(config, problems),
-    onRemove: config.loadBalancer?.onRemove ?? (defaultOf('loadBalancer.onRemove') as 'drain' | 'keep'),
+    onRemove: config.loadBalancer.onRemove,
     ...stickySecret(config, services),
     dnsServers: compileDnsServers(config.dns?.servers ?? [], problems),
-    admin: {
-      ...(config.admin?.address ?? (defaultOf('admin.address') as Omit<AdminSettings, 'token'>)),
-      token: config.admin?.token ?? process.env.SLUICE_ADMIN_TOKEN ?? '',
-    },
-    logLevel: (config.log?.level ?? (defaultOf('log.level') as string)).toLowerCase() as LogLevel,
+    admin: { ...config.admin.address, token: config.admin.token ?? process.env.SLUICE_ADMIN_TOKEN ?? '' },
+    logLevel: config.log.level.toLowerCase() as LogLevel,
     accessLog: {
       enabled: config.accessLog !== undefined,
       filePath: config.accessLog?.filePath !== undefined ? resolve(baseDirOf(context, 'accessLog.filePath'), config.accessLog.filePath) : '',
@@ -155,17 +142,23 @@ function compileTransports(config: CheckedConfig, context: CompileContext, probl
       }
       return pem.endsWith('\n') ? pem : `${pem}\n`;
     });
-    const spec: TransportSpec = {
-      name,
-      insecureSkipVerify: transport.insecureSkipVerify ?? false,
-      rootCAs: rootCAs.join(''),
-      serverName: transport.serverName ?? '',
-      dialTimeoutMs: transport.forwardingTimeouts?.dialTimeout ?? DEFAULT_TRANSPORT.dialTimeoutMs,
-    };
+    const spec = transportSpec(name, transport, rootCAs.join(''));
     if (name === 'default') transports[0] = spec;
     else transports.push(spec);
   }
   return transports;
+}
+
+type CheckedTransport = NonNullable<CheckedConfig['http']['serversTransports']>[string];
+
+function transportSpec(name: string, transport: CheckedTransport, rootCAs: string): TransportSpec {
+  return {
+    name,
+    insecureSkipVerify: transport.insecureSkipVerify,
+    rootCAs,
+    serverName: transport.serverName ?? '',
+    dialTimeoutMs: transport.forwardingTimeouts.dialTimeout,
+  };
 }
 
 function compileServices(
@@ -180,7 +173,7 @@ function compileServices(
   const transportNames = transports.map((t) => t.name);
   for (const [name, service] of Object.entries(config.http?.services ?? {})) {
     const path = keyPath('http.services', name);
-    const lb = service.loadBalancer ?? {};
+    const lb = service.loadBalancer ?? EMPTY_LOAD_BALANCER;
     let transport = 0;
     if (lb.serversTransport !== undefined) {
       transport = transportNames.indexOf(stripFileProvider(lb.serversTransport));
@@ -197,13 +190,13 @@ function compileServices(
     const lbPath = keyPath(path, 'loadBalancer');
     const discovery = lb.discovery?.type === 'dns'
       ? {
-          refreshIntervalMs: lb.discovery.refreshInterval ?? numberDefault('http.services.<name>.loadBalancer.discovery.refreshInterval'),
-          maxAddresses: lb.discovery.maxAddresses ?? numberDefault('http.services.<name>.loadBalancer.discovery.maxAddresses'),
+          refreshIntervalMs: lb.discovery.refreshInterval,
+          maxAddresses: lb.discovery.maxAddresses,
         }
       : null;
     for (const server of lb.servers ?? []) {
       if (server.url === undefined) continue;
-      const weight = server.weight ?? 1;
+      const weight = server.weight;
       if (discovery === null) {
         const index = slotOf(name, server.url.url);
         backendIndexes.push(index);
@@ -219,7 +212,7 @@ function compileServices(
         backends.push({ index, service: serviceIndex, ...server.url, url, weight, dnsName: server.url.host });
       }
     }
-    const strategy = lb.strategy ?? config.loadBalancer?.strategy ?? (defaultOf('loadBalancer.strategy') as Strategy);
+    const strategy = lb.strategy ?? config.loadBalancer.strategy;
     const hash = strategy === 'hash' ? compileHash(lb.hash, keyPath(lbPath, 'hash'), problems) : null;
     if (strategy !== 'hash' && lb.hash !== undefined) {
       problems.add(keyPath(lbPath, 'hash'), `hash settings need strategy: hash (the service's strategy is '${strategy}')`);
@@ -228,9 +221,9 @@ function compileServices(
     const passive = lb.passiveHealthCheck === undefined
       ? null
       : {
-          maxFailedAttempts: lb.passiveHealthCheck.maxFailedAttempts ?? numberDefault('http.services.<name>.loadBalancer.passiveHealthCheck.maxFailedAttempts'),
-          failureWindowMs: lb.passiveHealthCheck.failureWindow ?? numberDefault('http.services.<name>.loadBalancer.passiveHealthCheck.failureWindow'),
-          maxEjectionMs: lb.passiveHealthCheck.maxEjectionTime ?? numberDefault('http.services.<name>.loadBalancer.passiveHealthCheck.maxEjectionTime'),
+          maxFailedAttempts: lb.passiveHealthCheck.maxFailedAttempts,
+          failureWindowMs: lb.passiveHealthCheck.failureWindow,
+          maxEjectionMs: lb.passiveHealthCheck.maxEjectionTime,
         };
     // A client refused because every backend is down is told to come back about when the next check
     // (or the end of an ejection) could bring one back.
@@ -238,17 +231,17 @@ function compileServices(
     services.push({
       name,
       strategy,
-      retries: lb.retries ?? config.loadBalancer?.retries ?? numberDefault('loadBalancer.retries'),
-      passHostHeader: lb.passHostHeader ?? true,
+      retries: lb.retries ?? config.loadBalancer.retries,
+      passHostHeader: lb.passHostHeader,
       transport,
       backends: backendIndexes,
       hash,
-      sticky: lb.sticky === undefined ? null : compileSticky(name, lb.sticky.cookie ?? {}),
+      sticky: lb.sticky === undefined ? null : compileSticky(name, lb.sticky.cookie),
       healthCheck,
       passiveHealthCheck: passive,
-      slowStartMs: lb.slowStart ?? config.loadBalancer?.slowStart ?? numberDefault('loadBalancer.slowStart'),
-      drainWindowMs: lb.drainWindow ?? config.loadBalancer?.drainWindow ?? numberDefault('loadBalancer.drainWindow'),
-      onRemove: lb.onRemove ?? config.loadBalancer?.onRemove ?? (defaultOf('loadBalancer.onRemove') as 'drain' | 'keep'),
+      slowStartMs: lb.slowStart ?? config.loadBalancer.slowStart,
+      drainWindowMs: lb.drainWindow ?? config.loadBalancer.drainWindow,
+      onRemove: lb.onRemove ?? config.loadBalancer.onRemove,
       discovery,
       retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
     });
@@ -459,14 +452,14 @@ function readConfigFile(
 }
 
 function compileWebSocket(config: CheckedConfig, problems: Problems): WebSocketSettings {
-  const ws = config.websocket ?? {};
+  const ws = config.websocket;
   const settings = {
-    maxMessageSize: ws.maxMessageSize ?? numberDefault('websocket.maxMessageSize'),
-    clientHighWaterMark: ws.clientHighWaterMark ?? numberDefault('websocket.clientHighWaterMark'),
-    clientMaxBuffer: ws.clientMaxBuffer ?? numberDefault('websocket.clientMaxBuffer'),
-    upstreamWriteBudget: ws.upstreamWriteBudget ?? numberDefault('websocket.upstreamWriteBudget'),
-    idleTimeoutSeconds: numberDefault('websocket.idleTimeout') / 1000,
-    handshakeTimeoutMs: ws.handshakeTimeout ?? numberDefault('websocket.handshakeTimeout'),
+    maxMessageSize: ws.maxMessageSize,
+    clientHighWaterMark: ws.clientHighWaterMark,
+    clientMaxBuffer: ws.clientMaxBuffer,
+    upstreamWriteBudget: ws.upstreamWriteBudget,
+    idleTimeoutSeconds: ws.idleTimeout / 1000,
+    handshakeTimeoutMs: ws.handshakeTimeout,
   };
   // A buffer smaller than one message would close every client that receives a large one.
   for (const key of ['clientMaxBuffer', 'upstreamWriteBudget'] as const) {
@@ -483,16 +476,12 @@ function compileWebSocket(config: CheckedConfig, problems: Problems): WebSocketS
       `${formatSize(settings.clientHighWaterMark)} is larger than clientMaxBuffer ${formatSize(settings.clientMaxBuffer)} (expected at most websocket.clientMaxBuffer)`,
     );
   }
-  if (ws.idleTimeout !== undefined) {
-    const seconds = ws.idleTimeout / 1000;
-    if (seconds !== 0 && (!Number.isInteger(seconds) || seconds < IDLE_TIMEOUT_MIN_S || seconds > IDLE_TIMEOUT_MAX_S)) {
-      problems.add(
-        'websocket.idleTimeout',
-        `${formatDuration(ws.idleTimeout)} is out of range: uWebSockets.js times idle connections in 4-second ticks (expected 0, or whole seconds from 8s to 960s)`,
-      );
-    } else {
-      settings.idleTimeoutSeconds = seconds;
-    }
+  const seconds = settings.idleTimeoutSeconds;
+  if (seconds !== 0 && (!Number.isInteger(seconds) || seconds < IDLE_TIMEOUT_MIN_S || seconds > IDLE_TIMEOUT_MAX_S)) {
+    problems.add(
+      'websocket.idleTimeout',
+      `${formatDuration(ws.idleTimeout)} is out of range: uWebSockets.js times idle connections in 4-second ticks (expected 0, or whole seconds from 8s to 960s)`,
+    );
   }
   return settings;
 }

@@ -5,20 +5,24 @@
  * cannot do is decided in compile-tls.ts; here only the shapes and the keys refused outright.
  */
 import type { MapSchema, ObjectSchema, ScalarSchema } from './schema-types.js';
+// Declarations are `as const satisfies …` so that validate.ts's checked type (schema-types.ts Checked<>) knows
+// every key and value type.
 import { NOT_YET } from './schema-types.js';
 
 export const TLS_VERSIONS = ['VersionTLS10', 'VersionTLS11', 'VersionTLS12', 'VersionTLS13'] as const;
 
-const tlsVersion = (doc: string, defaultText: string): ScalarSchema => ({
-  kind: 'scalar',
-  type: 'choice',
-  choices: TLS_VERSIONS,
-  expects: "'VersionTLS12' or 'VersionTLS13'",
-  defaultText,
-  doc,
-});
+function tlsVersion<const D extends string, const T extends string>(doc: D, defaultText: T) {
+  return {
+    kind: 'scalar',
+    type: 'choice',
+    choices: TLS_VERSIONS,
+    expects: "'VersionTLS12' or 'VersionTLS13'",
+    defaultText,
+    doc,
+  } as const satisfies ScalarSchema;
+}
 
-export const tlsOptionsSchema: MapSchema = {
+export const tlsOptionsSchema = {
   kind: 'map',
   entry: 'TLS options',
   doc: "TLS settings by name; 'default' applies wherever no router or entry point names other options.",
@@ -42,7 +46,6 @@ export const tlsOptionsSchema: MapSchema = {
         kind: 'scalar',
         type: 'boolean',
         defaultValue: false,
-        defaultText: 'false',
         doc: 'Answer no certificate (the handshake fails) when the SNI matches no certificate, or is absent.',
       },
     },
@@ -54,18 +57,18 @@ export const tlsOptionsSchema: MapSchema = {
       preferServerCipherSuites: 'deprecated in Traefik, and Go ignores it',
     },
   },
-};
+} as const satisfies MapSchema;
 
 /** The `options` key of a router's or an entry point's `tls`. */
-export const tlsOptionsRef: ScalarSchema = {
+export const tlsOptionsRef = {
   kind: 'scalar',
   type: 'string',
   expects: 'the name of an entry in tls.options',
   defaultText: 'default',
   doc: 'Name of the TLS options (tls.options) to use; a `@file` suffix is accepted.',
-};
+} as const satisfies ScalarSchema;
 
-export const kubernetesManifestsSchema: ObjectSchema = {
+export const kubernetesManifestsSchema = {
   kind: 'object',
   optIn: true,
   doc: "Sluice's own provider: a directory of Kubernetes manifests (IngressRoute, Middleware, ServersTransport, TLSOption; several documents per file) read as dynamic configuration. It reads files, not the Kubernetes API.",
@@ -87,15 +90,13 @@ export const kubernetesManifestsSchema: ObjectSchema = {
       kind: 'scalar',
       type: 'string',
       defaultValue: 'cluster.local',
-      defaultText: 'cluster.local',
       doc: 'Domain of Service names: a service S on port P in namespace N is reached at S.N.svc.<clusterDomain>:P, resolved by discovery: dns.',
     },
     watch: {
       kind: 'scalar',
       type: 'boolean',
       defaultValue: true,
-      defaultText: 'true',
       doc: 'Reload when a manifest changes, as providers.file.watch.',
     },
   },
-};
+} as const satisfies ObjectSchema;

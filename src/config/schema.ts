@@ -1,15 +1,16 @@
 /**
- * Every key Sluice accepts, with its type, default and meaning, declared in one place: this is the reference
- * that validate.ts walks and docs/configuration.md mirrors (a test checks the two agree). Traefik keys that
- * Sluice does not support are listed too, so they are refused by name instead of as unknown keys.
+ * Every key Sluice accepts, with its type, default and meaning, declared in one place: validate.ts walks it
+ * (and `Checked<typeof CONFIG_SCHEMA>` is the type of what it returns), compile.ts reads its defaults
+ * through what validate filled in, and scripts/gen-config-docs.ts writes docs/configuration.md from it.
+ * Traefik keys that Sluice does not support are listed too, so they are refused by name instead of as
+ * unknown keys. A new key is one declaration here (or in a section file) and the code that uses it.
  */
-import { formatSize } from './duration.js';
 import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
 import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
 import { kubernetesManifestsSchema, tlsOptionsRef, tlsOptionsSchema } from './schema-tls.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
-import type { ObjectSchema, ScalarSchema, Schema } from './schema-types.js';
+import type { Checked, DefaultEntries, ObjectSchema, Schema } from './schema-types.js';
 import { NOT_YET, notYet } from './schema-types.js';
 
 const KiB = 1024;
@@ -23,37 +24,32 @@ const TLS_REFUSED = {
   domains: 'certificate names are read from the files in tls.certificates',
 } as const;
 
-const tlsOnRouterOrEntryPoint = (doc: string): ObjectSchema => ({
-  kind: 'object',
-  doc,
-  acceptsBoolean: true,
-  fields: { options: tlsOptionsRef },
-  refused: TLS_REFUSED,
-});
+function tlsOnRouterOrEntryPoint<const D extends string>(doc: D) {
+  return { kind: 'object', doc, acceptsBoolean: true, defaultText: 'absent (plain)', fields: { options: tlsOptionsRef }, refused: TLS_REFUSED } as const satisfies ObjectSchema;
+}
 
 /** Traefik's entryPoints.<name>.transport.lifeCycle: how the entry point stops on SIGTERM. */
-const lifeCycle: ObjectSchema = {
+const lifeCycle = {
   kind: 'object',
-  doc: 'How this entry point stops on SIGTERM (Traefik\'s keys and meaning; /ready turns 503 at once).',
+  doc: "How the entry point stops on SIGTERM (Traefik's keys and meaning). `/ready` turns 503 at once.",
   fields: {
     requestAcceptGraceTimeout: {
       kind: 'scalar',
       type: 'duration',
       defaultValue: 0,
-      defaultText: '0s',
-      doc: 'Time the entry point keeps accepting new connections after SIGTERM, so the load balancer in front sees /ready fail first.',
+      doc: 'Time the entry point keeps accepting new connections after SIGTERM, so the load balancer in front sees `/ready` fail first.',
     },
     graceTimeOut: {
       kind: 'scalar',
       type: 'duration',
       defaultValue: 10_000,
-      defaultText: '10s (shutdown.gracePeriod when set)',
-      doc: 'Window over which the open WebSockets are closed with 1001, spread evenly with jitter, before Sluice exits.',
+      defaultNote: '(`shutdown.gracePeriod` when set)',
+      doc: 'Window over which its open WebSockets are then closed with 1001, spread evenly with jitter, before Sluice exits. A second signal closes what is left at once.',
     },
   },
-};
+} as const satisfies ObjectSchema;
 
-const entryPoint: ObjectSchema = {
+const entryPoint = {
   kind: 'object',
   doc: 'One listener.',
   fields: {
@@ -61,15 +57,13 @@ const entryPoint: ObjectSchema = {
       kind: 'scalar',
       type: 'address',
       required: true,
-      doc: 'Where to listen: ":8080" (all interfaces), "127.0.0.1:8080" or "[::1]:8080"; port 1-65535.',
+      doc: 'Where to listen. Two entry points may not share a port on the same (or every) host.',
     },
     http: {
       kind: 'object',
       doc: 'HTTP settings of this entry point.',
       fields: {
-        tls: tlsOnRouterOrEntryPoint(
-          'Present (`{}`) = this entry point terminates TLS with the certificates of tls.certificates.',
-        ),
+        tls: tlsOnRouterOrEntryPoint('Present: this entry point terminates TLS with the certificates of `tls.certificates`.'),
       },
       refused: notYet(
         ...['redirections', 'middlewares', 'encodeQuerySemicolons', 'sanitizePath', 'maxHeaderBytes'],
@@ -88,9 +82,9 @@ const entryPoint: ObjectSchema = {
     ...notYet('reusePort', 'observability'),
     asDefault: 'routers without entryPoints attach to every entry point of their kind',
   },
-};
+} as const satisfies ObjectSchema;
 
-const router: ObjectSchema = {
+const router = {
   kind: 'object',
   doc: 'Matches requests with a rule and sends them to a service.',
   fields: {
@@ -99,38 +93,37 @@ const router: ObjectSchema = {
       type: 'string',
       required: true,
       expects: 'a rule like "Host(`example.com`) && PathPrefix(`/ws`)"',
-      doc: "Traefik rule: Host, HostRegexp, Path, PathPrefix, PathRegexp, Header(s), Query, ClientIP, Method with &&, || , ! and parentheses.",
+      doc: 'Traefik v3 rule: `Host`, `HostRegexp`, `Path`, `PathPrefix`, `PathRegexp`, `Header` (`Headers`), `HeaderRegexp`, `Query`, `QueryRegexp`, `ClientIP`, `Method`, combined with `&&`, `||`, `!` and parentheses. Syntax errors give the column.',
     },
     service: {
       kind: 'scalar',
       type: 'string',
       required: true,
       expects: 'the name of a service in http.services',
-      doc: 'Name of a service in http.services (a `@file` suffix is accepted and ignored).',
+      doc: 'Name of a service in `http.services`. A `@file` suffix is accepted; other providers (`@internal`, `@docker`) are refused.',
     },
     entryPoints: {
       kind: 'list',
       item: { kind: 'scalar', type: 'string', doc: 'Name of an entry point.' },
       nonEmpty: 'entry point name (or no entryPoints key, meaning all)',
-      doc: 'Entry points this router listens on; a TLS router attaches to the TLS ones, a plain router to the plain ones.',
-      defaultText: 'all entry points',
+      typeText: 'list of names',
+      doc: 'Entry points to listen on. A TLS router attaches to the TLS ones among them, a plain router to the plain ones; a plain router that lists a TLS entry point is an error, and so is a router left with none. An empty list is an error (leave the key out to mean "all").',
+      defaultText: "all entry points of the router's kind",
     },
     priority: {
       kind: 'scalar',
       type: 'integer',
       min: 0,
       max: Number.MAX_SAFE_INTEGER,
-      doc: 'Higher wins when several rules match; 0 means the default, as in Traefik.',
+      doc: 'When several rules match, the highest priority wins, then the longer rule, then the name. `0` means the default, as in Traefik.',
       defaultText: 'length of the rule',
     },
-    tls: tlsOnRouterOrEntryPoint(
-      'Present (`{}` or `true`) = the router serves HTTPS/WSS; the entry points it lists become TLS entry points.',
-    ),
+    tls: tlsOnRouterOrEntryPoint('The router serves HTTPS/WSS; the entry points it lists become TLS entry points.'),
   },
   refused: { middlewares: NOT_YET, observability: NOT_YET, ruleSyntax: 'Sluice reads the Traefik v3 rule syntax' },
-};
+} as const satisfies ObjectSchema;
 
-const server: ObjectSchema = {
+const server = {
   kind: 'object',
   doc: 'One backend.',
   fields: {
@@ -138,7 +131,7 @@ const server: ObjectSchema = {
       kind: 'scalar',
       type: 'url',
       required: true,
-      doc: 'ws://, wss://, http:// or https:// with a host; default port 80/443; a path is prefixed to every request path.',
+      doc: '`wss`/`https` mean TLS toward the backend. A path (`ws://10.0.0.1:9000/stream`) is prefixed to every request path, as in Traefik.',
     },
     weight: {
       kind: 'scalar',
@@ -146,18 +139,15 @@ const server: ObjectSchema = {
       min: 0,
       max: 1_000_000,
       defaultValue: 1,
-      defaultText: '1',
-      doc: "Share of new connections relative to the pool's other servers; 0 = none (roundrobin, leastconn and hash all honour it).",
+      doc: "Share of new connections relative to the pool's other servers: `roundrobin` hits the ratios exactly (smooth weighted round robin), `leastconn` compares connections per unit of weight, `hash` bounds each backend by its weighted share. `0`: no new connections.",
     },
   },
   refused: { preservePath: NOT_YET },
-};
+} as const satisfies ObjectSchema;
 
-
-
-const service: ObjectSchema = {
+const service = {
   kind: 'object',
-  doc: 'A pool of backends.',
+  doc: 'A pool of backends; only the `loadBalancer` kind exists.',
   fields: {
     loadBalancer: {
       kind: 'object',
@@ -177,28 +167,27 @@ const service: ObjectSchema = {
           kind: 'scalar',
           type: 'boolean',
           defaultValue: true,
-          defaultText: 'true',
-          doc: "Forward the client's Host header; false sends the backend's host instead.",
+          doc: "Forward the client's `Host` header; `false` sends the backend's host instead.",
         },
         serversTransport: {
           kind: 'scalar',
           type: 'string',
-          doc: 'Name of an entry in http.serversTransports.',
-          defaultText: 'default (see http.serversTransports)',
+          doc: 'Name of an entry in `http.serversTransports`.',
+          defaultText: '`default`',
         },
         strategy: {
           kind: 'scalar',
           type: 'strategy',
-          doc: "Sluice: 'leastconn', 'roundrobin' or 'hash' (Traefik's 'wrr' is read as roundrobin, 'hrw' as hash).",
-          defaultText: 'loadBalancer.strategy',
+          doc: "Sluice's own key. Traefik's `wrr` is read as `roundrobin`, `hrw` as `hash` (on the client IP); `p2c` is refused.",
+          defaultText: '`loadBalancer.strategy`',
         },
         retries: {
           kind: 'scalar',
           type: 'integer',
           min: 0,
           max: 100,
-          doc: 'Sluice: attempts on other backends after a failed connect or a 5xx answer to the upgrade.',
-          defaultText: 'loadBalancer.retries',
+          doc: "Sluice's own key: attempts on other backends after a failed connect, a dial or handshake timeout, or a `5xx` answer to the upgrade; never the same backend twice. The last `5xx` is relayed when no backend is left.",
+          defaultText: '`loadBalancer.retries`',
         },
         sticky: stickySchema,
         healthCheck: healthCheckSchema,
@@ -207,23 +196,23 @@ const service: ObjectSchema = {
         slowStart: {
           kind: 'scalar',
           type: 'duration',
-          doc: "Sluice: time over which a backend that came up (or was discovered) ramps from no share to its full share.",
-          defaultText: 'loadBalancer.slowStart',
+          doc: "Sluice's own key: a backend that came up (health check, end of an ejection, new DNS address) ramps from 1% to its full weight linearly over this time, so a reconnect wave does not land on it all at once. `0s`: off.",
+          defaultText: '`loadBalancer.slowStart`',
         },
         drainWindow: {
           kind: 'scalar',
           type: 'duration',
           min: 1,
-          doc: 'Sluice: window over which connections of a backend marked down (onDown: drain), gone from DNS or removed by a reload are closed with 1012, paced.',
-          defaultText: 'loadBalancer.drainWindow',
+          doc: "Sluice's own key: the connections of a backend marked down with `onDown: drain`, whose address left DNS, or that a reload removed, are closed with 1012 one by one, evenly (with jitter) over this window.",
+          defaultText: '`loadBalancer.drainWindow`',
         },
         onRemove: {
           kind: 'scalar',
           type: 'choice',
           choices: ['drain', 'keep'],
           expects: "'drain' or 'keep'",
-          doc: "Sluice: what a reload that removes a backend from this pool does to its open WebSockets: 'drain' (close with 1012, paced over drainWindow) or 'keep' (they stay until they close).",
-          defaultText: 'loadBalancer.onRemove',
+          doc: "Sluice's own key: what a reload that removes a backend from this pool does to its open WebSockets: `drain` (1012, paced over `drainWindow`) or `keep` (they stay until they close).",
+          defaultText: '`loadBalancer.onRemove`',
         },
         discovery: discoverySchema,
       },
@@ -232,23 +221,23 @@ const service: ObjectSchema = {
   },
   refused: { weighted: NOT_YET, mirroring: NOT_YET, failover: NOT_YET },
   refusedAreKinds: true,
-};
+} as const satisfies ObjectSchema;
 
-const serversTransport: ObjectSchema = {
+export const serversTransportSchema = {
   kind: 'object',
-  doc: 'How Sluice connects to backends.',
+  doc: "How Sluice connects to a service's backends.",
   fields: {
     insecureSkipVerify: {
       kind: 'scalar',
       type: 'boolean',
       defaultValue: false,
-      defaultText: 'false',
-      doc: "Accept any backend certificate (wss/https backends); for tests only.",
+      doc: 'Accept any backend certificate (for tests only).',
     },
     rootCAs: {
       kind: 'list',
       item: { kind: 'scalar', type: 'string', doc: 'PEM file path, relative to the config file.' },
-      doc: "PEM files of the CAs that sign backend certificates, relative to the config file's directory.",
+      typeText: 'list of file paths',
+      doc: 'PEM files of the CAs that sign backend certificates; each must hold a certificate.',
       defaultText: "the system's roots",
     },
     serverName: {
@@ -265,41 +254,43 @@ const serversTransport: ObjectSchema = {
           kind: 'scalar',
           type: 'duration',
           defaultValue: 5000,
-          defaultText: '5s (Traefik: 30s)',
           min: 1,
-          doc: 'Time allowed to open the TCP (and TLS) connection to a backend.',
+          doc: "Time to open the TCP (and TLS) connection. **Traefik's default is 30s**; Sluice uses 5s so a dead backend is skipped (with `retries`) before the client gives up.",
         },
       },
       refused: notYet('responseHeaderTimeout', 'idleConnTimeout', 'readIdleTimeout', 'pingTimeout'),
     },
   },
   refused: notYet('certificates', 'maxIdleConnsPerHost', 'disableHTTP2', 'peerCertURI', 'spiffe'),
-};
+} as const satisfies ObjectSchema;
 
-const certificateFiles = {
-  certFile: {
-    kind: 'scalar',
-    type: 'string',
-    required: true,
-    expects: 'the path of a PEM certificate file',
-    doc: "PEM certificate (chain), relative to the config file's directory.",
-  },
-  keyFile: {
-    kind: 'scalar',
-    type: 'string',
-    required: true,
-    expects: 'the path of a PEM private key file',
-    doc: "PEM private key, relative to the config file's directory.",
-  },
-} as const satisfies Record<string, ScalarSchema>;
-
-/** A WebSocket buffer or message limit: bytes from 1 to MAX_BUFFER_BYTES, its default shown as written. */
-function bufferSize(defaultBytes: number, doc: string): ScalarSchema {
-  const text = formatSize(defaultBytes);
-  return { kind: 'scalar', type: 'size', min: 1, max: MAX_BUFFER_BYTES, defaultValue: defaultBytes, defaultText: text, doc };
+function certificateFiles<const C extends string, const K extends string>(certDoc: C, keyDoc: K) {
+  return {
+    certFile: {
+      kind: 'scalar',
+      type: 'string',
+      required: true,
+      typeText: 'file path',
+      expects: 'the path of a PEM certificate file',
+      doc: certDoc,
+    },
+    keyFile: {
+      kind: 'scalar',
+      type: 'string',
+      required: true,
+      typeText: 'file path',
+      expects: 'the path of a PEM private key file',
+      doc: keyDoc,
+    },
+  } as const satisfies ObjectSchema['fields'];
 }
 
-export const CONFIG_SCHEMA: ObjectSchema = {
+/** A WebSocket buffer or message limit: bytes from 1 to MAX_BUFFER_BYTES. */
+function bufferSize<const D extends string>(defaultValue: number, doc: D) {
+  return { kind: 'scalar', type: 'size', min: 1, max: MAX_BUFFER_BYTES, defaultValue, doc } as const satisfies Schema;
+}
+
+export const CONFIG_SCHEMA = {
   kind: 'object',
   doc: 'A Sluice configuration file.',
   fields: {
@@ -308,19 +299,19 @@ export const CONFIG_SCHEMA: ObjectSchema = {
       entry: 'entry point',
       value: entryPoint,
       required: true,
-      doc: 'Listeners, by name.',
+      doc: 'Listeners, by name. At least one.',
     },
     http: {
       kind: 'object',
-      doc: 'Routing (Traefik dynamic configuration).',
+      doc: "Routing (Traefik's dynamic configuration).",
       fields: {
         routers: { kind: 'map', entry: 'router', value: router, doc: 'Routers, by name.' },
         services: { kind: 'map', entry: 'service', value: service, doc: 'Services, by name.' },
         serversTransports: {
           kind: 'map',
           entry: 'servers transport',
-          value: serversTransport,
-          doc: "Backend connection settings, by name; one named 'default' replaces the built-in default.",
+          value: serversTransportSchema,
+          doc: 'Backend connection settings, by name.',
         },
       },
       refused: { middlewares: NOT_YET },
@@ -331,17 +322,17 @@ export const CONFIG_SCHEMA: ObjectSchema = {
       fields: {
         certificates: {
           kind: 'list',
-          doc: 'Certificates, chosen by SNI from the names they carry.',
+          doc: 'Certificates, chosen by SNI from the names they carry (CN and DNS subjectAltNames, wildcards included).',
           item: {
             kind: 'object',
             doc: 'One certificate and its key.',
-            fields: certificateFiles,
+            fields: certificateFiles('PEM certificate (chain).', 'PEM private key; must match the certificate.'),
             refused: { stores: "every certificate goes to the one 'default' store" },
           },
         },
         stores: {
           kind: 'object',
-          doc: "Certificate stores; only 'default' exists.",
+          doc: 'Certificate stores; only `default` exists.',
           fields: {
             default: {
               kind: 'object',
@@ -350,8 +341,8 @@ export const CONFIG_SCHEMA: ObjectSchema = {
                 defaultCertificate: {
                   kind: 'object',
                   doc: 'Served when no certificate matches the SNI.',
-                  defaultText: 'the first of tls.certificates',
-                  fields: certificateFiles,
+                  defaultText: 'the first of `tls.certificates`',
+                  fields: certificateFiles('PEM certificate (chain).', 'PEM private key.'),
                 },
               },
               refused: { defaultGeneratedCert: 'ACME is not built in' },
@@ -366,19 +357,18 @@ export const CONFIG_SCHEMA: ObjectSchema = {
       type: 'integer',
       min: 1,
       max: 1024,
-      doc: 'Sluice: worker threads (each runs its own listeners); the --workers flag wins.',
-      defaultText: 'os.availableParallelism()',
+      doc: 'Worker threads, each with its own listeners. The `--workers` flag wins over the file.',
+      defaultText: '`os.availableParallelism()`',
     },
     loadBalancer: {
       kind: 'object',
-      doc: 'Sluice: defaults for every service.',
+      doc: 'Defaults for every service.',
       fields: {
         strategy: {
           kind: 'scalar',
           type: 'strategy',
           defaultValue: 'leastconn',
-          defaultText: 'leastconn',
-          doc: "'leastconn' (fewest active connections per weight, counted across all workers), 'roundrobin' (smooth weighted) or 'hash' (consistent, bounded load).",
+          doc: '`leastconn`: fewest active connections per unit of weight, counted across all workers; suits long-lived WebSockets. `roundrobin`: smooth weighted round robin. `hash`: consistent (rendezvous) hashing with bounded load.',
         },
         retries: {
           kind: 'scalar',
@@ -386,78 +376,74 @@ export const CONFIG_SCHEMA: ObjectSchema = {
           min: 0,
           max: 100,
           defaultValue: 2,
-          defaultText: '2',
-          doc: 'Attempts on other backends after a failed connect or a 5xx answer to the upgrade.',
+          doc: 'Attempts on other backends after a failed connect or a `5xx` answer to the upgrade.',
         },
         slowStart: {
           kind: 'scalar',
           type: 'duration',
           defaultValue: 0,
-          defaultText: '0s (off)',
-          doc: 'Time over which a backend that came up ramps from no share of new connections to its full share.',
+          defaultNote: '(off)',
+          doc: "Default of every service's `slowStart`.",
         },
         drainWindow: {
           kind: 'scalar',
           type: 'duration',
           min: 1,
           defaultValue: 10_000,
-          defaultText: '10s',
-          doc: 'Window over which the connections of a backend marked down (onDown: drain), gone from DNS or removed by a reload are closed, paced.',
+          doc: "Default of every service's `drainWindow`.",
         },
         onRemove: {
           kind: 'scalar',
           type: 'choice',
           choices: ['drain', 'keep'],
           defaultValue: 'drain',
-          defaultText: 'drain',
           expects: "'drain' or 'keep'",
-          doc: "What a reload that removes a backend does to its open WebSockets: 'drain' (1012, paced over drainWindow) or 'keep'; the config being applied decides.",
+          doc: "Default of every service's `onRemove`, and what a reload does to the WebSockets of a service it removes altogether. The config being applied decides.",
         },
         stickySecret: {
           kind: 'scalar',
           type: 'string',
-          doc: 'Secret that signs sticky cookies; replicas that share it honour each other\'s cookies.',
-          defaultText: 'env SLUICE_STICKY_SECRET, else random per process (logged)',
+          doc: 'Signs sticky cookies. Replicas behind one Service must share it (a random secret is logged as a warning: cookies then only hold within one process\'s life).',
+          defaultText: 'env `SLUICE_STICKY_SECRET`, else random per process',
         },
       },
     },
     dns: {
       kind: 'object',
-      doc: 'Sluice: the resolver used by discovery: dns.',
+      doc: 'Resolver for `discovery: dns`.',
       fields: {
         servers: {
           kind: 'list',
           item: { kind: 'scalar', type: 'string', doc: 'A resolver address, "IP" or "IP:port".' },
-          doc: 'DNS servers to ask, "10.0.0.10" or "127.0.0.1:5353".',
-          defaultText: "the system's (/etc/resolv.conf)",
+          typeText: 'list of `IP`, `IP:port` or `[IPv6]:port`',
+          doc: 'DNS servers asked for A and AAAA records.',
+          defaultText: "the system's (`/etc/hosts`, `/etc/resolv.conf`)",
         },
       },
     },
     websocket: {
       kind: 'object',
-      doc: 'Sluice: WebSocket limits and timeouts.',
+      doc: 'WebSocket limits and timeouts.',
       fields: {
         maxMessageSize: bufferSize(16 * MiB,
           'Largest message accepted on either leg; a larger one closes the connection with 1009.'),
         clientHighWaterMark: bufferSize(256 * KiB,
-          "Client send buffer above which Sluice stops reading that client's backend (backpressure)."),
+          "Client send buffer above which Sluice stops reading that client's backend (backpressure). At most `clientMaxBuffer`."),
         clientMaxBuffer: bufferSize(32 * MiB,
-          'Hard cap of a client send buffer; past it the client is closed with 1013. At least maxMessageSize.'),
+          "Hard cap of a client's send buffer; past it the client is closed with 1013. At least `maxMessageSize`."),
         upstreamWriteBudget: bufferSize(32 * MiB,
-          'Backend socket write buffer past which the client is closed with 1013. At least maxMessageSize.'),
+          'Backend socket write buffer past which the client is closed with 1013. At least `maxMessageSize`.'),
         idleTimeout: {
           kind: 'scalar',
           type: 'duration',
           defaultValue: 120_000,
-          defaultText: '120s',
-          doc: 'Time without traffic before the client is pinged, then closed; 0 disables; else whole seconds from 8s to 960s.',
+          doc: 'Time without traffic before the client is pinged, then closed. `0` disables. Otherwise whole seconds from 8s to 960s: uWebSockets.js times idle sockets in 4-second ticks and aborts the process on other values.',
         },
         handshakeTimeout: {
           kind: 'scalar',
           type: 'duration',
           min: 1,
           defaultValue: 10_000,
-          defaultText: '10s',
           doc: 'Time allowed for the backend to answer the upgrade.',
         },
       },
@@ -467,41 +453,42 @@ export const CONFIG_SCHEMA: ObjectSchema = {
     accessLog: accessLogSchema,
     shutdown: {
       kind: 'object',
-      doc: 'Sluice: graceful shutdown (deprecated: use entryPoints.<name>.transport.lifeCycle).',
+      doc: 'Deprecated: graceful shutdown is per entry point, `entryPoints.<name>.transport.lifeCycle`.',
       fields: {
         gracePeriod: {
           kind: 'scalar',
           type: 'duration',
           defaultText: 'none',
-          doc: 'Deprecated alias of entryPoints.<name>.transport.lifeCycle.graceTimeOut for every entry point that sets none (a warning says so).',
+          doc: 'Deprecated alias: sets `transport.lifeCycle.graceTimeOut` of every entry point that sets none, with a warning.',
         },
       },
     },
     providers: {
       kind: 'object',
-      doc: "Traefik's static configuration: where the dynamic configuration (routers, services, middlewares, TLS) is read from.",
+      doc: "Traefik's static configuration: where the dynamic configuration is read from (see [Live configuration](#live-configuration)).",
       fields: {
         file: {
           kind: 'object',
           optIn: true,
-          doc: "Traefik's file provider: one file or a directory of .yaml/.yml/.toml files, merged; watched when watch is true.",
+          doc: "Traefik's file provider.",
           fields: {
             filename: {
               kind: 'scalar',
               type: 'string',
-              doc: "A dynamic configuration file, relative to this file's directory.",
+              typeText: 'file path',
+              doc: "One dynamic configuration file, relative to this file's directory.",
             },
             directory: {
               kind: 'scalar',
               type: 'string',
-              doc: "A directory of dynamic configuration files (.yaml, .yml, .toml; others are ignored), relative to this file's directory.",
+              typeText: 'file path',
+              doc: 'A directory of dynamic configuration files (`.yaml`, `.yml`, `.toml`; others and hidden files are ignored), merged.',
             },
             watch: {
               kind: 'scalar',
               type: 'boolean',
               defaultValue: true,
-              defaultText: 'true',
-              doc: 'Reload when a dynamic file changes (as in Traefik, on by default); reloads never touch a live connection.',
+              doc: "Reload when a dynamic file changes (Traefik's default too).",
             },
           },
           refused: { debugLogGeneratedTemplate: 'Sluice does not template configuration files' },
@@ -525,7 +512,10 @@ export const CONFIG_SCHEMA: ObjectSchema = {
     certificatesResolvers: TLS_REFUSED.certResolver,
     serversTransport: '(expected http.serversTransports.default)',
   },
-};
+} as const satisfies ObjectSchema;
+
+/** What validate.ts returns for a whole file. */
+export type CheckedConfig = Checked<typeof CONFIG_SCHEMA>;
 
 /** One row of the reference: a key path (`<name>` for user-chosen names, `[]` for list items). */
 export interface SchemaEntry {
@@ -533,7 +523,7 @@ export interface SchemaEntry {
   readonly schema: Schema;
 }
 
-/** Every accepted key, depth first in declaration order; the docs test checks each appears in the docs. */
+/** Every accepted key, depth first in declaration order: the rows of docs/configuration.md. */
 export function* schemaEntries(schema: Schema = CONFIG_SCHEMA, path = ''): Generator<SchemaEntry> {
   if (path !== '') yield { path, schema };
   if (schema.kind === 'object') {
@@ -545,10 +535,16 @@ export function* schemaEntries(schema: Schema = CONFIG_SCHEMA, path = ''): Gener
   }
 }
 
-/** Every Traefik key refused by name, with its path in the same notation as schemaEntries. */
-export function* refusedEntries(schema: Schema = CONFIG_SCHEMA, path = ''): Generator<string> {
+/** A Traefik key refused by name: its path in schemaEntries' notation, and the hint its message carries. */
+export interface RefusedEntry {
+  readonly path: string;
+  readonly hint: string;
+}
+
+/** Every Traefik key refused by name, depth first. */
+export function* refusedEntries(schema: Schema = CONFIG_SCHEMA, path = ''): Generator<RefusedEntry> {
   if (schema.kind === 'object') {
-    for (const key of Object.keys(schema.refused ?? {})) yield join(path, key);
+    for (const [key, hint] of Object.entries(schema.refused ?? {})) yield { path: join(path, key), hint };
     for (const [key, field] of Object.entries(schema.fields)) yield* refusedEntries(field, join(path, key));
   } else if (schema.kind === 'map') {
     yield* refusedEntries(schema.value, join(path, '<name>'));
@@ -561,17 +557,27 @@ function join(parent: string, key: string): string {
   return parent === '' ? key : `${parent}.${key}`;
 }
 
+type Defaults = DefaultEntries<typeof CONFIG_SCHEMA>;
+/** The dotted path of every key that declares a default (`<name>` for map entries, `[]` for list items). */
+export type DefaultPath = Defaults[0];
+
 /**
- * The declared default of a scalar key, by dotted path (`<name>` for map entries), so code that needs a
- * default reads it from here rather than repeating the number.
+ * The declared default of a scalar key, typed by its declaration, for the few places that need a default
+ * apart from a validated config (a fallback after a cross-key check, a balancer built without a config).
+ * A path that names no default is a type error.
  */
-export function defaultOf(path: string): unknown {
+export function defaultOf<P extends DefaultPath>(path: P): Extract<Defaults, [P, unknown]>[1] {
   let schema: Schema = CONFIG_SCHEMA;
-  for (const key of path.split('.')) {
+  for (const segment of path.split('.')) {
+    const key = segment.endsWith('[]') ? segment.slice(0, -2) : segment;
     if (schema.kind === 'map' && key === '<name>') schema = schema.value;
     else if (schema.kind === 'object' && schema.fields[key] !== undefined) schema = schema.fields[key];
     else throw new Error(`no key '${path}' in the config schema`);
+    if (segment.endsWith('[]')) {
+      if (schema.kind !== 'list') throw new Error(`key '${path}': '${key}' is not a list`);
+      schema = schema.item;
+    }
   }
   if (schema.kind !== 'scalar' || schema.defaultValue === undefined) throw new Error(`key '${path}' has no default`);
-  return schema.defaultValue;
+  return schema.defaultValue as Extract<Defaults, [P, unknown]>[1];
 }

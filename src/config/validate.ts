@@ -1,8 +1,10 @@
 /**
  * Checks a parsed config document against CONFIG_SCHEMA: every key known (or refused by name when it is a
  * Traefik key Sluice does not support), every value of the declared type and range, defaults filled in.
- * It never stops at the first problem. What comes out is the document with checked, typed values; a value
- * that failed is left out (its problem is recorded), so compile.ts never reports the same fault twice.
+ * It never stops at the first problem. What comes out is the document with checked, typed values, of the
+ * type `Checked<typeof CONFIG_SCHEMA>` computes: a key with a default is always there (the default stands in
+ * for a value that failed, whose problem is recorded), so compile.ts repeats no default; any other value that
+ * failed is left out, so compile.ts never reports the same fault twice.
  */
 import { isIP } from 'node:net';
 
@@ -10,127 +12,44 @@ import type { Strategy } from './snapshot.js';
 import { QuantityError, formatDuration, formatSize, parseDuration, parseSize } from './duration.js';
 import { Problems, closest, describeValue, indexPath, keyPath, unknownName } from './errors.js';
 import { CONFIG_SCHEMA } from './schema.js';
-import type { ListSchema, MapSchema, ObjectSchema, ScalarSchema, Schema } from './schema.js';
+import type { CheckedConfig, ListSchema, MapSchema, ObjectSchema, ScalarSchema, Schema } from './schema.js';
+import type { healthCheckSchema, stickySchema } from './schema-balancing.js';
+import type { BackendUrl, Checked, ListenAddress } from './schema-types.js';
 
-export interface ListenAddress {
-  readonly host: string;
-  readonly port: number;
-}
+export type { BackendUrl, ListenAddress } from './schema-types.js';
+export type { CheckedConfig } from './schema.js';
 
-export interface BackendUrl {
-  readonly url: string;
-  readonly host: string;
-  readonly port: number;
-  readonly tls: boolean;
-  readonly pathPrefix: string;
-}
-
-export interface CertificateFiles {
-  certFile?: string;
-  keyFile?: string;
-}
-
-export interface StickyCookieConfig {
-  name?: string;
-  secure?: boolean;
-  httpOnly?: boolean;
-  sameSite?: '' | 'none' | 'lax' | 'strict';
-  maxAge?: number;
-  path?: string;
-  domain?: string;
-}
-
-export interface HealthCheckConfig {
-  path?: string;
-  method?: string;
-  scheme?: 'http' | 'https';
-  hostname?: string;
-  port?: number;
-  headers?: Record<string, string>;
-  status?: number;
-  interval?: number;
-  unhealthyInterval?: number;
-  timeout?: number;
-  rise?: number;
-  fall?: number;
-  onDown?: 'keep' | 'drain';
-}
-
-/** The checked document. Everything is optional: a key that failed validation is absent. */
-export interface CheckedConfig {
-  entryPoints?: Record<
-    string,
-    {
-      address?: ListenAddress;
-      http?: { tls?: object };
-      transport?: { lifeCycle?: { requestAcceptGraceTimeout?: number; graceTimeOut?: number } };
-    }
-  >;
-  http?: {
-    routers?: Record<
-      string,
-      { rule?: string; service?: string; entryPoints?: string[]; priority?: number; tls?: object }
-    >;
-    services?: Record<
-      string,
-      {
-        loadBalancer?: {
-          servers?: { url?: BackendUrl; weight?: number }[];
-          passHostHeader?: boolean;
-          serversTransport?: string;
-          strategy?: Strategy;
-          retries?: number;
-          sticky?: { cookie?: StickyCookieConfig };
-          healthCheck?: HealthCheckConfig;
-          passiveHealthCheck?: { maxFailedAttempts?: number; failureWindow?: number; maxEjectionTime?: number };
-          hash?: { key?: string; balanceFactor?: number };
-          slowStart?: number;
-          drainWindow?: number;
-          onRemove?: 'drain' | 'keep';
-          discovery?: { type?: 'dns'; refreshInterval?: number; maxAddresses?: number };
-        };
-      }
-    >;
-    serversTransports?: Record<
-      string,
-      { insecureSkipVerify?: boolean; rootCAs?: string[]; serverName?: string; forwardingTimeouts?: { dialTimeout?: number } }
-    >;
-  };
-  tls?: {
-    certificates?: CertificateFiles[];
-    stores?: { default?: { defaultCertificate?: CertificateFiles } };
-  };
-  workers?: number;
-  loadBalancer?: {
-    strategy?: Strategy;
-    retries?: number;
-    slowStart?: number;
-    drainWindow?: number;
-    onRemove?: 'drain' | 'keep';
-    stickySecret?: string;
-  };
-  dns?: { servers?: string[] };
-  websocket?: {
-    maxMessageSize?: number;
-    clientHighWaterMark?: number;
-    clientMaxBuffer?: number;
-    upstreamWriteBudget?: number;
-    idleTimeout?: number;
-    handshakeTimeout?: number;
-  };
-  shutdown?: { gracePeriod?: number };
-  admin?: { address?: ListenAddress; token?: string };
-  providers?: { file?: { filename?: string; directory?: string; watch?: boolean } };
-  log?: { level?: string };
-  accessLog?: { filePath?: string; format?: string };
-}
+/** The checked shapes compile.ts takes apart by section. */
+export type HealthCheckConfig = Checked<typeof healthCheckSchema>;
+export type StickyCookieConfig = Checked<typeof stickySchema.fields.cookie>;
+export type CertificateFiles = NonNullable<CheckedConfig['tls']['certificates']>[number];
 
 export function validateDocument(document: unknown, problems: Problems): CheckedConfig {
   if (document === null || document === undefined) {
     problems.add('', 'empty configuration (expected at least entryPoints)');
-    return {};
+    return defaultsOf(CONFIG_SCHEMA);
   }
-  return (checkValue(CONFIG_SCHEMA, document, '', problems) ?? {}) as CheckedConfig;
+  return (checkValue(CONFIG_SCHEMA, document, '', problems) ?? defaultsOf(CONFIG_SCHEMA)) as CheckedConfig;
+}
+
+/** An object section as validate fills it when it is written empty (required keys left out). */
+export function defaultsOf<S extends ObjectSchema>(schema: S): Checked<S> {
+  return checkObject(schema, {}, '', new Problems()) as Checked<S>;
+}
+
+/**
+ * What validate puts for a key that is absent or invalid: its default, or, for a section that is filled when
+ * absent, that section with its defaults; undefined when the key has neither (it is left out). The same rule
+ * as `AlwaysFilled` in schema-types.ts, which gives these keys a non-optional type.
+ */
+function fallbackOf(schema: Schema, path: string): unknown {
+  if (schema.kind === 'scalar') return schema.defaultValue;
+  if (schema.kind === 'object' && fillsWhenAbsent(schema)) return checkObject(schema, {}, path, new Problems());
+  return undefined;
+}
+
+function fillsWhenAbsent(schema: ObjectSchema): boolean {
+  return !schema.acceptsBoolean && !schema.optIn && !Object.values(schema.fields).some((field) => field.required);
 }
 
 /** Returns the checked value, or undefined when it is invalid (after recording why). */
@@ -152,7 +71,7 @@ function isMapping(value: unknown): value is Record<string, unknown> {
 }
 
 function checkObject(schema: ObjectSchema, value: unknown, path: string, problems: Problems): object | undefined {
-  if (schema.acceptsBoolean && typeof value === 'boolean') return value ? {} : undefined;
+  if (schema.acceptsBoolean && typeof value === 'boolean') return value ? checkObject(schema, {}, path, problems) : undefined;
   if (!isMapping(value)) {
     problems.add(path, `got ${describeValue(value)} (expected ${expected(schema)})`);
     return undefined;
@@ -167,7 +86,7 @@ function checkObject(schema: ObjectSchema, value: unknown, path: string, problem
     const at = keyPath(path, key);
     const field = schema.fields[key];
     if (field !== undefined) {
-      const checked = checkValue(field, item, at, problems);
+      const checked = checkValue(field, item, at, problems) ?? fallbackOf(field, at);
       if (checked !== undefined) out[key] = checked;
     } else if (schema.refused !== undefined && Object.hasOwn(schema.refused, key)) {
       problems.add(at, refusedMessage(key, schema.refused[key]!));
@@ -180,17 +99,12 @@ function checkObject(schema: ObjectSchema, value: unknown, path: string, problem
   }
   for (const [key, field] of Object.entries(schema.fields)) {
     if (Object.hasOwn(value, key)) continue;
-    if (field.required) {
-      if (suggested.has(key) || refusedKind) continue;
+    if (field.required && !suggested.has(key) && !refusedKind) {
       problems.add(path, `missing required key '${key}' (expected ${expected(field)})`);
-    } else if (field.kind === 'scalar' && field.defaultValue !== undefined) {
-      out[key] = field.defaultValue;
-    } else if (field.kind === 'object' && !field.acceptsBoolean && !field.optIn) {
-      // Materialize an absent section so its defaults apply, unless it has required keys (then absent means absent).
-      const scratch = new Problems();
-      const filled = checkObject(field, {}, keyPath(path, key), scratch);
-      if (scratch.empty && filled !== undefined) out[key] = filled;
     }
+    // Even a missing required key gets what it would have by default, as the checked type promises.
+    const filled = fallbackOf(field, keyPath(path, key));
+    if (filled !== undefined) out[key] = filled;
   }
   return out;
 }
@@ -208,8 +122,11 @@ function checkMap(schema: MapSchema, value: unknown, path: string, problems: Pro
   }
   const out: Record<string, unknown> = {};
   for (const [name, item] of Object.entries(value)) {
-    // An entry that is wrong as a whole is still kept (empty), so references to it do not also fail.
-    out[name] = checkValue(schema.value, item, keyPath(path, name), problems) ?? {};
+    // An entry that is wrong as a whole is still kept (with its defaults), so references to it do not also fail.
+    const at = keyPath(path, name);
+    const checked = checkValue(schema.value, item, at, problems);
+    if (checked !== undefined) out[name] = checked;
+    else if (schema.value.kind === 'object') out[name] = checkObject(schema.value, {}, at, new Problems());
   }
   return out;
 }
