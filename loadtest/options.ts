@@ -32,6 +32,8 @@ export interface LoadOptions {
   /** Client source addresses, used round-robin so that no single address runs out of ephemeral ports. */
   readonly localAddresses: readonly string[];
   readonly insecure: boolean;
+  /** node: LeanWebSocket in JavaScript; native: the addon's C client (native-client.ts). */
+  readonly client: 'node' | 'native';
   readonly json: boolean;
   readonly progress: boolean;
 }
@@ -84,6 +86,8 @@ common options (default in brackets)
                          or "none" for the OS choice [127.0.0.1-127.0.0.250 for a
                          loopback target, else none]
   --insecure             accept any TLS certificate for wss:// targets
+  --client node|native   the WebSocket client: node (JavaScript, every scenario) or
+                         native (the addon's C client: ws://, connect/echo/throughput) [node]
   --json                 print one JSON document instead of the table
   --no-progress          no progress line, even on a terminal
   -h, --help             this text
@@ -120,6 +124,7 @@ const VALUE_FLAGS = new Set([
   '--concurrency',
   '--slow',
   '--slow-size',
+  '--client',
 ]);
 
 /** Returns null when --help was asked for. Throws UsageError for anything it cannot run. */
@@ -196,6 +201,15 @@ function buildOptions(scenario: Scenario, values: Map<string, string>, flags: Se
   const threads = int('--threads', Math.max(1, Math.min(availableParallelism(), held)), 1, 256);
   const localAddresses = parseLocalAddresses(values.get('--local-address') ?? 'auto', urls);
   checkFileLimit(held, scenario === 'churn' ? '--concurrency' : '--connections');
+  const client = values.get('--client') ?? 'node';
+  if (client !== 'node' && client !== 'native') throw new UsageError(`invalid --client '${client}': expected node or native`);
+  if (client === 'native') {
+    if (!['connect', 'echo', 'throughput'].includes(scenario)) {
+      throw new UsageError(`--client native does not run ${scenario} (expected connect, echo or throughput; use --client node)`);
+    }
+    const secure = urls.find((u) => u.startsWith('wss:'));
+    if (secure !== undefined) throw new UsageError(`--client native speaks ws:// only, not '${secure}' (use --client node for wss://)`);
+  }
 
   return Object.freeze({
     scenario,
@@ -215,6 +229,7 @@ function buildOptions(scenario: Scenario, values: Map<string, string>, flags: Se
     threads: Math.min(threads, held),
     localAddresses: Object.freeze(localAddresses),
     insecure: flags.has('--insecure'),
+    client,
     json: flags.has('--json'),
     progress: !flags.has('--no-progress'),
   });

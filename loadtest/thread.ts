@@ -15,6 +15,7 @@ import type { ControlMessage, SlowResult, ThreadMessage, ThreadResult, ThreadTas
 import { LeanWebSocket, OPEN, parseTarget, type ClientEvents, type Target } from './ws-client.js';
 import { startChurn, startEchoTicker, startThroughput, type Traffic } from './traffic.js';
 import type { LoadOptions } from './options.js';
+import { runNativeThread } from './native-client.js';
 
 /** Connection flags in LeanWebSocket.tag: this one stops reading (slow-consumer); its writes were refused once. */
 export const SLOW = 1;
@@ -265,6 +266,7 @@ function sleep(ms: number): Promise<void> {
 
 /** The piscina task: runs until the conductor says stop, then resolves with msgpackr-packed ThreadResult. */
 export default async function runThread(task: ThreadTask): Promise<Uint8Array> {
+  if (task.options.client === 'native') return runNativeThread(task);
   const run = new ThreadRun(task);
   const stopped = new Promise<void>((resolve) => {
     task.port.on('message', (message: ControlMessage) => {
