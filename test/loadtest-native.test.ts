@@ -81,8 +81,10 @@ describe('the native load-generator client against the Node client', { skip }, (
       assert.equal(r.connections.peak, 300);
       assert.equal(r.connections.failed, 0);
       assert.equal(r.upgradeLatencyUs.count, 300);
+      assert.ok(r.upgradeLatencyUs.p50 > 0 && r.upgradeLatencyUs.p99 < 1_000_000, `upgrade p99 ${r.upgradeLatencyUs.p99} µs`);
     }
-    assertClose('upgrade p50', node.upgradeLatencyUs.p50, native.upgradeLatencyUs.p50);
+    // Not compared: at 3,000 upgrades/s the Node client's own event loop (a socket, a SHA-1 and a
+    // handshake parse per connection in JavaScript) adds milliseconds that the C client does not.
   });
 
   describe('failures are reported by the same reasons', () => {

@@ -89,5 +89,12 @@ int lg_connect(loadgen *lg, const char *host, int port, const char *local, const
 void lg_close_all(loadgen *lg, uint16_t code, uint32_t timeout_ms);
 void lg_destroy_all(loadgen *lg);
 bool lg_outstanding(loadgen *lg);
+/* shared by loadgen.c and loadgen-read.c */
+void lg_owe(loadgen *lg, conn *c, lg_conn *lc, uint32_t n);
+void lg_report_open(loadgen *lg, conn *c, lg_conn *lc);
+void lg_report_close(loadgen *lg, conn *c, lg_conn *lc);
+void lg_set_failure(lg_conn *lc, uint8_t reason, int32_t detail);
+uint8_t lg_classify(int status);
+void lg_finish(loadgen *lg, conn *c, lg_conn *lc, bool flush);
 
 #endif
