@@ -37,6 +37,8 @@ export interface LoadOptions {
   /** TLS server name (SNI) instead of the Host header's name; for wss:// targets. */
   readonly servername: string | undefined;
   readonly insecure: boolean;
+  /** node: LeanWebSocket in JavaScript; native: the addon's C client (native-client.ts). */
+  readonly client: 'node' | 'native';
   readonly json: boolean;
   readonly progress: boolean;
 }
@@ -96,6 +98,8 @@ common options (default in brackets)
   --servername NAME      TLS server name (SNI) for wss:// [the Host header's name; none
                          for an IP address]
   --insecure             accept any TLS certificate for wss:// targets (self-signed)
+  --client node|native   the WebSocket client: node (JavaScript, every scenario) or
+                         native (the addon's C client: ws://, connect/echo/throughput) [node]
   --json                 print one JSON document instead of the table
   --no-progress          no progress line, even on a terminal
   -h, --help             this text
@@ -134,6 +138,7 @@ const VALUE_FLAGS = new Set([
   '--concurrency',
   '--slow',
   '--slow-size',
+  '--client',
 ]);
 
 /** Returns null when --help was asked for. Throws UsageError for anything it cannot run. */
@@ -224,6 +229,15 @@ function buildOptions(scenario: Scenario, values: Map<string, string>, flags: Se
     }
   }
   checkFileLimit(held, scenario === 'churn' ? '--concurrency' : '--connections');
+  const client = values.get('--client') ?? 'node';
+  if (client !== 'node' && client !== 'native') throw new UsageError(`invalid --client '${client}': expected node or native`);
+  if (client === 'native') {
+    if (!['connect', 'echo', 'throughput'].includes(scenario)) {
+      throw new UsageError(`--client native does not run ${scenario} (expected connect, echo or throughput; use --client node)`);
+    }
+    const secure = urls.find((u) => u.startsWith('wss:'));
+    if (secure !== undefined) throw new UsageError(`--client native speaks ws:// only, not '${secure}' (use --client node for wss://)`);
+  }
 
   return Object.freeze({
     scenario,
@@ -245,6 +259,7 @@ function buildOptions(scenario: Scenario, values: Map<string, string>, flags: Se
     hostHeader,
     servername,
     insecure: flags.has('--insecure'),
+    client,
     json: flags.has('--json'),
     progress: !flags.has('--no-progress'),
   });

@@ -20,6 +20,7 @@ import { OPEN, parseTarget, type ClientEvents, type ClientFactory, type LoadConn
 import { createLeanWebSocket } from './ws-client.js';
 import { startChurn, startEchoTicker, startThroughput, type Traffic } from './traffic.js';
 import type { LoadOptions } from './options.js';
+import { runNativeThread } from './native-client.js';
 
 /** The client implementation every connection is made with. */
 const createClient: ClientFactory = createLeanWebSocket;
@@ -288,6 +289,7 @@ function sleep(ms: number): Promise<void> {
 
 /** The piscina task: runs until the conductor says stop, then resolves with msgpackr-packed ThreadResult. */
 export default async function runThread(task: ThreadTask): Promise<Uint8Array> {
+  if (task.options.client === 'native') return runNativeThread(task);
   const run = new ThreadRun(task);
   const stopped = new Promise<void>((resolve) => {
     task.port.on('message', (message: ControlMessage) => {

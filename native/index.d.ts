@@ -11,7 +11,7 @@ export declare const CloseKind: {
   readonly Eof: 1;
   /** A socket error (code 1006; `status` is the negative libuv error code). */
   readonly Error: 2;
-  /** The backend broke RFC 6455; Sluice sent it 1002 (the reason says what). */
+  /** The backend broke RFC 6455; Sluice sent it `code`: 1002, or 1007 for a close reason that is not UTF-8 (the reason says what). */
   readonly Protocol: 3;
   /** A backend message over maxMessageSize; Sluice sent it 1009. */
   readonly Oversize: 4;

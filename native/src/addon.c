@@ -29,7 +29,7 @@ static _Thread_local bool in_loop_callback;
 void js_enter(upstream_env *e, napi_callback_scope *scope, napi_handle_scope *handles) {
   *scope = NULL;
   *handles = NULL;
-  if (!e->initialized || e->tearing_down) return;
+  if (!(e->initialized || e->loadgen != NULL) || e->tearing_down) return;
   napi_open_handle_scope(e->env, handles);
   napi_value resource;
   napi_get_reference_value(e->env, e->resource, &resource);
@@ -85,6 +85,10 @@ static void free_block(napi_env env, void *data, void *hint) { free(data); }
 
 void js_on_open(conn *c, int status) {
   upstream_env *e = c->owner;
+  if (c->flags & F_LOADGEN) {
+    loadgen_on_open(c, status);
+    return;
+  }
   if (!can_call(e)) return;
   napi_value argv[2];
   napi_create_uint32(e->env, c->id, &argv[0]);
@@ -137,6 +141,10 @@ void js_on_message(conn *c, source *src, uint8_t opcode, bool fin, size_t start,
 
 void js_on_close(conn *c, uint16_t code, const uint8_t *reason, size_t reason_length, enum close_kind kind, int status) {
   upstream_env *e = c->owner;
+  if (c->flags & F_LOADGEN) {
+    if (c->state != CONN_CLOSED) loadgen_on_close(c, kind, status);
+    return;
+  }
   if (c->state == CONN_CLOSED || !can_call(e)) return;
   napi_value argv[5];
   void *copy;
@@ -150,7 +158,7 @@ void js_on_close(conn *c, uint16_t code, const uint8_t *reason, size_t reason_le
 
 void js_on_drain(conn *c) {
   upstream_env *e = c->owner;
-  if (!can_call(e) || e->on_drain == NULL) return;
+  if ((c->flags & F_LOADGEN) || !can_call(e) || e->on_drain == NULL) return;
   napi_value argv[1];
   napi_create_uint32(e->env, c->id, &argv[0]);
   call(e, callback(e, e->on_drain), 1, argv);
@@ -286,7 +294,7 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   const char *local_address = NULL;
   if (argc > 3 && napi_get_value_string_utf8(env, argv[3], local, sizeof local, &length) == napi_ok) local_address = local;
   uint32_t id = 0;
-  int rc = conn_connect(e, host, port, dial, local_address, &id);
+  int rc = conn_connect(e, host, port, dial, local_address, 0, &id);
   return number(env, rc < 0 ? rc : (double)id);
 }
 
@@ -518,5 +526,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"separateStdout", NULL, js_separate_stdout, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods));
+  CHECK(loadgen_define(env, exports));
   return exports;
 }

@@ -131,6 +131,7 @@ static void on_conn_closed(uv_handle_t *handle) {
   }
   free(c->partial);
   block_release(e, c->pending, c->pending_capacity);
+  if (c->flags & F_LOADGEN) loadgen_conn_freed(c);
   free(c);
   env_handle_closed(e);
 }
@@ -260,6 +261,8 @@ static void on_write(uv_write_t *req, int status) {
 }
 
 static void flush_dirty(upstream_env *e) {
+  /* The load generator frames what it owes its connections now, stamped as late as possible. */
+  if (e->loadgen != NULL) loadgen_before_flush(e);
   while (e->dirty != NULL) {
     conn *list = e->dirty;
     e->dirty = NULL;
@@ -347,6 +350,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   conn *c = (conn *)stream;
   upstream_env *e = c->owner;
   if (nread == 0 || (c->flags & F_HANDLE_CLOSING)) return;
+  if (c->flags & F_LOADGEN) { /* no JavaScript scope per read: it opens one only for an event */
+    loadgen_on_read(c, nread, buf);
+    return;
+  }
   napi_callback_scope scope;
   napi_handle_scope handles;
   js_enter(e, &scope, &handles);
@@ -505,11 +512,11 @@ static int parse_address(const char *host, int port, struct sockaddr_storage *ad
   return UV_EINVAL;
 }
 
-int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_timeout_ms, const char *local_address, uint32_t *id_out) {
+int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_timeout_ms, const char *local_address, size_t extra, uint32_t *id_out) {
   struct sockaddr_storage remote, local;
   if (port <= 0 || port > 65535 || parse_address(host, port, &remote) != 0) return UV_EINVAL;
   if (local_address != NULL && parse_address(local_address, 0, &local) != 0) return UV_EINVAL;
-  conn *c = calloc(1, sizeof *c);
+  conn *c = calloc(1, sizeof *c + extra);
   if (c == NULL) return UV_ENOMEM;
   c->owner = e;
   c->state = CONN_CONNECTING;
@@ -551,6 +558,7 @@ int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_time
 /* The state outlives whichever comes last: its napi_env (finalizer) or its last open handle. */
 void env_free_if_done(upstream_env *e) {
   if (e->env_gone && e->open_handles == 0) {
+    loadgen_free(e);
     free(e->slots);
     free(e->generations);
     free(e->free_slots);
@@ -572,6 +580,12 @@ static void env_handle_closed(upstream_env *e) {
 }
 
 static void on_env_handle_closed(uv_handle_t *handle) { env_handle_closed(handle->data); }
+
+/* Close one of the env's own handles (counted in open_handles) at teardown. */
+void env_close_handle(upstream_env *e, uv_handle_t *handle) {
+  handle->data = e;
+  uv_close(handle, on_env_handle_closed);
+}
 
 void env_start(upstream_env *e) {
   uv_prepare_init(e->loop, &e->flush_before_poll);
@@ -595,6 +609,7 @@ void env_close_all(upstream_env *e) {
     close_handle(c);
   }
   for (conn *c = e->dirty; c != NULL; c = c->next_dirty) close_handle(c);
+  if (e->loadgen != NULL) loadgen_teardown(e);
   uv_close((uv_handle_t *)&e->flush_before_poll, on_env_handle_closed);
   uv_close((uv_handle_t *)&e->flush_after_poll, on_env_handle_closed);
   uv_close((uv_handle_t *)&e->deadline_timer, on_env_handle_closed);

@@ -28,7 +28,9 @@ static bool is_sendable_close_code(uint32_t code) {
 }
 
 /* Validate a complete header; on success store the payload length. On failure the connection has
- * been failed (and reported) and false is returned. */
+ * been failed (and reported) and false is returned. The rules and their order (reserved bits, mask,
+ * length, opcode and control-frame shape, size) are the ones backend-frames.ts applies to the Node
+ * socket leg, with the same close codes and reasons; test/backend-frames.test.ts runs both. */
 static bool check_header(conn *c, const uint8_t *h, uint64_t *length_out) {
   uint8_t b0 = h[0], b1 = h[1];
   uint8_t opcode = b0 & 0x0f;
@@ -44,6 +46,10 @@ static bool check_header(conn *c, const uint8_t *h, uint64_t *length_out) {
   if (length == 126) {
     length = ((uint64_t)h[2] << 8) | h[3];
   } else if (length == 127) {
+    if (h[2] & 0x80) { /* RFC 6455 5.2: the most significant bit of a 64-bit length must be 0 */
+      frames_fail(c, 1002, "backend sent an invalid frame length", CLOSE_PROTOCOL);
+      return false;
+    }
     length = 0;
     for (int i = 2; i < 10; i++) length = (length << 8) | h[i];
   }
@@ -69,6 +75,38 @@ static bool check_header(conn *c, const uint8_t *h, uint64_t *length_out) {
   return true;
 }
 
+/* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF), for close reasons
+ * only (at most 123 bytes): a reason the client's WebSocket library would reject must not be passed on. */
+static bool is_utf8(const uint8_t *s, size_t length) {
+  size_t i = 0;
+  while (i < length) {
+    uint8_t b = s[i];
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    size_t n;
+    uint8_t lo = 0x80, hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) n = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      n = 2;
+      if (b == 0xe0) lo = 0xa0;
+      if (b == 0xed) hi = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      n = 3;
+      if (b == 0xf0) lo = 0x90;
+      if (b == 0xf4) hi = 0x8f;
+    } else return false;
+    if (i + n >= length) return false; /* truncated sequence */
+    if (s[i + 1] < lo || s[i + 1] > hi) return false;
+    for (size_t k = 2; k <= n; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
 static void receive_close(conn *c, const uint8_t *payload, size_t length) {
   uint16_t code = 1005; /* no status received */
   if (length == 1) {
@@ -84,6 +122,10 @@ static void receive_close(conn *c, const uint8_t *payload, size_t length) {
   }
   const uint8_t *reason = length > 2 ? payload + 2 : NULL;
   size_t reason_length = length > 2 ? length - 2 : 0;
+  if (reason_length > 0 && !is_utf8(reason, reason_length)) {
+    frames_fail(c, 1007, "backend sent a close reason that is not UTF-8", CLOSE_PROTOCOL);
+    return;
+  }
   /* Answer with the same code (the closing handshake), unless we started it. */
   if (!(c->flags & F_CLOSE_SENT)) frames_send_close(c, code == 1005 ? 0 : code, reason, reason_length);
   js_on_close(c, code, reason, reason_length, CLOSE_FRAME, 0);

@@ -55,6 +55,7 @@ enum conn_flag {
   F_HANDLE_CLOSING = 1 << 3, /* uv_close called */
   F_CLOSE_AFTER_FLUSH = 1 << 4,
   F_BOUND = 1 << 5,
+  F_LOADGEN = 1 << 6, /* a load generator client (loadgen.c): reads and events never go to JavaScript per frame */
 };
 
 typedef struct write_req {
@@ -65,6 +66,7 @@ typedef struct write_req {
 } write_req;
 
 typedef struct upstream_env upstream_env;
+typedef struct loadgen loadgen;
 
 typedef struct conn {
   uv_tcp_t tcp; /* first: a uv_handle_t* is a conn* */
@@ -149,6 +151,8 @@ struct upstream_env {
   uint8_t key_pool[4096];
   uint32_t key_offset;
 
+  loadgen *loadgen; /* the load generator's state (loadgen.c), NULL until lgInit on this thread */
+
   uint32_t open_handles; /* tcp handles not yet closed + the env's own handles */
   bool env_gone;         /* the napi_env finalized this state; free it when the last handle closes */
   napi_async_cleanup_hook_handle cleanup_handle;
@@ -161,7 +165,8 @@ struct upstream_env {
 };
 
 /* connection.c */
-int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_timeout_ms, const char *local_address, uint32_t *id_out);
+/* `extra` bytes of zeroed state follow the conn in the same allocation (loadgen.c keeps its per-connection state there). */
+int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_timeout_ms, const char *local_address, size_t extra, uint32_t *id_out);
 conn *conn_lookup(upstream_env *e, uint32_t id);
 void conn_write_raw(conn *c, const uint8_t *data, size_t length);
 uint8_t *conn_reserve(conn *c, size_t length);
@@ -175,6 +180,7 @@ void conn_finish(conn *c, bool flush_first);
 void env_start(upstream_env *e);
 void env_close_all(upstream_env *e);
 void env_free_if_done(upstream_env *e);
+void env_close_handle(upstream_env *e, uv_handle_t *handle);
 void block_release(upstream_env *e, uint8_t *block, uint32_t capacity);
 
 /* frames.c */
@@ -198,5 +204,15 @@ void js_on_read(conn *c);
 
 /* connection.c: parse the read held in pending_read (once) */
 void conn_deliver_pending(upstream_env *e);
+
+/* loadgen.c: the load generator's side of a connection (F_LOADGEN), called by connection.c and addon.c */
+void loadgen_on_read(conn *c, ssize_t nread, const uv_buf_t *buf);
+void loadgen_on_open(conn *c, int status);
+void loadgen_on_close(conn *c, enum close_kind kind, int status);
+void loadgen_before_flush(upstream_env *e);
+void loadgen_conn_freed(conn *c);
+void loadgen_teardown(upstream_env *e);
+void loadgen_free(upstream_env *e);
+napi_status loadgen_define(napi_env env, napi_value exports);
 
 #endif

@@ -5,6 +5,7 @@
  * reads is copied, into a buffer sized to that frame and bounded by websocket.maxMessageSize. Pings are
  * answered here; the native leg (native-leg.ts) does all of this in C.
  */
+import { isUtf8 } from 'node:buffer';
 import { Total } from '../shared/layout.js';
 import { countTotal } from './context.js';
 import { closeStartedBy, Side } from './metrics.js';
@@ -70,24 +71,37 @@ function flushRead(): void {
   }
 }
 
-/** Payload length of the frame at `offset`, or -1 after failing the tunnel for a bad frame. */
+/** Payload length of the frame whose (complete) header is at `offset`, or -1 after failing the tunnel
+ *  for a bad frame. The rules, their order and their close codes and reasons are those of the native
+ *  leg's check_header (native/src/frames.c); test/backend-frames.test.ts runs both legs. */
 function readPayloadLength(t: Tunnel, buf: Buffer, offset: number, len7: number): number {
-  if ((buf[offset + 1]! & 0x80) !== 0) {
-    failFromBackend(t, 1002, 'backend sent a masked frame');
-    return -1;
-  }
+  const b0 = buf[offset]!;
+  if ((b0 & 0x70) !== 0) return failFrame(t, 'backend set reserved bits');
+  if ((buf[offset + 1]! & 0x80) !== 0) return failFrame(t, 'backend sent a masked frame');
   let length = len7;
   if (len7 === 126) length = buf.readUInt16BE(offset + 2);
   else if (len7 === 127) {
     const high = buf.readUInt32BE(offset + 2);
+    // RFC 6455 5.2: the most significant bit of a 64-bit length must be 0.
+    if (high >= 0x80000000) return failFrame(t, 'backend sent an invalid frame length');
     length = high > 0x1fffff ? Infinity : high * 0x100000000 + buf.readUInt32BE(offset + 6);
   }
+  const opcode = b0 & 0x0f;
+  if ((opcode & 0x08) !== 0) {
+    if (opcode !== Opcode.Close && opcode !== Opcode.Ping && opcode !== Opcode.Pong) return failFrame(t, 'backend sent an unknown opcode');
+    if (length > 125 || (b0 & 0x80) === 0) return failFrame(t, 'backend sent an invalid control frame');
+  } else if (opcode > Opcode.Binary) return failFrame(t, 'backend sent an unknown opcode');
   if (length > t.gen.websocket.maxMessageSize) {
     countTotal(Total.OversizeCloses);
     failFromBackend(t, 1009, 'message too big');
     return -1;
   }
   return length;
+}
+
+function failFrame(t: Tunnel, reason: string): -1 {
+  failFromBackend(t, 1002, reason);
+  return -1;
 }
 
 /** Keep the tail of a read that holds an incomplete frame. `need` is the frame's full size when
@@ -147,25 +161,12 @@ function headerLengthOf(b1: number): number {
   return len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
 }
 
+/** One frame whose header readPayloadLength accepted. */
 function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length: number): void {
   const opcode = b0 & 0x0f;
-  const fin = (b0 & 0x80) !== 0;
-  if ((b0 & 0x70) !== 0) {
-    failFromBackend(t, 1002, 'backend set reserved bits');
-    return;
-  }
   switch (opcode) {
-    case Opcode.Text:
-    case Opcode.Binary:
-    case Opcode.Continuation:
-      deliverData(t, opcode, fin, buf.subarray(start, start + length));
-      return;
     case Opcode.Ping:
       // Each leg answers its own pings: the client's are answered by uWS, the backend's here.
-      if (length > 125 || !fin) {
-        failFromBackend(t, 1002, 'invalid ping');
-        return;
-      }
       if (t.socket !== null && !t.closeToBackend) writeToBackend(t, t.socket, encodeMaskedFrame(Opcode.Pong, buf.subarray(start, start + length)));
       return;
     case Opcode.Pong:
@@ -174,7 +175,7 @@ function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length:
       closeFromBackend(t, buf, start, length);
       return;
     default:
-      failFromBackend(t, 1002, 'backend sent an unknown opcode');
+      deliverData(t, opcode, (b0 & 0x80) !== 0, buf.subarray(start, start + length));
   }
 }
 
@@ -188,8 +189,13 @@ function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number)
     failFromBackend(t, 1002, 'invalid close frame');
     return;
   }
-  closeStartedBy(t, Side.Backend, code === 0 ? 1005 : code);
   const reason = length > 2 ? buf.subarray(start + 2, start + length) : undefined;
+  // A reason the client's WebSocket library would reject must not be passed on (RFC 6455 8.1).
+  if (reason !== undefined && !isUtf8(reason)) {
+    failFromBackend(t, 1007, 'backend sent a close reason that is not UTF-8');
+    return;
+  }
+  closeStartedBy(t, Side.Backend, code === 0 ? 1005 : code);
   const socket = t.socket;
   if (socket !== null && !t.closeToBackend) {
     t.closeToBackend = true;

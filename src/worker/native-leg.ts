@@ -146,10 +146,10 @@ function onClose(id: number, code: number, reason: Buffer, kind: number, status:
       return;
     case CloseKind.Protocol:
     case CloseKind.Oversize:
-      // The addon already sent the backend its 1002/1009; the client gets the same.
+      // The addon already sent the backend its 1002/1007/1009; the client gets the same.
       if (kind === CloseKind.Oversize) countTotal(Total.OversizeCloses);
       t.closeToBackend = true;
-      failFromBackend(t, kind === CloseKind.Oversize ? 1009 : 1002, reason.length > 0 ? reason.toString() : 'backend broke the protocol');
+      failFromBackend(t, code, reason.length > 0 ? reason.toString() : 'backend broke the protocol');
       backendGone(t);
       return;
     default:

@@ -16,13 +16,14 @@ import { Conn, ErrorReason, countError, countOutcome, connectionOpened, upgradeS
 import { newHandshakeKey } from './frame-codec.js';
 import { hostOf } from './backend-addresses.js';
 import { cookieHeaderOf, requestHashKey } from './pick-request.js';
-import { Tunnel, TunnelState, countOn, uncount, openTunnel, releaseTunnel, type TunnelSocket, type TunnelRef } from './tunnel.js';
+import { Tunnel, TunnelState, countOn, uncount, openTunnel, releaseTunnel, type TunnelSocket } from './tunnel.js';
 import { bracketHost } from '../shared/address.js';
 import { joinDrain } from './shutdown.js';
 import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout, trackBackendSocket } from './backend-socket.js';
 import { connectNative, destroyNative, nativeAvailable, startNativeFraming } from './native-leg.js';
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
 import { buildForwardedHead, type ClientRequestInfo } from './forwarded-request.js';
+import { upgradeClient } from './client-upgrade.js';
 
 /** Bytes of a backend's answer head we accept before calling it invalid. */
 const MAX_HEAD = 16 * 1024;
@@ -260,20 +261,14 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   const res = h.res;
   const sticky = t.gen.stickies[t.service] ?? null;
   const setCookie = sticky !== null && t.backend !== h.stickyBackend ? sticky.setCookieFor(t.backend) : '';
-  res.cork(() => {
-    if (setCookie !== '') {
-      // upgrade() writes the 101 and its own headers, keeping a status already written: so a
-      // Set-Cookie written here goes out with the 101.
-      res.writeStatus('101 Switching Protocols');
-      res.writeHeader('set-cookie', setCookie);
-    }
-    res.upgrade<TunnelRef>({ tunnel: t }, h.client.key, protocol, '', h.uwsContext);
-  });
-  // uWS ran `open` inside upgrade(); if the client was gone by then, let the backend go too.
-  if (t.ws === null) {
+  const ws = upgradeClient(res, { tunnel: t }, h.client.key, protocol, h.uwsContext, setCookie);
+  // If the client was gone by then, uWS closed it inside upgrade() (onClientClose moved the tunnel
+  // out of Upgrading): let the backend go too.
+  if (ws === null || t.state !== TunnelState.Upgrading) {
     abandonBackend(t);
     return;
   }
+  t.ws = ws;
   // Counted open only once uWS holds the client: then its `close` is sure to come and count the close.
   connectionOpened(t);
   if (t.upstreamId !== 0) {
@@ -283,10 +278,8 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   if (context().draining.size > 0) joinDrain(t);
 }
 
-/** uWS `open` (runs inside res.upgrade): attach the WebSocket to its tunnel. */
-export function onClientOpen(ws: uWS.WebSocket<TunnelRef>): void {
-  ws.getUserData().tunnel.ws = ws;
-}
+/** uWS `open`: see client-upgrade.ts for why it only parks the WebSocket. */
+export { onClientOpen } from './client-upgrade.js';
 
 function collectBody(t: HandshakeTunnel, h: Handshake, piece: Buffer): void {
   if (piece.length > 0 && h.bodyLength < MAX_BODY) {
