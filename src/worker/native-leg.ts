@@ -32,12 +32,12 @@ const UV_ETIMEDOUT = -110;
 const tunnelById = new Map<number, Tunnel>();
 
 /**
- * Opt-in for now (SLUICE_NATIVE=1): in about two of five full test-suite runs one test of many
- * concurrent tunnels on two workers failed with the native leg (a client closed 1006 before its first
- * echo, or an upgrade left unanswered), never with the Node socket leg; until that is understood the
- * Node socket leg is the default.
+ * The default for plain backends whenever the addon is built; SLUICE_NATIVE=0 is the escape hatch to the
+ * Node socket leg. (It was opt-in while one test of many concurrent tunnels failed on it now and then:
+ * the cause was a use-after-free read in uWebSockets.js's upgrade, which hit both legs and which
+ * client-upgrade.ts now avoids.)
  */
-export const nativeAvailable = nativeUpstream !== null && process.env.SLUICE_NATIVE === '1';
+export const nativeAvailable = nativeUpstream !== null && process.env.SLUICE_NATIVE !== '0';
 
 /** Live native connections of this worker (a drain waits for them). */
 export function nativeConnections(): number {
