@@ -333,6 +333,7 @@ describe('RouterTable', () => {
     service: 0,
     entryPoints,
     tls: false,
+    middlewares: [],
   });
   // Already in priority order, as the snapshot delivers them.
   const routers = [

@@ -30,6 +30,7 @@ import {
 } from './snapshot.js';
 import type { CertificateFiles, CheckedConfig } from './validate.js';
 import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
+import { compileMiddlewares, type MiddlewareTable } from './compile-middlewares.js';
 
 export interface CompileContext {
   /** The config file as the user named it; becomes Snapshot.source. */
@@ -56,6 +57,9 @@ const DEFAULT_TRANSPORT: TransportSpec = {
   rootCAs: '',
   serverName: '',
   dialTimeoutMs: defaultOf('http.serversTransports.<name>.forwardingTimeouts.dialTimeout') as number,
+  responseHeaderTimeoutMs: defaultOf('http.serversTransports.<name>.forwardingTimeouts.responseHeaderTimeout') as number,
+  idleConnTimeoutMs: defaultOf('http.serversTransports.<name>.forwardingTimeouts.idleConnTimeout') as number,
+  maxIdleConnsPerHost: defaultOf('http.serversTransports.<name>.maxIdleConnsPerHost') as number,
 };
 
 /** Compile only runs the fallbacks below for values that failed validation; they keep the types whole. */
@@ -80,6 +84,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
         acceptGraceMs: lifeCycle?.requestAcceptGraceTimeout ?? numberDefault('entryPoints.<name>.transport.lifeCycle.requestAcceptGraceTimeout'),
         graceMs: lifeCycle?.graceTimeOut ?? numberDefault('entryPoints.<name>.transport.lifeCycle.graceTimeOut'),
       },
+      maxHeaderBytes: ep.http?.maxHeaderBytes ?? numberDefault('entryPoints.<name>.http.maxHeaderBytes'),
     };
   });
   checkPortsUnique(entryPoints, problems);
@@ -89,7 +94,8 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
 
   const transports = compileTransports(config, context, problems);
   const { services, backends } = compileServices(config, transports, problems, context.assignSlot);
-  const routers = compileRouters(config, entryPoints, services, problems);
+  const middlewares = compileMiddlewares(config.http?.middlewares ?? {}, (file, path, what) => readConfigFile(file, context, path, problems, what), problems);
+  const routers = compileRouters(config, entryPoints, services, middlewares, problems);
   const certificates = compileCertificates(config, context, problems);
 
   const declaredCertificates =
@@ -113,6 +119,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     services,
     backends,
     transports,
+    middlewares: middlewares.specs,
     websocket: compileWebSocket(config, problems),
     ...stickySecret(config, services),
     dnsServers: compileDnsServers(config.dns?.servers ?? [], problems),
@@ -166,11 +173,20 @@ function compileTransports(config: CheckedConfig, context: CompileContext, probl
       rootCAs: rootCAs.join(''),
       serverName: transport.serverName ?? '',
       dialTimeoutMs: transport.forwardingTimeouts?.dialTimeout ?? DEFAULT_TRANSPORT.dialTimeoutMs,
+      responseHeaderTimeoutMs: transport.forwardingTimeouts?.responseHeaderTimeout ?? DEFAULT_TRANSPORT.responseHeaderTimeoutMs,
+      idleConnTimeoutMs: transport.forwardingTimeouts?.idleConnTimeout ?? DEFAULT_TRANSPORT.idleConnTimeoutMs,
+      // Traefik's meaning: 0 takes the default, a negative value keeps no idle connection.
+      maxIdleConnsPerHost: idleConns(transport.maxIdleConnsPerHost),
     };
     if (name === 'default') transports[0] = spec;
     else transports.push(spec);
   }
   return transports;
+}
+
+function idleConns(configured: number | undefined): number {
+  if (configured === undefined || configured === 0) return DEFAULT_TRANSPORT.maxIdleConnsPerHost;
+  return configured < 0 ? 0 : configured;
 }
 
 function compileServices(
@@ -270,6 +286,7 @@ function compileRouters(
   config: CheckedConfig,
   entryPoints: MutableEntryPoint[],
   services: readonly ServiceSpec[],
+  middlewares: MiddlewareTable,
   problems: Problems,
 ): RouterSpec[] {
   const epNames = entryPoints.map((ep) => ep.name);
@@ -317,6 +334,7 @@ function compileRouters(
       }
     }
     const attached = attachRouter(name, router.entryPoints, tls, entryPoints, epNames, problems);
+    const chain = middlewares.resolve(router.middlewares, keyPath(path, 'middlewares'));
     if (ast === undefined || service < 0 || router.rule === undefined || attached === undefined) continue;
     routers.push({
       name,
@@ -327,6 +345,7 @@ function compileRouters(
       service,
       entryPoints: attached,
       tls,
+      middlewares: chain,
     });
   }
   return routers.sort(

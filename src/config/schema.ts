@@ -6,6 +6,7 @@
 import { formatSize } from './duration.js';
 import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
 import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
+import { middlewareSchema } from './schema-middlewares.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { ObjectSchema, ScalarSchema, Schema } from './schema-types.js';
@@ -15,6 +16,8 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 /** uWebSockets.js keeps payload and backpressure limits in 32-bit integers; 1 GiB stays well inside. */
 const MAX_BUFFER_BYTES = 1024 * MiB;
+/** uWebSockets.js drops a connection whose request head passes about 100 KiB without an answer: stay below. */
+const MAX_HEADER_BYTES = 64 * KiB;
 
 /** TLS settings Traefik takes from ACME or TLS options; Sluice serves the certificates of `tls.certificates`. */
 const TLS_REFUSED = {
@@ -70,9 +73,18 @@ const entryPoint: ObjectSchema = {
         tls: tlsOnRouterOrEntryPoint(
           'Present (`{}`) = this entry point terminates TLS with the certificates of tls.certificates.',
         ),
+        maxHeaderBytes: {
+          kind: 'scalar',
+          type: 'size',
+          min: 1024,
+          max: MAX_HEADER_BYTES,
+          defaultValue: 32 * KiB,
+          defaultText: '32KiB (Traefik: 1MiB)',
+          doc: 'Largest request head (request line and headers) accepted; a larger one is answered 431.',
+        },
       },
       refused: notYet(
-        ...['redirections', 'middlewares', 'encodeQuerySemicolons', 'sanitizePath', 'maxHeaderBytes'],
+        ...['redirections', 'middlewares', 'encodeQuerySemicolons', 'sanitizePath'],
         'encodedCharacters',
       ),
     },
@@ -126,8 +138,14 @@ const router: ObjectSchema = {
     tls: tlsOnRouterOrEntryPoint(
       'Present (`{}` or `true`) = the router serves HTTPS/WSS; the entry points it lists become TLS entry points.',
     ),
+    middlewares: {
+      kind: 'list',
+      item: { kind: 'scalar', type: 'string', doc: 'Name of a middleware in http.middlewares (a `@file` suffix is accepted).' },
+      doc: 'Middlewares applied in order to every request of this router, HTTP requests and WebSocket upgrades alike.',
+      defaultText: 'none',
+    },
   },
-  refused: { middlewares: NOT_YET, observability: NOT_YET, ruleSyntax: 'Sluice reads the Traefik v3 rule syntax' },
+  refused: { observability: NOT_YET, ruleSyntax: 'Sluice reads the Traefik v3 rule syntax' },
 };
 
 const server: ObjectSchema = {
@@ -269,11 +287,35 @@ const serversTransport: ObjectSchema = {
           min: 1,
           doc: 'Time allowed to open the TCP (and TLS) connection to a backend.',
         },
+        responseHeaderTimeout: {
+          kind: 'scalar',
+          type: 'duration',
+          defaultValue: 0,
+          defaultText: '0s (none)',
+          doc: "HTTP: time allowed for a backend's response head once the request is sent (504 after it); 0 waits as long as it takes.",
+        },
+        idleConnTimeout: {
+          kind: 'scalar',
+          type: 'duration',
+          min: 1,
+          defaultValue: 90_000,
+          defaultText: '90s',
+          doc: 'HTTP: how long an idle keep-alive connection to a backend stays open.',
+        },
       },
-      refused: notYet('responseHeaderTimeout', 'idleConnTimeout', 'readIdleTimeout', 'pingTimeout'),
+      refused: notYet('readIdleTimeout', 'pingTimeout'),
+    },
+    maxIdleConnsPerHost: {
+      kind: 'scalar',
+      type: 'integer',
+      min: -1,
+      max: 100_000,
+      defaultValue: 200,
+      defaultText: '200',
+      doc: 'HTTP: idle keep-alive connections kept per backend (busy ones are not capped); 0 means 200, -1 keeps none.',
     },
   },
-  refused: notYet('certificates', 'maxIdleConnsPerHost', 'disableHTTP2', 'peerCertURI', 'spiffe'),
+  refused: notYet('certificates', 'disableHTTP2', 'peerCertURI', 'spiffe'),
 };
 
 const certificateFiles = {
@@ -322,8 +364,13 @@ export const CONFIG_SCHEMA: ObjectSchema = {
           value: serversTransport,
           doc: "Backend connection settings, by name; one named 'default' replaces the built-in default.",
         },
+        middlewares: {
+          kind: 'map',
+          entry: 'middleware',
+          value: middlewareSchema,
+          doc: "Middlewares, by name (Traefik's types and keys); routers list them in `middlewares`.",
+        },
       },
-      refused: { middlewares: NOT_YET },
     },
     tls: {
       kind: 'object',

@@ -11,6 +11,7 @@ import { QuantityError, formatDuration, formatSize, parseDuration, parseSize } f
 import { Problems, closest, describeValue, indexPath, keyPath, unknownName } from './errors.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import type { ListSchema, MapSchema, ObjectSchema, ScalarSchema, Schema } from './schema.js';
+import type { MiddlewareConfig } from './compile-middlewares.js';
 
 export interface ListenAddress {
   readonly host: string;
@@ -62,14 +63,14 @@ export interface CheckedConfig {
     string,
     {
       address?: ListenAddress;
-      http?: { tls?: object };
+      http?: { tls?: object; maxHeaderBytes?: number };
       transport?: { lifeCycle?: { requestAcceptGraceTimeout?: number; graceTimeOut?: number } };
     }
   >;
   http?: {
     routers?: Record<
       string,
-      { rule?: string; service?: string; entryPoints?: string[]; priority?: number; tls?: object }
+      { rule?: string; service?: string; entryPoints?: string[]; priority?: number; tls?: object; middlewares?: string[] }
     >;
     services?: Record<
       string,
@@ -93,8 +94,15 @@ export interface CheckedConfig {
     >;
     serversTransports?: Record<
       string,
-      { insecureSkipVerify?: boolean; rootCAs?: string[]; serverName?: string; forwardingTimeouts?: { dialTimeout?: number } }
+      {
+        insecureSkipVerify?: boolean;
+        rootCAs?: string[];
+        serverName?: string;
+        maxIdleConnsPerHost?: number;
+        forwardingTimeouts?: { dialTimeout?: number; responseHeaderTimeout?: number; idleConnTimeout?: number };
+      }
     >;
+    middlewares?: Record<string, MiddlewareConfig>;
   };
   tls?: {
     certificates?: CertificateFiles[];
