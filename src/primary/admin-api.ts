@@ -11,6 +11,7 @@ import { Total, Traffic } from '../shared/layout.js';
 import { CONN_FIELDS, CONN_OUTCOMES, Conn, ERROR_REASONS, type RoutePlan } from '../shared/metrics-plan.js';
 import { HEARTBEAT_STALE_MS, type MetricsStore, type MetricsView } from './metrics-store.js';
 import type { WorkerStatus } from './supervisor.js';
+import { httpSummary } from './http-admin.js';
 
 /** What /api/overview says about live configuration. */
 export interface ReloadStatus {
@@ -109,6 +110,7 @@ export function backendsDocument(ctx: AdminContext, view = ctx.store.read()): ob
       ...routeTotals(view, routes, b),
       ...traffic(view, [b]),
       errors: errors(view, [b]),
+      http: httpSummary(view, store.shared, routes, [b], b),
     };
   });
 }
@@ -133,6 +135,7 @@ export function servicesDocument(ctx: AdminContext, view = ctx.store.read()): ob
     ...routeTotals(view, plan.routes.filter((r) => r.service === s)),
     ...traffic(view, service.backends),
     errors: errors(view, service.backends),
+    http: httpSummary(view, store.shared, plan.routes.filter((r) => r.service === s), service.backends),
   }));
 }
 
@@ -146,6 +149,8 @@ export function routersDocument(ctx: AdminContext, view = ctx.store.read()): obj
     service: snapshot.services[router.service]!.name,
     entryPoints: router.entryPoints.map((e) => snapshot.entryPoints[e]!.name),
     ...routeTotals(view, plan.routes.filter((route) => route.router === r)),
+    http: httpSummary(view, ctx.store.shared, plan.routes.filter((route) => route.router === r), []),
+    middlewares: router.middlewares.map((m) => snapshot.middlewares[m]!.name),
   }));
 }
 
@@ -196,6 +201,7 @@ export function overviewDocument(ctx: AdminContext): object {
     ...all,
     ...traffic(view, allBackends),
     errors: errors(view, allBackends),
+    http: httpSummary(view, ctx.store.shared, plan.routes, allBackends),
     unroutedRequests: view.totals[Total.NoRoute],
   };
 }
