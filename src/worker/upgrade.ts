@@ -51,6 +51,8 @@ export class Handshake {
   // PickRequest (balancer.ts): what the balancer may know of this request, computed once.
   hashKey = -1;
   stickyBackend = -1;
+  /** Response headers the router's middlewares set (http-upgrade.ts): written on the 101 or the answer. */
+  responseHeaders: readonly (readonly [string, string])[] | null = null;
 
   constructor(
     readonly res: uWS.HttpResponse,
@@ -80,6 +82,7 @@ export function beginUpgrade(
   gen: Generation,
   routerIndex: number,
   entryPoint: number,
+  responseHeaders: readonly (readonly [string, string])[] | null = null,
 ): void {
   const { snapshot } = gen;
   const router = snapshot.routers[routerIndex]!;
@@ -87,6 +90,7 @@ export function beginUpgrade(
   const t = new Tunnel(gen, router.service, routerIndex, entryPoint) as HandshakeTunnel;
   const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), gen.balancers[router.service]!, service.name, service.retries + 1);
   t.handshake = h;
+  h.responseHeaders = responseHeaders;
   h.hashKey = requestHashKey(service, client);
   const sticky = gen.stickies[router.service] ?? null;
   if (sticky !== null) h.stickyBackend = sticky.backendFor(cookieHeaderOf(client));
@@ -259,12 +263,14 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   const res = h.res;
   const sticky = t.gen.stickies[t.service] ?? null;
   const setCookie = sticky !== null && t.backend !== h.stickyBackend ? sticky.setCookieFor(t.backend) : '';
+  const extra = h.responseHeaders;
   res.cork(() => {
-    if (setCookie !== '') {
+    if (setCookie !== '' || extra !== null) {
       // upgrade() writes the 101 and its own headers, keeping a status already written: so a
-      // Set-Cookie written here goes out with the 101.
+      // Set-Cookie (or a middleware's header) written here goes out with the 101.
       res.writeStatus('101 Switching Protocols');
-      res.writeHeader('set-cookie', setCookie);
+      if (setCookie !== '') res.writeHeader('set-cookie', setCookie);
+      if (extra !== null) for (const [name, value] of extra) res.writeHeader(name, value);
     }
     res.upgrade<TunnelRef>({ tunnel: t }, h.client.key, protocol, '', h.uwsContext);
   });
@@ -314,7 +320,7 @@ export function finishRelay(t: HandshakeTunnel, h: Handshake): void {
   t.handshake = null;
   abandonBackend(t);
   h.aborted = true;
-  relayBackendResponse(h.res, response, body);
+  relayBackendResponse(h.res, response, body, h.responseHeaders);
 }
 
 function dechunk(raw: Buffer): Buffer {
@@ -371,7 +377,7 @@ function answer(t: HandshakeTunnel, status: number, message: string, headers?: r
   abandonBackend(t);
   if (h.aborted) return;
   h.aborted = true;
-  sendError(h.res, status, message, headers);
+  sendError(h.res, status, message, h.responseHeaders === null ? headers : [...(headers ?? []), ...h.responseHeaders]);
 }
 
 /** Let go of this attempt's backend socket and its count; the upgrade goes on with another. */
