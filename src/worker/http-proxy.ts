@@ -370,15 +370,17 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     if (this.request.method === 'HEAD' || status === 204 || status === 304) {
       this.out = Out.Done;
       if (!this.bodyDone) this.bodyStream?.detach(true);
-      // endWithoutBody() with no argument writes no Content-Length (204 must not have one); a HEAD answer
-      // reports the length a GET would have.
-      if (this.request.method === 'HEAD' && length >= 0 && Number.isSafeInteger(length)) res.endWithoutBody(length);
-      else res.endWithoutBody();
+      // A HEAD answer reports the length a GET would have. It is written as a header: this uWS build's
+      // endWithoutBody(length) leaves the response open, and the keep-alive connection stuck behind it.
+      // endWithoutBody() writes no Content-Length (a 204 must not have one) and still closes after
+      // `Connection: close`.
+      if (this.request.method === 'HEAD' && length >= 0 && Number.isSafeInteger(length)) res.writeHeader('content-length', String(length));
+      res.endWithoutBody();
       return;
     }
     if (length === 0) {
       this.out = Out.Done;
-      endResponse(res, !this.bodyDone);
+      endResponse(res, this.closeAfter);
       return;
     }
     if (length > 0 && Number.isSafeInteger(length)) {
@@ -460,7 +462,12 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
 
   endChunked(): void {
     this.out = Out.Done;
-    endResponse(this.res, !this.bodyDone);
+    endResponse(this.res, this.closeAfter);
+  }
+
+  /** Close the client's connection after this response: its request body was not read to its end, or it asked. */
+  private get closeAfter(): boolean {
+    return !this.bodyDone || this.request.closeAfter;
   }
 
   /** undici: the attempt failed (connect, timeout, reset, invalid answer, or our own abort). */
@@ -563,15 +570,17 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   private answer(status: number, phrase: string, headers: HeaderPair[], body: string | Uint8Array, close = false): void {
     const edits = this.responseEdits;
     if (edits !== null) edits.apply(headers);
-    const closeConnection = close || !this.bodyDone;
+    const closeConnection = close || this.closeAfter;
     this.out = Out.Done;
     this.bodyStream?.detach(true);
     const res = this.res;
     res.cork(() => {
       res.writeStatus(`${status} ${phrase}`);
       for (const [name, value] of headers) res.writeHeader(name, value);
-      if (this.request.method === 'HEAD') res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.length);
-      else res.end(body, closeConnection);
+      if (this.request.method === 'HEAD') {
+        res.writeHeader('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length));
+        res.endWithoutBody();
+      } else res.end(body, closeConnection);
     });
     this.upstreamDone = true;
     this.finish();

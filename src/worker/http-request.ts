@@ -46,6 +46,8 @@ export class ProxyRequest {
   readonly clientForwarded: string[];
   /** The middleware chain changed the request (upgrades then rebuild their forwarded head). */
   edited = false;
+  /** The client sent `Connection: close` (among other tokens): close after the response. */
+  closeAfter = false;
 
   constructor(
     method: string,
@@ -182,6 +184,7 @@ export function readHttpRequest(req: uWS.HttpRequest, clientIp: string, tls: boo
   const lengthText = req.getHeader('content-length');
   const contentLength = lengthText === '' ? -1 : /^\d{1,15}$/.test(lengthText) ? Number(lengthText) : -2;
   const request = new ProxyRequest(method, url, query === undefined ? '' : `?${query}`, host, headers, forwarded, clientIp, tls, port, false);
+  if (connectionTokens !== '' && /(^|,)\s*close\s*(,|$)/.test(connectionTokens)) request.closeAfter = true;
   return { request, headBytes, contentLength, chunked: req.getHeader('transfer-encoding') !== '', };
 }
 
