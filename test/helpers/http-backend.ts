@@ -62,7 +62,13 @@ export function pattern(offset: number, length: number): Buffer {
 
 export async function startHttpBackend(
   name: string,
-  options: { tls?: { cert: string; key: string }; handler?: (req: http.IncomingMessage, res: http.ServerResponse, seen: SeenRequest) => boolean } = {},
+  options: {
+    tls?: { cert: string; key: string };
+    /** Answers instead of the built-in paths when it returns true (called once the body was read). */
+    handler?: (req: http.IncomingMessage, res: http.ServerResponse, seen: SeenRequest) => boolean;
+    /** Read request bodies in bursts: pause `ms` after every `every` bytes (a slow backend). */
+    readPauses?: { every: number; ms: number };
+  } = {},
 ): Promise<HttpBackend> {
   const requests: SeenRequest[] = [];
   const open = new Set<Socket>();
@@ -95,9 +101,18 @@ export async function startHttpBackend(
       done();
     });
     const hash = createHash('sha256');
+    let sincePause = 0;
     req.on('data', (chunk: Buffer) => {
       seen.bodyBytes += chunk.length;
       hash.update(chunk);
+      const pauses = options.readPauses;
+      if (pauses === undefined) return;
+      sincePause += chunk.length;
+      if (sincePause >= pauses.every) {
+        sincePause = 0;
+        req.pause();
+        setTimeout(() => req.resume(), pauses.ms);
+      }
     });
     req.on('end', () => {
       seen.bodySha = hash.digest('hex');
