@@ -282,15 +282,15 @@ function compileBasicAuth(
 ): MiddlewareSpec | undefined {
   const users: [string, string][] = [];
   let ok = true;
-  const addEntry = (entry: string, at: string): void => {
+  const addEntry = (entry: string, at: string, where = ''): void => {
     const colon = entry.indexOf(':');
     const user = colon < 0 ? '' : entry.slice(0, colon);
     const hash = colon < 0 ? '' : entry.slice(colon + 1).trim();
     if (user === '') {
-      problems.add(at, `invalid entry '${entry.slice(0, 40)}' (expected "user:hash" as htpasswd writes it)`);
+      problems.add(at, `${where}invalid entry '${entry.slice(0, 40)}' (expected "user:hash" as htpasswd writes it)`);
       ok = false;
     } else if (hashFormat(hash) === null) {
-      problems.add(at, `user '${user}': unsupported password hash (expected bcrypt "$2y$…", SHA-1 "{SHA}…" or apr1 "$apr1$…", as htpasswd -B, -s or -m writes them)`);
+      problems.add(at, `${where}user '${user}': unsupported password hash (expected bcrypt "$2y$…", SHA-1 "{SHA}…" or apr1 "$apr1$…", as htpasswd -B, -s or -m writes them)`);
       ok = false;
     } else if (!users.some(([u]) => u === user)) users.push([user, hash]); // as in Traefik, the first entry of a user wins
   };
@@ -302,7 +302,7 @@ function compileBasicAuth(
     else {
       text.split(/\r?\n/).forEach((line, i) => {
         const trimmed = line.trim();
-        if (trimmed !== '' && !trimmed.startsWith('#')) addEntry(trimmed, `${at} (line ${i + 1})`);
+        if (trimmed !== '' && !trimmed.startsWith('#')) addEntry(trimmed, at, `'${config.usersFile}' line ${i + 1}: `);
       });
     }
   }
