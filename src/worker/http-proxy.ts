@@ -113,6 +113,14 @@ function endCorked(): void {
   corked!.endChunked();
 }
 
+function flushPendingCorked(): void {
+  corked!.flushPending();
+}
+
+function retryPending(x: HttpExchange): void {
+  x.retryWrite();
+}
+
 export class HttpExchange extends ChainedExchange implements Dispatcher.DispatchHandler {
   readonly kind = 'http';
   aborted = false;
@@ -160,6 +168,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   private pendingBase = 0;
   private resumeUpstream: (() => void) | null = null;
   private upstreamPaused = false;
+  private retryScheduled = false;
   responseBytes = 0;
   private finished = false;
 
@@ -387,7 +396,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
       this.out = Out.Length;
       this.total = length;
     } else this.out = Out.Chunked;
-    res.onWritable((offset) => this.onClientWritable(offset));
+    res.onWritable(() => this.onClientWritable());
   }
 
   /** undici: a piece of the response body. Returning false pauses the backend until resumeUpstream(). */
@@ -420,21 +429,44 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   }
 
   /** uWS: the client can take more. */
-  private onClientWritable(offset: number): boolean {
+  private onClientWritable(): boolean {
     if (this.out === Out.Length && this.pending !== null) {
-      const [ok, done] = this.res.tryEnd(this.pending.subarray(offset - this.pendingBase), this.total);
-      if (done) {
-        this.pending = null;
-        this.out = Out.Done;
-        this.resume();
-        this.finish();
-        return true;
+      const before = this.res.getWriteOffset();
+      if (this.flushPending()) return true;
+      // uWS reported the socket writable yet took nothing: it calls onWritable again only when a write of its
+      // own is left over, and with a user handler it never drains its own buffer here, so a response could
+      // stall for good. Try once more on the next turn, outside this callback.
+      if (this.res.getWriteOffset() === before && !this.retryScheduled) {
+        this.retryScheduled = true;
+        setImmediate(retryPending, this);
       }
-      if (!ok) return false;
-      this.pending = null;
+      return false;
     }
     this.resume();
     return true;
+  }
+
+  /** Send the rest of the chunk that met backpressure (inside a cork); true once it all went. */
+  flushPending(): boolean {
+    const [ok, done] = this.res.tryEnd(this.pending!.subarray(this.res.getWriteOffset() - this.pendingBase), this.total);
+    if (done) {
+      this.pending = null;
+      this.out = Out.Done;
+      this.resume();
+      this.finish();
+      return true;
+    }
+    if (!ok) return false;
+    this.pending = null;
+    this.resume();
+    return true;
+  }
+
+  /** The retry scheduled by onClientWritable. */
+  retryWrite(): void {
+    this.retryScheduled = false;
+    if (this.aborted || this.out !== Out.Length || this.pending === null) return;
+    corkOn(this, this.res, flushPendingCorked);
   }
 
   private resume(): void {
