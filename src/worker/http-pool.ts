@@ -17,8 +17,8 @@ import { bracketHost } from '../shared/address.js';
 /** A backend's response head larger than this is refused (502, reason invalid_response). */
 const MAX_RESPONSE_HEAD = 64 * 1024;
 
-/** An undici Client with the pool bookkeeping Sluice needs. */
-export type PooledClient = Client & { idleAt?: number };
+/** One keep-alive connection (an undici Client with pipelining 1). */
+export type PooledClient = Client;
 
 export class BackendPool {
   private readonly idle: PooledClient[] = [];
@@ -71,7 +71,7 @@ export class BackendPool {
       if (!client.closed && !client.destroyed) return { client, reused: true };
       this.all.delete(client);
     }
-    const client = new Client(`${this.spec.tls ? 'https' : 'http'}://${bracketHost(host)}:${this.spec.port}`, this.options) as PooledClient;
+    const client = new Client(`${this.spec.tls ? 'https' : 'http'}://${bracketHost(host)}:${this.spec.port}`, this.options);
     client.on('disconnect', () => this.forget(client));
     client.on('connectionError', () => undefined);
     this.all.add(client);
@@ -94,15 +94,6 @@ export class BackendPool {
     const at = this.idle.indexOf(client);
     if (at >= 0) this.idle.splice(at, 1);
     client.destroy().catch(() => undefined);
-  }
-
-  /** Connections held (busy and idle), for tests and the admin API. */
-  get size(): number {
-    return this.all.size;
-  }
-
-  get idleCount(): number {
-    return this.idle.length;
   }
 
   /** The generation is done (no request of it is in flight): close every connection. */
