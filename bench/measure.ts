@@ -3,6 +3,7 @@
  * window is also the window over which the proxy's CPU is read from /proc: the phase hooks sample
  * the proxy when measuring starts and when it stops, so ramp-up, warm-up and drain stay out.
  */
+import autocannon from 'autocannon';
 import { parseOptions } from '../loadtest/options.js';
 import { runLoad, type LoadReport } from '../loadtest/run.js';
 import { performance } from 'node:perf_hooks';
@@ -23,6 +24,11 @@ export interface BenchSettings {
   readonly churnConcurrency: number;
   /** Generator threads: 1 when pinned to one core (more would only take turns on it). */
   readonly generatorThreads: number;
+  /** Plain HTTP (autocannon): connections for the small GET and for the 1 MiB response. */
+  readonly httpConnections: number;
+  readonly httpLargeConnections: number;
+  /** Only the plain HTTP figures (a smoke run of that row, or a comparison of HTTP alone). */
+  readonly httpOnly: boolean;
 }
 
 export const FULL: Omit<BenchSettings, 'generatorThreads'> = {
@@ -35,6 +41,9 @@ export const FULL: Omit<BenchSettings, 'generatorThreads'> = {
   throughputConnections: 100,
   throughputInFlight: 16,
   churnConcurrency: 50,
+  httpConnections: 50,
+  httpLargeConnections: 10,
+  httpOnly: false,
 };
 
 export const QUICK: Omit<BenchSettings, 'generatorThreads'> = {
@@ -117,6 +126,11 @@ export async function measureTarget(target: Running, backendsPid: number, s: Ben
   };
   const perUnit = (cpu: number | null, units: number): number | null => (cpu === null || units === 0 ? null : cpu / units);
 
+  if (s.httpOnly) {
+    await measureHttp(target, s, figures, notes, log);
+    return { figures, generator, notes };
+  }
+
   // Memory first, on a freshly started proxy, so earlier load has not already grown its heap.
   if (target.pid !== null) {
     await sleep(500);
@@ -187,7 +201,36 @@ export async function measureTarget(target: Running, backendsPid: number, s: Ben
     noteFailures('churn', report);
     log(`    churn: ${report.upgradesPerSecond} upgrades/s, proxy ${fmt(figures.cpuPerUpgrade)} µs per upgrade`);
   }
+  await sleep(500);
+  await measureHttp(target, s, figures, notes, log);
   return { figures, generator, notes };
+}
+
+/**
+ * Plain HTTP with autocannon (in this process, on the load core): a small GET over keep-alive connections,
+ * then a 1 MiB response, each after a 1 s warm-up. Requests/s, and the proxy's CPU (its whole process tree,
+ * from /proc) per request over the measured window.
+ */
+async function measureHttp(target: Running, s: BenchSettings, figures: Figures, notes: string[], log: (line: string) => void): Promise<void> {
+  const runs: [tag: string, path: string, connections: number][] = [
+    ['Small', '/http/small', s.httpConnections],
+    ['1m', '/http/1mib', s.httpLargeConnections],
+  ];
+  for (const [tag, path, connections] of runs) {
+    const url = `${target.httpUrl}${path}`;
+    await autocannon({ url, connections, duration: Math.max(1, Math.round(s.warmup)), timeout: 10 });
+    const pids = target.pid === null ? [] : processTree(target.pid);
+    const before = target.pid === null ? 0 : cpuMicros(pids);
+    const result = await autocannon({ url, connections, duration: s.duration, timeout: 10 });
+    const cpu = target.pid === null ? null : cpuMicros(pids) - before;
+    const requests = result['2xx'];
+    figures[`httpRps${tag}`] = requests / result.duration;
+    figures[`httpCpu${tag}`] = cpu === null || requests === 0 ? null : cpu / requests;
+    const bad = result.errors + result.timeouts + result.non2xx;
+    if (bad > 0) notes.push(`HTTP ${path}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx answers`);
+    log(`    HTTP ${path}: ${Math.round(requests / result.duration)} req/s, proxy ${fmt(figures[`httpCpu${tag}`])} µs per request, p99 ${result.latency.p99} ms`);
+    await sleep(300);
+  }
 }
 
 function fmt(n: number | null | undefined): string {

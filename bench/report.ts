@@ -34,6 +34,10 @@ export const FIGURES: readonly Figure[] = [
   { key: 'rssPerConnection', label: 'RSS per idle proxied connection', unit: 'bytes', better: 'lower' },
   { key: 'cpuPerUpgrade', label: 'Proxy CPU per upgrade (churn)', unit: 'µs', better: 'lower' },
   { key: 'upgradesPerSecond', label: 'Upgrades/s during churn', unit: '/s', better: 'higher' },
+  { key: 'httpRpsSmall', label: 'HTTP requests/s, small GET over keep-alive (autocannon)', unit: 'req/s', better: 'higher' },
+  { key: 'httpCpuSmall', label: 'Proxy CPU per HTTP request, small GET', unit: 'µs', better: 'lower' },
+  { key: 'httpRps1m', label: 'HTTP requests/s, 1 MiB response (autocannon)', unit: 'req/s', better: 'higher' },
+  { key: 'httpCpu1m', label: 'Proxy CPU per HTTP request, 1 MiB response', unit: 'µs', better: 'lower' },
   { key: 'otherLoad', label: 'Other processes on the machine (worst echo window)', unit: '% core', better: 'info' },
 ];
 
@@ -174,7 +178,6 @@ export function renderMarkdown(results: BenchResults): string {
   for (const f of FIGURES) {
     lines.push(`| ${f.label} | ${f.unit} | ${targets.map((t) => cell(s[f.key]?.[t])).join(' | ')} |`);
   }
-  lines.push(`| HTTP requests/s, small GET (autocannon) | req/s | ${targets.map(() => 'HTTP proxying not implemented yet').join(' | ')} |`);
   lines.push('');
   const r = ratios(results);
   const columns = Object.keys(Object.values(r)[0] ?? {});
@@ -184,7 +187,6 @@ export function renderMarkdown(results: BenchResults): string {
   for (const f of FIGURES) {
     lines.push(`| ${f.label} | ${f.better} | ${columns.map((c) => r[f.key]?.[c] ?? '—').join(' | ')} |`);
   }
-  lines.push(`| HTTP requests/s | higher | ${columns.map(() => 'HTTP proxying not implemented yet').join(' | ')} |`);
   lines.push('');
   lines.push('## Load generator CPU (median % of one core · µs per message or upgrade)', '');
   lines.push('Pinned to the same core as the echo backends; near 100 % would mean the generator, not the proxy, set the pace.', '');

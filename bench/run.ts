@@ -14,7 +14,7 @@ import { cpuMicros, machineBusyMicros } from './procstat.js';
 import { FULL, QUICK, measureTarget, type BenchSettings } from './measure.js';
 import { renderJson, renderMarkdown, type BenchResults, type TargetResult } from './report.js';
 import {
-  REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, removeSnapshot, snapshotSluice, startBackends, startTarget, versions,
+  REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, removeSnapshot, snapshotSluice, startBackends, startHttpBackends, startTarget, versions,
   type Pinning, type Running, type TargetName,
 } from './targets.js';
 
@@ -26,6 +26,7 @@ const HELP = `usage: npm run bench -- [options]
   --out DIR          where the .md and .json go [bench/results]
   --no-pin           do not pin with taskset (proxy on CPU 0, generator and backends on CPU 1)
   --no-install       do not apt-get install NGINX and HAProxy when missing (skip them instead)
+  --http-only        only the plain HTTP figures (autocannon), for a short check of that row
   -h, --help         this text`;
 
 interface BenchArgs {
@@ -35,10 +36,11 @@ interface BenchArgs {
   out: string;
   pin: boolean;
   install: boolean;
+  httpOnly: boolean;
 }
 
 function parseArgs(argv: readonly string[]): BenchArgs | null {
-  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true };
+  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true, httpOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const value = (): string => {
@@ -49,6 +51,7 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
     if (arg === '--quick') a.quick = true;
     else if (arg === '--no-pin') a.pin = false;
     else if (arg === '--no-install') a.install = false;
+    else if (arg === '--http-only') a.httpOnly = true;
     else if (arg === '--help' || arg === '-h') return null;
     else if (arg === '--out') a.out = value();
     else if (arg === '--runs') {
@@ -157,17 +160,18 @@ async function main(argv: readonly string[]): Promise<number> {
     // This process is the load generator: pin all its threads (and the piscina threads it will start) to CPU 1.
     execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
   }
-  const settings: BenchSettings = { ...base, generatorThreads: canPin ? 1 : Math.min(2, availableParallelism()) };
+  const settings: BenchSettings = { ...base, httpOnly: args.httpOnly, generatorThreads: canPin ? 1 : Math.min(2, availableParallelism()) };
 
   const live = new Set<Running>();
   const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) ? snapshotSluice() : null;
   const backends = await startBackends(pin);
+  const httpBackends = await startHttpBackends(pin);
   let interrupted = false;
   process.on('SIGINT', () => {
     if (interrupted) process.exit(130);
     interrupted = true;
     log('bench: interrupted, stopping what it started');
-    void Promise.all([...live].map((r) => r.stop()).concat(backends.stop())).then(() => {
+    void Promise.all([...live].map((r) => r.stop()).concat(backends.stop(), httpBackends.stop())).then(() => {
       removeSnapshot(sluiceRoot);
       process.exit(130);
     });
@@ -185,7 +189,7 @@ async function main(argv: readonly string[]): Promise<number> {
         await waitForQuiet(backends.pid);
         let running: Running | null = null;
         try {
-          running = await startTarget(t, backends.ports, pin, sluiceRoot ?? undefined);
+          running = await startTarget(t, backends.ports, pin, sluiceRoot ?? undefined, httpBackends.ports);
           live.add(running);
           result.runs.push(await measureTarget(running, backends.pid, settings, log));
         } catch (err) {
@@ -203,6 +207,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
   } finally {
     await backends.stop();
+    await httpBackends.stop();
     removeSnapshot(sluiceRoot);
   }
 
@@ -220,13 +225,14 @@ async function main(argv: readonly string[]): Promise<number> {
       'held connections': settings.heldConnections,
       throughput: `${settings.throughputConnections} connections × ${settings.throughputInFlight} in flight`,
       churn: `${settings.churnConcurrency} at a time`,
+      http: `autocannon, ${settings.httpConnections} connections (small GET), ${settings.httpLargeConnections} (1 MiB), keep-alive${settings.httpOnly ? ', HTTP figures only' : ''}`,
     },
     wallSeconds: (performance.now() - started) / 1000,
     targets: results,
   };
   mkdirSync(args.out, { recursive: true });
   const stamp = date.toISOString().slice(0, 16).replace('T', '-').replace(':', '');
-  const name = `${stamp}${args.quick ? '-quick' : ''}`;
+  const name = `${stamp}${args.quick ? '-quick' : ''}${args.httpOnly ? '-http' : ''}`;
   const md = renderMarkdown(bench);
   writeFileSync(join(args.out, `${name}.md`), md);
   writeFileSync(join(args.out, `${name}.json`), renderJson(bench));

@@ -199,7 +199,7 @@ describe('loader', () => {
     });
     assert.deepEqual(snapshot.entryPoints.map((ep) => ep.lifeCycle), snapshot.entryPoints.map(() => ({ acceptGraceMs: 0, graceMs: 10_000 })));
     assert.deepEqual(snapshot.transports, [
-      { name: 'default', insecureSkipVerify: false, rootCAs: '', serverName: '', dialTimeoutMs: 5000 },
+      { name: 'default', insecureSkipVerify: false, rootCAs: '', serverName: '', dialTimeoutMs: 5000, responseHeaderTimeoutMs: 0, idleConnTimeoutMs: 90_000, maxIdleConnsPerHost: 200 },
     ]);
   });
 

@@ -234,11 +234,11 @@ http:
     for (const panel of dashboard.panels) {
       assert.ok(panel.targets.length > 0, `panel '${panel.title}' has a query`);
       for (const target of panel.targets) {
-        for (const [name] of target.expr.matchAll(/\b(?:websocket|sluice|process)_[a-z_]+/g)) queried.add(name.replace(/_(bucket|sum|count)$/, ''));
+        for (const [name] of target.expr.matchAll(/\b(?:websocket|sluice|process|http)_[a-z_]+/g)) queried.add(name.replace(/_(bucket|sum|count)$/, ''));
       }
     }
     for (const name of queried) assert.ok(exported.has(name), `the dashboard queries ${name}, which /metrics does not export`);
-    for (const name of ['websocket_connections_active', 'websocket_connections_total', 'websocket_messages_total', 'websocket_errors_total']) {
+    for (const name of ['websocket_connections_active', 'websocket_connections_total', 'websocket_messages_total', 'websocket_errors_total', 'http_requests_total', 'http_request_duration_seconds']) {
       assert.ok(queried.has(name), `the dashboard shows ${name}`);
     }
   });

@@ -194,7 +194,7 @@ describe('a broken config', () => {
     }
     assert.equal(status.lastResult, 'failure');
     assert.equal(status.generation, 1);
-    assert.ok(status.lastError.some((line) => line === `${s.configFile}: http.routres: unknown key 'routres': did you mean 'routers'? (expected one of: routers, services, serversTransports)`), status.lastError.join('\n'));
+    assert.ok(status.lastError.some((line) => line === `${s.configFile}: http.routres: unknown key 'routres': did you mean 'routers'? (expected one of: routers, services, serversTransports, middlewares)`), status.lastError.join('\n'));
     assert.equal(sampleValue(await metrics(s), 'sluice_config_reloads_total', { result: 'failure' }), 1);
     const ws = await connect(s.url);
     started.clients.push(ws);

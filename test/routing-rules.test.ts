@@ -448,6 +448,7 @@ describe('RouterTable', () => {
     service: 0,
     entryPoints,
     tls: false,
+    middlewares: [],
   });
   // Already in priority order, as the snapshot delivers them.
   const routers = [

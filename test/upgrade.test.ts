@@ -3,7 +3,7 @@
  * for byte, end-to-end headers, X-Forwarded-*, no hop-by-hop headers, Host), what reaches the client
  * (the backend's subprotocol, its non-101 answers with their bodies), and Sluice's own answers: 404
  * without a route, retry then 502 on dead backends, 504 on a silent one, 400 on a bad handshake, 426
- * on plain HTTP. Whole file: about 5 s.
+ * for an unsupported WebSocket version (a plain HTTP request is proxied). Whole file: about 5 s.
  */
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -357,9 +357,10 @@ http:
       assert.equal(answer.headers.get('sec-websocket-version'), '13');
     });
 
-    test('a plain HTTP GET on a route: 426', async () => {
-      const answer = await rawRequest(sluice!.port, 'GET /app/page HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    test('a plain HTTP GET on a route is proxied to the backend (a ws server, which answers 426 itself)', async () => {
+      const answer = await rawRequest(sluice!.port, 'GET /app/page HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
       assert.equal(answer.status, 426, answer.raw);
+      assert.doesNotMatch(answer.body, /Sluice|not implemented/);
     });
 
     test('none of the refused requests reached the echo backend', () => {

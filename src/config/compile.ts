@@ -13,7 +13,7 @@ import { formatDuration, formatSize } from './duration.js';
 import { Problems, indexPath, keyPath, unknownName } from './errors.js';
 import { parseRule } from './rule-parser.js';
 import type { RuleNode } from './rule-ast.js';
-import { CONFIG_SCHEMA, serversTransportSchema } from './schema.js';
+import { CONFIG_SCHEMA, defaultOf, serversTransportSchema } from './schema.js';
 import {
   SNAPSHOT_VERSION,
   type LogLevel,
@@ -29,6 +29,7 @@ import {
 import { defaultsOf, type CertificateFiles, type CheckedConfig } from './validate.js';
 import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
 import { NO_TLS_ENTRY_POINT, addDefaultCertificate, assignTlsOptions, compileTlsOptionSets, decideTlsEntryPoints } from './compile-tls.js';
+import { compileMiddlewares, type MiddlewareTable } from './compile-middlewares.js';
 
 export interface CompileContext {
   /** The config file as the user named it; becomes Snapshot.source. */
@@ -74,6 +75,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
       acceptGraceMs: ep.transport.lifeCycle.requestAcceptGraceTimeout,
       graceMs: ep.transport.lifeCycle.graceTimeOut,
     },
+    maxHeaderBytes: ep.http.maxHeaderBytes,
   }));
   checkPortsUnique(entryPoints, problems);
   if (config.entryPoints !== undefined && entryPoints.length === 0) {
@@ -82,7 +84,8 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
 
   const transports = compileTransports(config, context, problems);
   const { services, backends } = compileServices(config, transports, problems, context.assignSlot);
-  const routers = compileRouters(config, entryPoints, services, problems);
+  const middlewares = compileMiddlewares(config.http?.middlewares ?? {}, (file, path, what) => readConfigFile(file, context, path, problems, what), problems);
+  const routers = compileRouters(config, entryPoints, services, middlewares, problems);
   const certificates = compileCertificates(config, context, problems);
   assignTlsOptions(config, entryPoints, routers, compileTlsOptionSets(config, problems), problems);
   addDefaultCertificate(config, entryPoints, routers, certificates, problems);
@@ -97,6 +100,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     services,
     backends,
     transports,
+    middlewares: middlewares.specs,
     websocket: compileWebSocket(config, problems),
     onRemove: config.loadBalancer.onRemove,
     ...stickySecret(config, services),
@@ -158,6 +162,10 @@ function transportSpec(name: string, transport: CheckedTransport, rootCAs: strin
     rootCAs,
     serverName: transport.serverName ?? '',
     dialTimeoutMs: transport.forwardingTimeouts.dialTimeout,
+    responseHeaderTimeoutMs: transport.forwardingTimeouts.responseHeaderTimeout,
+    idleConnTimeoutMs: transport.forwardingTimeouts.idleConnTimeout,
+    // Traefik's meaning: 0 takes the default, a negative value keeps no idle connection.
+    maxIdleConnsPerHost: transport.maxIdleConnsPerHost === 0 ? defaultOf('http.serversTransports.<name>.maxIdleConnsPerHost') : Math.max(0, transport.maxIdleConnsPerHost),
   };
 }
 
@@ -258,6 +266,7 @@ function compileRouters(
   config: CheckedConfig,
   entryPoints: MutableEntryPoint[],
   services: readonly ServiceSpec[],
+  middlewares: MiddlewareTable,
   problems: Problems,
 ): RouterSpec[] {
   const epNames = entryPoints.map((ep) => ep.name);
@@ -300,6 +309,7 @@ function compileRouters(
       }
     }
     const attached = attachRouter(name, router.entryPoints, tls, entryPoints, epNames, problems);
+    const chain = middlewares.resolve(router.middlewares, keyPath(path, 'middlewares'));
     if (ast === undefined || service < 0 || router.rule === undefined || attached === undefined) continue;
     routers.push({
       name,
@@ -310,6 +320,7 @@ function compileRouters(
       service,
       entryPoints: attached,
       tls,
+      middlewares: chain,
     });
   }
   return routers.sort(

@@ -8,6 +8,7 @@
 import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
 import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
 import { kubernetesManifestsSchema, tlsOptionsRef, tlsOptionsSchema } from './schema-tls.js';
+import { middlewareSchema } from './schema-middlewares.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { Checked, DefaultEntries, ObjectSchema, Schema } from './schema-types.js';
@@ -17,6 +18,8 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 /** uWebSockets.js keeps payload and backpressure limits in 32-bit integers; 1 GiB stays well inside. */
 const MAX_BUFFER_BYTES = 1024 * MiB;
+/** uWebSockets.js drops a connection whose request head passes about 100 KiB without an answer: stay below. */
+const MAX_HEADER_BYTES = 64 * KiB;
 
 /** TLS settings Traefik takes from ACME; Sluice serves the certificates of `tls.certificates`. */
 const TLS_REFUSED = {
@@ -64,9 +67,18 @@ const entryPoint = {
       doc: 'HTTP settings of this entry point.',
       fields: {
         tls: tlsOnRouterOrEntryPoint('Present: this entry point terminates TLS with the certificates of `tls.certificates`.'),
+        maxHeaderBytes: {
+          kind: 'scalar',
+          type: 'size',
+          min: 1024,
+          max: MAX_HEADER_BYTES,
+          defaultValue: 32 * KiB,
+          defaultNote: '(Traefik: 1MiB)',
+          doc: 'Largest request head (request line and headers) accepted; a larger one is answered 431.',
+        },
       },
       refused: notYet(
-        ...['redirections', 'middlewares', 'encodeQuerySemicolons', 'sanitizePath', 'maxHeaderBytes'],
+        ...['redirections', 'middlewares', 'encodeQuerySemicolons', 'sanitizePath'],
         'encodedCharacters',
       ),
     },
@@ -119,8 +131,14 @@ const router = {
       defaultText: 'length of the rule',
     },
     tls: tlsOnRouterOrEntryPoint('The router serves HTTPS/WSS; the entry points it lists become TLS entry points.'),
+    middlewares: {
+      kind: 'list',
+      item: { kind: 'scalar', type: 'string', doc: 'Name of a middleware in http.middlewares (a `@file` suffix is accepted).' },
+      doc: 'Middlewares applied in order to every request of this router, HTTP requests and WebSocket upgrades alike.',
+      defaultText: 'none',
+    },
   },
-  refused: { middlewares: NOT_YET, observability: NOT_YET, ruleSyntax: 'Sluice reads the Traefik v3 rule syntax' },
+  refused: { observability: NOT_YET, ruleSyntax: 'Sluice reads the Traefik v3 rule syntax' },
 } as const satisfies ObjectSchema;
 
 const server = {
@@ -257,11 +275,33 @@ export const serversTransportSchema = {
           min: 1,
           doc: "Time to open the TCP (and TLS) connection. **Traefik's default is 30s**; Sluice uses 5s so a dead backend is skipped (with `retries`) before the client gives up.",
         },
+        responseHeaderTimeout: {
+          kind: 'scalar',
+          type: 'duration',
+          defaultValue: 0,
+          defaultNote: '(none)',
+          doc: "HTTP: time allowed for a backend's response head once the request is sent (504 after it); 0 waits as long as it takes.",
+        },
+        idleConnTimeout: {
+          kind: 'scalar',
+          type: 'duration',
+          min: 1,
+          defaultValue: 90_000,
+          doc: 'HTTP: how long an idle keep-alive connection to a backend stays open.',
+        },
       },
-      refused: notYet('responseHeaderTimeout', 'idleConnTimeout', 'readIdleTimeout', 'pingTimeout'),
+      refused: notYet('readIdleTimeout', 'pingTimeout'),
+    },
+    maxIdleConnsPerHost: {
+      kind: 'scalar',
+      type: 'integer',
+      min: -1,
+      max: 100_000,
+      defaultValue: 200,
+      doc: 'HTTP: idle keep-alive connections kept per backend (busy ones are not capped); 0 means 200, -1 keeps none.',
     },
   },
-  refused: notYet('certificates', 'maxIdleConnsPerHost', 'disableHTTP2', 'peerCertURI', 'spiffe'),
+  refused: notYet('certificates', 'disableHTTP2', 'peerCertURI', 'spiffe'),
 } as const satisfies ObjectSchema;
 
 function certificateFiles<const C extends string, const K extends string>(certDoc: C, keyDoc: K) {
@@ -313,8 +353,13 @@ export const CONFIG_SCHEMA = {
           value: serversTransportSchema,
           doc: 'Backend connection settings, by name.',
         },
+        middlewares: {
+          kind: 'map',
+          entry: 'middleware',
+          value: middlewareSchema,
+          doc: "Middlewares, by name (Traefik's types and keys); routers list them in `middlewares`.",
+        },
       },
-      refused: { middlewares: NOT_YET },
     },
     tls: {
       kind: 'object',

@@ -4,8 +4,11 @@
  * looks anything up by name. Written by src/config/compile.ts in the primary, read by src/worker/*.
  */
 import type { RuleNode } from './rule-ast.js';
+import type { MiddlewareSpec } from './middleware-spec.js';
 
-export const SNAPSHOT_VERSION = 3;
+export type { MiddlewareSpec } from './middleware-spec.js';
+
+export const SNAPSHOT_VERSION = 4;
 
 export type Strategy = 'leastconn' | 'roundrobin' | 'hash';
 
@@ -24,6 +27,8 @@ export interface EntryPointSpec {
   /** transport.lifeCycle: on SIGTERM, keep accepting for acceptGraceMs, then close the open
    *  WebSockets with 1001 spread over graceMs. */
   readonly lifeCycle: { readonly acceptGraceMs: number; readonly graceMs: number };
+  /** http.maxHeaderBytes: a request head above this is answered 431. */
+  readonly maxHeaderBytes: number;
 }
 
 /** One set of tls.options, as the worker's SSLApp takes it. */
@@ -58,6 +63,8 @@ export interface RouterSpec {
   /** Indexes into Snapshot.entryPoints. */
   readonly entryPoints: readonly number[];
   readonly tls: boolean;
+  /** Indexes into Snapshot.middlewares, in the order they apply (chains already flattened). */
+  readonly middlewares: readonly number[];
 }
 
 export interface TransportSpec {
@@ -68,6 +75,12 @@ export interface TransportSpec {
   /** SNI and certificate name to use toward the backend; '' = the backend URL's host. */
   readonly serverName: string;
   readonly dialTimeoutMs: number;
+  /** HTTP: time allowed for a backend's response head (0 = no limit). */
+  readonly responseHeaderTimeoutMs: number;
+  /** HTTP: how long an idle keep-alive connection to a backend stays open. */
+  readonly idleConnTimeoutMs: number;
+  /** HTTP: idle keep-alive connections kept per backend (0 = none kept). */
+  readonly maxIdleConnsPerHost: number;
 }
 
 export interface BackendSpec {
@@ -207,6 +220,8 @@ export interface Snapshot {
   readonly services: readonly ServiceSpec[];
   readonly backends: readonly BackendSpec[];
   readonly transports: readonly TransportSpec[];
+  /** http.middlewares that do something (chains are flattened into RouterSpec.middlewares). */
+  readonly middlewares: readonly MiddlewareSpec[];
   readonly websocket: WebSocketSettings;
   /** loadBalancer.onRemove: what a reload does to the WebSockets of a backend whose service it removed
    *  altogether (a service that stays uses its own ServiceSpec.onRemove). */

@@ -1,13 +1,14 @@
 /**
  * The primary's half of the access log: unpacks the batches workers send (worker/access-log.ts) and
- * appends one JSON line per closed connection to accessLog.filePath (or standard output) through an asynchronous sonic-boom stream (pino.destination), so a slow disk never
+ * appends one JSON line per closed connection and per plain HTTP request to accessLog.filePath (or
+ * standard output) through an asynchronous sonic-boom stream (pino.destination), so a slow disk never
  * blocks the primary. Field names follow Traefik's JSON access log where one exists. "Standard output" is
  * the descriptor stdout.ts kept for it, free of uWebSockets.js's debug prints.
  */
 import { Unpackr } from 'msgpackr';
 import pino from 'pino';
 import type { Snapshot } from '../config/snapshot.js';
-import type { AccessRecord } from '../shared/messages.js';
+import type { AccessRecord, HttpAccessRecord } from '../shared/messages.js';
 import { SIDES } from '../shared/metrics-plan.js';
 import { log } from './log.js';
 import { operatorStdout, stdoutSharedBecause } from './stdout.js';
@@ -27,9 +28,14 @@ export function openAccessLog(snapshot: Snapshot): AccessLogWriter | null {
   const unpackr = new Unpackr({ useRecords: false });
   return {
     write(worker, packed) {
-      const records = unpackr.unpack(packed) as AccessRecord[];
+      const records = unpackr.unpack(packed) as (AccessRecord | HttpAccessRecord)[];
       let lines = '';
-      for (const [endedAt, client, entryPoint, router, service, backend, durationMs, mIn, bIn, mOut, bOut, code, side] of records) {
+      for (const record of records) {
+        if (record[0] === 'http') {
+          lines += httpLine(record as HttpAccessRecord, worker);
+          continue;
+        }
+        const [endedAt, client, entryPoint, router, service, backend, durationMs, mIn, bIn, mOut, bOut, code, side] = record as AccessRecord;
         lines += `${JSON.stringify({
           time: new Date(endedAt).toISOString(),
           kind: 'websocket',
@@ -59,4 +65,26 @@ export function openAccessLog(snapshot: Snapshot): AccessLogWriter | null {
       }
     },
   };
+}
+
+/** One plain HTTP request, with Traefik's access-log field names. */
+function httpLine(record: HttpAccessRecord, worker: number): string {
+  const [, endedAt, client, entryPoint, router, service, backend, durationMs, method, path, status, requestBytes, responseBytes] = record;
+  return `${JSON.stringify({
+    time: new Date(endedAt).toISOString(),
+    kind: 'http',
+    ClientHost: client,
+    EntryPointName: entryPoint,
+    RouterName: router,
+    ServiceName: service,
+    ServiceURL: backend,
+    RequestMethod: method,
+    RequestPath: path,
+    DownstreamStatus: status,
+    RequestContentSize: requestBytes,
+    DownstreamContentSize: responseBytes,
+    Duration: durationMs * 1e6,
+    DurationMs: durationMs,
+    worker,
+  })}\n`;
 }

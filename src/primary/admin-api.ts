@@ -13,6 +13,7 @@ import { HEARTBEAT_STALE_MS, type MetricsStore, type MetricsView } from './metri
 import type { HistoryRing } from './history.js';
 import { ERROR_REASONS as REASONS, SIDES, UPGRADE_BUCKETS } from '../shared/metrics-plan.js';
 import type { WorkerStatus } from './supervisor.js';
+import { httpSummary } from './http-admin.js';
 
 /** What /api/overview says about live configuration. */
 export interface ReloadStatus {
@@ -115,6 +116,7 @@ export function backendsDocument(ctx: AdminContext, view = ctx.store.read()): ob
       ...routeTotals(view, routes, b),
       ...traffic(view, [b]),
       errors: errors(view, [b]),
+      http: httpSummary(view, store.shared, routes, [b], b),
     };
   });
 }
@@ -139,6 +141,7 @@ export function servicesDocument(ctx: AdminContext, view = ctx.store.read()): ob
     ...routeTotals(view, plan.routes.filter((r) => r.service === s)),
     ...traffic(view, service.backends),
     errors: errors(view, service.backends),
+    http: httpSummary(view, store.shared, plan.routes.filter((r) => r.service === s), service.backends),
   }));
 }
 
@@ -152,6 +155,8 @@ export function routersDocument(ctx: AdminContext, view = ctx.store.read()): obj
     service: snapshot.services[router.service]!.name,
     entryPoints: router.entryPoints.map((e) => snapshot.entryPoints[e]!.name),
     ...routeTotals(view, plan.routes.filter((route) => route.router === r)),
+    http: httpSummary(view, ctx.store.shared, plan.routes.filter((route) => route.router === r), []),
+    middlewares: router.middlewares.map((m) => snapshot.middlewares[m]!.name),
   }));
 }
 
@@ -202,6 +207,7 @@ export function overviewDocument(ctx: AdminContext): object {
     ...all,
     ...traffic(view, allBackends),
     errors: errors(view, allBackends),
+    http: httpSummary(view, ctx.store.shared, plan.routes, allBackends),
     unroutedRequests: view.totals[Total.NoRoute],
   };
 }
@@ -249,6 +255,7 @@ export function dashboardTotals(ctx: AdminContext, view = ctx.store.read()): Das
   const errors: Record<string, number> = Object.fromEntries(REASONS.map((r) => [r, 0]));
   const closes: Record<string, Record<string, number>> = Object.fromEntries(SIDES.map((side) => [side, {}]));
   const counts = new Array<number>(UPGRADE_BUCKETS.length + 1).fill(0);
+  const httpRequests: Record<string, number> = {};
   let active = 0;
   let upgrades = 0;
   // Every series, whichever generation it was counted in: totals never drop at a reload.
@@ -284,7 +291,10 @@ export function dashboardTotals(ctx: AdminContext, view = ctx.store.read()): Das
       case 'websocket_upgrade_duration_seconds':
         if (series.part >= 0 && series.part < counts.length) counts[series.part]! += value;
         break;
+      case 'http_requests_total':
+        httpRequests[labels.code!] = (httpRequests[labels.code!] ?? 0) + value;
+        break;
     }
   }
-  return { active, activeByService, activeByBackend, backendUp, upgrades, messages, bytes, errors, closes, upgradeBuckets: { le: UPGRADE_BUCKETS, counts } };
+  return { active, activeByService, activeByBackend, backendUp, upgrades, messages, bytes, errors, closes, upgradeBuckets: { le: UPGRADE_BUCKETS, counts }, httpRequests };
 }

@@ -28,6 +28,14 @@ import {
   SIDES,
   UPGRADE_BUCKETS,
   UPGRADE_STRIDE,
+  HTTP_BACKEND_FIELDS,
+  HTTP_CELL,
+  HTTP_CODES,
+  HTTP_DURATION_BUCKETS,
+  HTTP_DURATION_STRIDE,
+  HTTP_ERROR_REASONS,
+  HTTP_METHODS,
+  HttpField,
   planMetrics,
   type MetricsPlan,
 } from '../shared/metrics-plan.js';
@@ -254,6 +262,35 @@ export class MetricsStore {
       for (let k = 0; k < DURATION_STRIDE; k++) {
         out[plan.durationBase + s * DURATION_STRIDE + k] = this.ref('websocket_connection_duration_seconds', { service: service.name }, false, true, k);
       }
+      for (let k = 0; k < HTTP_DURATION_STRIDE; k++) {
+        out[plan.httpDurationBase + s * HTTP_DURATION_STRIDE + k] = this.ref('http_request_duration_seconds', { service: service.name }, false, false, k);
+      }
+    });
+    this.nameHttp(snapshot, plan, out);
+  }
+
+  /** The plain-HTTP regions (metrics-plan.ts httpRequests, httpBackend). */
+  private nameHttp(snapshot: Snapshot, plan: MetricsPlan, out: Int32Array): void {
+    for (const route of plan.routes) {
+      const service = snapshot.services[route.service]!;
+      const base = { entrypoint: snapshot.entryPoints[route.entryPoint]!.name, router: snapshot.routers[route.router]!.name, service: service.name };
+      for (let position = 0; position <= service.backends.length; position++) {
+        const backend = position < service.backends.length ? snapshot.backends[plan.backendLocal[service.backends[position]!]!]!.url : '';
+        HTTP_METHODS.forEach((method, m) => {
+          HTTP_CODES.forEach((code, c) => {
+            out[route.httpBase + position * HTTP_CELL + m * HTTP_CODES.length + c] = this.ref('http_requests_total', { ...base, backend, method, code }, false, false);
+          });
+        });
+      }
+    }
+    snapshot.backends.forEach((spec, local) => {
+      const labels = { service: snapshot.services[spec.service]!.name, backend: spec.url };
+      const row = plan.httpBackendBase + local * HTTP_BACKEND_FIELDS;
+      out[row + HttpField.RequestBytes] = this.ref('http_request_bytes_total', labels, false, false);
+      out[row + HttpField.ResponseBytes] = this.ref('http_response_bytes_total', labels, false, false);
+      HTTP_ERROR_REASONS.forEach((reason, r) => {
+        out[row + HttpField.Errors + r] = this.ref('http_errors_total', { ...labels, reason }, false, false);
+      });
     });
   }
 
@@ -306,4 +343,4 @@ export class MetricsStore {
   }
 }
 
-export { CONNECTION_BUCKETS, UPGRADE_BUCKETS };
+export { CONNECTION_BUCKETS, HTTP_DURATION_BUCKETS, UPGRADE_BUCKETS };

@@ -8,7 +8,7 @@
 import client from 'prom-client';
 import type { Snapshot } from '../config/snapshot.js';
 import { Total } from '../shared/layout.js';
-import { CONNECTION_BUCKETS, UPGRADE_BUCKETS } from '../shared/metrics-plan.js';
+import { CONNECTION_BUCKETS, HTTP_DURATION_BUCKETS, UPGRADE_BUCKETS } from '../shared/metrics-plan.js';
 import type { MetricsStore, MetricsView, Series } from './metrics-store.js';
 
 type Labels = Record<string, string | number>;
@@ -52,6 +52,7 @@ export interface Observability {
 const HISTOGRAM_BOUNDS: Readonly<Record<string, readonly number[]>> = {
   websocket_upgrade_duration_seconds: UPGRADE_BUCKETS,
   websocket_connection_duration_seconds: CONNECTION_BUCKETS,
+  http_request_duration_seconds: HTTP_DURATION_BUCKETS,
 };
 
 export function createRegistry(store: MetricsStore, sources: RegistrySources): Observability {
@@ -108,6 +109,11 @@ export function createRegistry(store: MetricsStore, sources: RegistrySources): O
   add('websocket_closes_total', 'Closed WebSocket connections by the side that started the close and its code (1000-1015, 3xxx, 4xxx, other).', 'counter', () => plain('websocket_closes_total'));
   add('websocket_upgrade_duration_seconds', "Time from the client's upgrade request to the relayed 101, for upgraded connections.", 'histogram', () => histogram('websocket_upgrade_duration_seconds'));
   add('websocket_connection_duration_seconds', 'Lifetime of closed WebSocket connections, from the 101 to the close.', 'histogram', () => histogram('websocket_connection_duration_seconds'));
+  add('http_requests_total', 'Plain HTTP requests answered, by method and status class (1xx-5xx; a client gone before the answer counts as 4xx). backend="" when no backend was reached (no backend up, or a middleware answered).', 'counter', () => plain('http_requests_total'));
+  add('http_request_duration_seconds', 'Time from a plain HTTP request to the end of its response.', 'histogram', () => histogram('http_request_duration_seconds'));
+  add('http_request_bytes_total', 'Request body bytes sent to backends.', 'counter', () => plain('http_request_bytes_total'));
+  add('http_response_bytes_total', 'Response body bytes relayed from backends to clients.', 'counter', () => plain('http_response_bytes_total'));
+  add('http_errors_total', 'Plain HTTP failures by reason, one per attempt: connect_refused, connect_timeout, response_timeout, backend_reset, backend_lost (cut mid-body), invalid_response, client_aborted.', 'counter', () => plain('http_errors_total'));
 
   const perBackend = (value: (slot: number) => number): Value[] => {
     const snapshot = sources.snapshot();
@@ -118,6 +124,9 @@ export function createRegistry(store: MetricsStore, sources: RegistrySources): O
   );
   add('sluice_backend_connections', 'Backend connections held now, handshakes in progress included (what least-connections balances on).', 'gauge', () =>
     perBackend((slot) => Atomics.load(store.shared.backendActive, slot)),
+  );
+  add('sluice_backend_http_requests_in_flight', 'Plain HTTP requests in flight to the backend now, all workers (what HTTP least-connections balances on).', 'gauge', () =>
+    perBackend((slot) => Atomics.load(store.shared.backendHttpActive, slot)),
   );
   add('sluice_config_reloads_total', 'Configuration reloads by result.', 'counter', () => [
     { labels: { result: 'success' }, value: sources.reloads.success },

@@ -20,6 +20,14 @@
  *   backendUpSince  Float64[backendSlots]          Date.now() when the backend last came up, 0 =   (primary writes when it sets backendUp to 1;
  *                                                  up from the start (no slow start ramp)          workers read on each pick of a service
  *                                                                                                  with slowStart)
+ *   backendHttpActive Int32[backendSlots]          plain HTTP requests in flight per backend,   (every worker: Atomics.add/sub around each
+ *                                                  all workers (least outstanding requests)      upstream attempt; workers read on each HTTP
+ *                                                                                                pick; the primary shows it)
+ *   workerHttpActive Int32[workerSlots*backendSlots] HTTP requests in flight per worker per backend (one writer: that worker; the primary reads
+ *                                                                                                it to give back a crashed worker's share)
+ *
+ * HTTP requests in flight are counted apart from the WebSocket connections (backendActive): a long-poll
+ * or a REST call must not change what websocket_connections_active and least-connections mean.
  *
  * The labelled metrics (outcomes per route, errors, closes, histograms) are not here: their shape depends
  * on the routers and services of one config, so each generation has its own SharedArrayBuffer of slabs
@@ -31,7 +39,7 @@
  */
 
 export const LAYOUT_MAGIC = 0x534c4345; // 'SLCE'
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 const HEADER_INTS = 4;
 
 /** Per-worker event counters (workerTotals), one Float64 each. */
@@ -70,10 +78,12 @@ export interface SharedViews {
   readonly workerTotals: Float64Array;
   readonly workerTraffic: Float64Array;
   readonly backendUpSince: Float64Array;
+  readonly backendHttpActive: Int32Array;
+  readonly workerHttpActive: Int32Array;
 }
 
 function byteLength(backendSlots: number, workerSlots: number): { ints: number; floatsOffset: number; total: number } {
-  const ints = HEADER_INTS + backendSlots * 2 + workerSlots * backendSlots;
+  const ints = HEADER_INTS + backendSlots * 2 + workerSlots * backendSlots + backendSlots + workerSlots * backendSlots;
   const floatsOffset = Math.ceil((ints * 4) / 8) * 8;
   const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + backendSlots;
   return { ints, floatsOffset, total: floatsOffset + floats * 8 };
@@ -105,11 +115,15 @@ export function attachShared(buffer: SharedArrayBuffer, backendSlots: number, wo
   const backendUp = new Int32Array(buffer, offset, backendSlots);
   offset += backendSlots * 4;
   const workerActive = new Int32Array(buffer, offset, workerSlots * backendSlots);
+  offset += workerSlots * backendSlots * 4;
+  const backendHttpActive = new Int32Array(buffer, offset, backendSlots);
+  offset += backendSlots * 4;
+  const workerHttpActive = new Int32Array(buffer, offset, workerSlots * backendSlots);
   const workerTotals = new Float64Array(buffer, floatsOffset, workerSlots * TOTALS);
   const trafficOffset = floatsOffset + workerSlots * TOTALS * 8;
   const workerTraffic = new Float64Array(buffer, trafficOffset, workerSlots * backendSlots * TRAFFIC);
   const backendUpSince = new Float64Array(buffer, trafficOffset + workerSlots * backendSlots * TRAFFIC * 8, backendSlots);
-  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince };
+  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince, backendHttpActive, workerHttpActive };
 }
 
 /**
@@ -122,6 +136,8 @@ export function releaseWorkerSlot(views: SharedViews, worker: number): void {
   for (let b = 0; b < views.backendSlots; b++) {
     const held = Atomics.exchange(views.workerActive, base + b, 0);
     if (held !== 0) Atomics.sub(views.backendActive, b, held);
+    const requests = Atomics.exchange(views.workerHttpActive, base + b, 0);
+    if (requests !== 0) Atomics.sub(views.backendHttpActive, b, requests);
   }
 }
 

@@ -59,7 +59,7 @@ export type PrimaryToWorker =
 
 export type WorkerToPrimary =
   | { readonly type: 'listening' }
-  /** A batch of access-log records (msgpackr-packed AccessRecord[]), at most one message every 250 ms
+  /** A batch of access-log records (msgpackr-packed (AccessRecord | HttpAccessRecord)[]), at most one message every 250 ms
    *  per worker, never one per connection. */
   | { readonly type: 'access-log'; readonly records: Uint8Array }
   | { readonly type: 'listen-failed'; readonly addresses: readonly string[] }
@@ -98,4 +98,25 @@ export type AccessRecord = [
   bytesToClient: number,
   closeCode: number,
   closeSide: number,
+];
+
+/**
+ * One access-log record of a plain HTTP request, in this order; the leading 'http' tells it from a
+ * WebSocket's AccessRecord (which starts with a number). `status` is what the client got (499: it left first).
+ */
+export type HttpAccessRecord = [
+  kind: 'http',
+  endedAtMs: number,
+  clientAddress: string,
+  entryPoint: string,
+  router: string,
+  service: string,
+  backendUrl: string,
+  durationMs: number,
+  method: string,
+  /** Path and query as the client sent them (cut at 2,048 characters). */
+  path: string,
+  status: number,
+  requestBytes: number,
+  responseBytes: number,
 ];

@@ -11,6 +11,9 @@
  *   closes       [service][SIDES][CLOSE_CODES]                          who closed, with which code (bucketed)
  *   upgrade      [service][UPGRADE_BUCKETS.length + 3]                  histogram: per-bucket counts, +Inf, sum, count
  *   duration     [service][CONNECTION_BUCKETS.length + 3]               the same for connection lifetimes
+ *   httpRequests [route][backend position + 1 ("none")][HTTP_METHODS][HTTP_CODES]   plain HTTP requests answered
+ *   httpBackend  [backend (snapshot order)][HTTP_BACKEND_FIELDS]       request/response body bytes, HTTP errors by reason
+ *   httpDuration [service][HTTP_DURATION_STRIDE]                       histogram of HTTP request durations
  * A route is one (entry point, router) pair the router listens on.
  *
  * A counter's identity is its label set, never its offset: the primary (metrics-store.ts) sums every live
@@ -89,12 +92,80 @@ export const UPGRADE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 /** Upper bounds (seconds) of websocket_connection_duration_seconds: a second to a day. */
 export const CONNECTION_BUCKETS = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 86400] as const;
 
+// ---- plain HTTP --------------------------------------------------------------------------------
+
+/** `method` label values of http_requests_total: the common methods one by one, the rest as 'other'. */
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'other'] as const;
+/** `code` label values: status classes, so the label set stays bounded (exact statuses are in the access log).
+ *  A client that went away before any answer counts as 4xx (nginx's 499). */
+export const HTTP_CODES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+export const HTTP_CELL = HTTP_METHODS.length * HTTP_CODES.length;
+
+export function httpMethodIndex(method: string): number {
+  switch (method) {
+    case 'GET':
+      return 0;
+    case 'HEAD':
+      return 1;
+    case 'POST':
+      return 2;
+    case 'PUT':
+      return 3;
+    case 'DELETE':
+      return 4;
+    case 'PATCH':
+      return 5;
+    case 'OPTIONS':
+      return 6;
+    default:
+      return 7;
+  }
+}
+
+export function httpCodeIndex(status: number): number {
+  const c = Math.floor(status / 100) - 1;
+  return c < 0 ? 3 : c > 4 ? 4 : c;
+}
+
+/** Fields of one backend's row of the httpBackend region. */
+export const enum HttpField {
+  RequestBytes = 0,
+  ResponseBytes = 1,
+  /** First error reason (HttpError); the reasons follow in order. */
+  Errors = 2,
+}
+
+export const enum HttpError {
+  /** The backend refused the connection (or TLS failed): nothing was sent. */
+  ConnectRefused = 0,
+  /** The dial took longer than dialTimeout. */
+  ConnectTimeout = 1,
+  /** No response head within responseHeaderTimeout (504). */
+  ResponseTimeout = 2,
+  /** The backend closed or reset the connection before its response head. */
+  BackendReset = 3,
+  /** The backend's connection ended in the middle of its response body: the client's response was cut. */
+  BackendLost = 4,
+  /** The backend's answer was not valid HTTP/1.1 (or its head was too large). */
+  InvalidResponse = 5,
+  /** The client went away before the response was complete; the backend request was cancelled. */
+  ClientAborted = 6,
+}
+export const HTTP_ERROR_REASONS = ['connect_refused', 'connect_timeout', 'response_timeout', 'backend_reset', 'backend_lost', 'invalid_response', 'client_aborted'] as const;
+export const HTTP_BACKEND_FIELDS = 2 + HTTP_ERROR_REASONS.length;
+
+/** Upper bounds (seconds) of http_request_duration_seconds: a loopback GET to a Socket.IO long-poll (25 s). */
+export const HTTP_DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
+export const HTTP_DURATION_STRIDE = HTTP_DURATION_BUCKETS.length + 3;
+
 export interface RoutePlan {
   readonly entryPoint: number;
   readonly router: number;
   readonly service: number;
   /** Offset of this route's connections cells in a slab. */
   readonly base: number;
+  /** Offset of this route's HTTP request cells (one HTTP_CELL per backend position, then "none"). */
+  httpBase: number;
 }
 
 export interface MetricsPlan {
@@ -112,6 +183,8 @@ export interface MetricsPlan {
   readonly closesBase: number;
   readonly upgradeBase: number;
   readonly durationBase: number;
+  readonly httpBackendBase: number;
+  readonly httpDurationBase: number;
 }
 
 export const UPGRADE_STRIDE = UPGRADE_BUCKETS.length + 3;
@@ -126,7 +199,7 @@ export function planMetrics(snapshot: Snapshot, slotCapacity = slotsNeeded(snaps
   snapshot.routers.forEach((router, r) => {
     for (const entryPoint of router.entryPoints) {
       routeIndex[entryPoint * routers + r] = routes.length;
-      routes.push({ entryPoint, router: r, service: router.service, base: offset });
+      routes.push({ entryPoint, router: r, service: router.service, base: offset, httpBase: 0 });
       offset += (snapshot.services[router.service]!.backends.length + 1) * CONN_FIELDS;
     }
   });
@@ -146,7 +219,28 @@ export function planMetrics(snapshot: Snapshot, slotCapacity = slotsNeeded(snaps
   offset += snapshot.services.length * UPGRADE_STRIDE;
   const durationBase = offset;
   offset += snapshot.services.length * DURATION_STRIDE;
-  return { slabFloats: offset, routes, routeIndex, backendPosition, backendLocal, noneOffset, errorsBase, closesBase, upgradeBase, durationBase };
+  for (const route of routes) {
+    route.httpBase = offset;
+    offset += (snapshot.services[route.service]!.backends.length + 1) * HTTP_CELL;
+  }
+  const httpBackendBase = offset;
+  offset += snapshot.backends.length * HTTP_BACKEND_FIELDS;
+  const httpDurationBase = offset;
+  offset += snapshot.services.length * HTTP_DURATION_STRIDE;
+  return {
+    slabFloats: offset,
+    routes,
+    routeIndex,
+    backendPosition,
+    backendLocal,
+    noneOffset,
+    errorsBase,
+    closesBase,
+    upgradeBase,
+    durationBase,
+    httpBackendBase,
+    httpDurationBase,
+  };
 }
 
 /** The slot capacity a snapshot needs when its backend indexes are used as they are (tests, tools). */
@@ -160,6 +254,17 @@ export function slotsNeeded(snapshot: Snapshot): number {
 export function connectionCell(plan: MetricsPlan, route: RoutePlan, backend: number): number {
   const position = backend < 0 ? plan.noneOffset[route.service]! : plan.backendPosition[backend]!;
   return route.base + position * CONN_FIELDS;
+}
+
+/** Offset of the http_requests_total counter of `backend` (-1: none chosen) on `route` for this method and status. */
+export function httpRequestOffset(plan: MetricsPlan, route: RoutePlan, backend: number, method: number, status: number): number {
+  const position = backend < 0 ? plan.noneOffset[route.service]! : plan.backendPosition[backend]!;
+  return route.httpBase + position * HTTP_CELL + method * HTTP_CODES.length + httpCodeIndex(status);
+}
+
+/** Offset of field `field` of backend slot `backend`'s HTTP row (it must be in this plan's snapshot). */
+export function httpBackendOffset(plan: MetricsPlan, backend: number, field: number): number {
+  return plan.httpBackendBase + plan.backendLocal[backend]! * HTTP_BACKEND_FIELDS + field;
 }
 
 /** Offset of the error counter of backend slot `backend` (it must be in this plan's snapshot). */

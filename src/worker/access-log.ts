@@ -1,5 +1,6 @@
 /**
- * The worker's half of the access log: one record per closed WebSocket connection, kept in a batch and
+ * The worker's half of the access log: one record per closed WebSocket connection and per plain HTTP
+ * request, kept in a batch and
  * sent to the primary (which names the indexes and writes the JSON lines, src/primary/access-log.ts) at
  * most every FLUSH_MS, or sooner when MAX_BATCH records wait. Nothing is formatted or written on a worker.
  *
@@ -15,15 +16,18 @@
  * matters (a close storm). So: msgpackr, one transferred buffer per batch.
  */
 import { Packr } from 'msgpackr';
-import type { AccessRecord } from '../shared/messages.js';
+import type { AccessRecord, HttpAccessRecord } from '../shared/messages.js';
 import type { Tunnel } from './tunnel.js';
+import type { HttpExchange } from './http-proxy.js';
 
 const FLUSH_MS = 250;
 const MAX_BATCH = 2048;
 
 const packr = new Packr({ useRecords: false });
 let enabled = false;
-let pending: AccessRecord[] = [];
+let pending: (AccessRecord | HttpAccessRecord)[] = [];
+/** Longest path kept in an HTTP record: a log line must not grow with whatever a client sends. */
+const MAX_PATH = 2048;
 let timer: NodeJS.Timeout | null = null;
 let send: (packed: Uint8Array) => void = () => undefined;
 
@@ -52,6 +56,30 @@ export function logConnection(t: Tunnel, seconds: number): void {
     t.bytesToClient,
     t.closeCode,
     t.closeSide,
+  ]);
+  if (pending.length >= MAX_BATCH) flushAccessLog();
+  else if (timer === null) timer = setTimeout(flushAccessLog, FLUSH_MS);
+}
+
+/** Called once per finished plain HTTP request (http-proxy.ts). The path is the one the client sent, before
+ *  middlewares rewrote it. */
+export function logHttpRequest(x: HttpExchange, seconds: number, originalPath: string): void {
+  if (!enabled) return;
+  const { snapshot } = x.gen;
+  pending.push([
+    'http',
+    Date.now(),
+    x.request.clientIp,
+    snapshot.entryPoints[x.entryPoint]?.name ?? '',
+    snapshot.routers[x.router]?.name ?? '',
+    snapshot.services[x.service]?.name ?? '',
+    x.backend >= 0 ? x.gen.backend(x.backend).url : '',
+    Math.round(seconds * 1000),
+    x.request.method,
+    originalPath.length > MAX_PATH ? originalPath.slice(0, MAX_PATH) : originalPath,
+    x.status,
+    x.requestBytes,
+    x.responseBytes,
   ]);
   if (pending.length >= MAX_BATCH) flushAccessLog();
   else if (timer === null) timer = setTimeout(flushAccessLog, FLUSH_MS);

@@ -38,13 +38,15 @@ export function upgradeClient(
   protocol: string,
   uwsContext: uWS.us_socket_context_t,
   setCookie: string,
+  headers: readonly (readonly [string, string])[] | null = null,
 ): uWS.WebSocket<TunnelRef> | null {
-  if (setCookie !== '') {
+  if (setCookie !== '' || headers !== null) {
     // upgrade() keeps a status already written, so these go out with the 101 (in a write of their own:
-    // the upgrade's cork below must hold no JavaScript).
+    // the upgrade's cork below must hold no JavaScript). `headers`: what a middleware adds to the answer.
     res.cork(() => {
       res.writeStatus('101 Switching Protocols');
-      res.writeHeader('set-cookie', setCookie);
+      if (setCookie !== '') res.writeHeader('set-cookie', setCookie);
+      if (headers !== null) for (const [name, value] of headers) res.writeHeader(name, value);
     });
   }
   res.cork(res.upgrade.bind(res, userData, key, protocol, '', uwsContext) as () => void);

@@ -21,6 +21,8 @@ export interface ClientRequestInfo {
   readonly tls: boolean;
   /** Headers to forward, already filtered. */
   readonly headers: readonly string[];
+  /** A middleware changed the request: X-Forwarded-* or X-Real-Ip it set win over Sluice's. */
+  readonly edited?: boolean;
 }
 
 /** Never forwarded: they describe this hop, or Sluice sets them itself per attempt. */
@@ -49,8 +51,10 @@ const NOT_FORWARDED = new Set([
 
 let collected: string[] = [];
 let connectionTokens = '';
+let headBytes = 0;
 
 function collectHeader(name: string, value: string): void {
+  headBytes += name.length + value.length + 4;
   if (name === 'connection') connectionTokens = value.toLowerCase();
   if (!NOT_FORWARDED.has(name)) collected.push(name, value);
 }
@@ -59,6 +63,7 @@ function collectHeader(name: string, value: string): void {
 export function readClientRequest(req: uWS.HttpRequest, clientIp: string, tls: boolean): ClientRequestInfo {
   collected = [];
   connectionTokens = '';
+  headBytes = 0;
   req.forEach(collectHeader);
   let headers = collected;
   if (connectionTokens !== '' && connectionTokens !== 'upgrade') {
@@ -68,8 +73,10 @@ export function readClientRequest(req: uWS.HttpRequest, clientIp: string, tls: b
     for (let i = 0; i < collected.length; i += 2) if (!named.has(collected[i]!)) headers.push(collected[i]!, collected[i + 1]!);
   }
   const query = req.getQuery();
+  const path = query === undefined ? req.getUrl() : `${req.getUrl()}?${query}`;
+  headBytes += path.length + 16;
   return {
-    path: query === undefined ? req.getUrl() : `${req.getUrl()}?${query}`,
+    path,
     host: req.getHeader('host'),
     key: req.getHeader('sec-websocket-key'),
     protocols: req.getHeader('sec-websocket-protocol'),
@@ -79,15 +86,27 @@ export function readClientRequest(req: uWS.HttpRequest, clientIp: string, tls: b
   };
 }
 
+/** Bytes of the request head readClientRequest last copied (request line and headers), for the 431 bound. */
+export function lastRequestHeadBytes(): number {
+  return headBytes;
+}
+
 /** The part of the backend request head that is the same for every attempt (all but the request
  *  line, Host and Sec-WebSocket-Key). */
 export function buildForwardedHead(client: ClientRequestInfo, entryPoint: EntryPointSpec): string {
   let head = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n';
   for (let i = 0; i < client.headers.length; i += 2) head += `${client.headers[i]}: ${client.headers[i + 1]}\r\n`;
-  head += `X-Forwarded-For: ${client.clientIp}\r\n`;
-  head += `X-Forwarded-Proto: ${client.tls ? 'wss' : 'ws'}\r\n`;
-  if (client.host !== '') head += `X-Forwarded-Host: ${client.host}\r\n`;
-  head += `X-Forwarded-Port: ${entryPoint.port}\r\n`;
-  head += `X-Real-Ip: ${client.clientIp}\r\n`;
+  const edited = client.edited === true;
+  const set = (name: string): boolean => edited && hasHeader(client.headers, name);
+  if (!set('x-forwarded-for')) head += `X-Forwarded-For: ${client.clientIp}\r\n`;
+  if (!set('x-forwarded-proto')) head += `X-Forwarded-Proto: ${client.tls ? 'wss' : 'ws'}\r\n`;
+  if (client.host !== '' && !set('x-forwarded-host')) head += `X-Forwarded-Host: ${client.host}\r\n`;
+  if (!set('x-forwarded-port')) head += `X-Forwarded-Port: ${entryPoint.port}\r\n`;
+  if (!set('x-real-ip')) head += `X-Real-Ip: ${client.clientIp}\r\n`;
   return head;
+}
+
+function hasHeader(headers: readonly string[], name: string): boolean {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return true;
+  return false;
 }

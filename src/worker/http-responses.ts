@@ -44,12 +44,15 @@ export function parseResponseHead(text: string): ResponseHead | null {
 /** Response headers that describe the hop, not the content: never relayed. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'date']);
 
-export function relayBackendResponse(res: uWS.HttpResponse, head: ResponseHead, body: Buffer): void {
+/** `extra`: headers the router's middlewares set; they replace the backend's headers of the same name. */
+export function relayBackendResponse(res: uWS.HttpResponse, head: ResponseHead, body: Buffer, extra: readonly (readonly [string, string])[] | null = null): void {
   res.cork(() => {
     res.writeStatus(`${head.status} ${head.reason}`);
     for (const [name, value] of head.raw) {
-      if (!HOP_BY_HOP.has(name.toLowerCase())) res.writeHeader(name, value);
+      const lower = name.toLowerCase();
+      if (!HOP_BY_HOP.has(lower) && (extra === null || !extra.some(([n]) => n === lower))) res.writeHeader(name, value);
     }
+    if (extra !== null) for (const [name, value] of extra) res.writeHeader(name, value);
     res.end(body, true);
   });
 }

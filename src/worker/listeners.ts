@@ -20,10 +20,13 @@ import { Total } from '../shared/layout.js';
 import { context, countTotal } from './context.js';
 import type { Generation } from './generation.js';
 import { formatAddress } from './client-address.js';
-import { readClientRequest } from './forwarded-request.js';
+import { lastRequestHeadBytes, readClientRequest } from './forwarded-request.js';
 import { beginUpgrade, onClientOpen } from './upgrade.js';
 import { onClientMessage, onClientDrain, onClientClose, type TunnelRef } from './tunnel.js';
 import { sendError } from './http-responses.js';
+import { handleHttp } from './http-proxy.js';
+import { readClientForwarded } from './http-request.js';
+import { upgradeThroughChain } from './http-upgrade.js';
 
 /** An entry point by name, as long as any app serves it: handlers of the old and new app of a replaced
  *  entry point share it, so both route with the current generation's index of that entry point. */
@@ -241,8 +244,14 @@ export class ListenerSet {
             sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
             return;
           }
-          const client = readClientRequest(req, routeInput.clientIp, current.snapshot.entryPoints[index]!.tls);
-          beginUpgrade(res, uwsContext, client, current, router, index);
+          const ep = current.snapshot.entryPoints[index]!;
+          const client = readClientRequest(req, routeInput.clientIp, ep.tls);
+          if (lastRequestHeadBytes() > ep.maxHeaderBytes) {
+            sendError(res, 431, `request header fields too large (the limit is ${ep.maxHeaderBytes} bytes)`);
+            return;
+          }
+          if (current.chains[router]!.length > 0) upgradeThroughChain(res, uwsContext, client, readClientForwarded(req), current, router, index);
+          else beginUpgrade(res, uwsContext, client, current, router, index);
         },
         open: onClientOpen,
         message: onClientMessage,
@@ -250,7 +259,8 @@ export class ListenerSet {
         close: onClientClose,
       });
       app.any('/*', (res, req) => {
-        const current = context().current;
+        const ctx = context();
+        const current = ctx.current;
         const router = route(current, ref.index, res, req);
         if (router < 0) return;
         // uWS hands a request to the ws route only when Sec-WebSocket-Key is 24 characters long, so a
@@ -259,7 +269,11 @@ export class ListenerSet {
           sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
           return;
         }
-        sendError(res, 426, `router '${current.snapshot.routers[router]!.name}' serves WebSocket upgrades; plain HTTP proxying is not implemented yet`, [['upgrade', 'websocket']]);
+        if (ctx.closing.has(ref.name)) {
+          sendError(res, 503, 'Sluice is shutting down', [['retry-after', '1']]);
+          return;
+        }
+        handleHttp(res, req, current, router, ref.index, routeInput.clientIp);
       });
     };
     const app = createApp(entryPoint, gen.snapshot.certificates, addRoutes);

@@ -19,6 +19,7 @@ import { ListenerSet } from './listeners.js';
 import { backendSockets } from './backend-socket.js';
 import { destroyAllNative, nativeConnections } from './native-leg.js';
 import { tunnels } from './tunnel.js';
+import { httpRequestsInFlight } from './http-proxy.js';
 import { initMetrics } from './metrics.js';
 import { initAccessLog, flushAccessLog } from './access-log.js';
 import { shutdownEntryPoints, type Shutdown } from './shutdown.js';
@@ -105,7 +106,7 @@ function waitForEnd(deadline: number): void {
     // Done when every client is gone and every backend socket closed (including those still
     // waiting for a backend's close reply, and those of upgrades in flight).
     if (stopping?.accepting) return;
-    const busy = tunnels().size > 0 || backendSockets().size > 0 || nativeConnections() > 0;
+    const busy = tunnels().size > 0 || backendSockets().size > 0 || nativeConnections() > 0 || httpRequestsInFlight() > 0;
     if (busy && Date.now() < deadline) return;
     if (busy && !forced) {
       forced = true;
@@ -120,6 +121,7 @@ function waitForEnd(deadline: number): void {
     // before that leaks the connection (the backend never sees it end). Give them a moment.
     if (backendSockets().size > 0 && Date.now() < deadline + 1000) return;
     listeners.closeAll();
+    for (const generation of ctx.live) generation.closeHttp();
     clearInterval(check);
     clearInterval(heartbeat);
     loopDelay.disable();

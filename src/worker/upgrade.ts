@@ -53,6 +53,8 @@ export class Handshake {
   // PickRequest (balancer.ts): what the balancer may know of this request, computed once.
   hashKey = -1;
   stickyBackend = -1;
+  /** Response headers the router's middlewares set (http-upgrade.ts): written on the 101 or the answer. */
+  responseHeaders: readonly (readonly [string, string])[] | null = null;
 
   constructor(
     readonly res: uWS.HttpResponse,
@@ -82,6 +84,7 @@ export function beginUpgrade(
   gen: Generation,
   routerIndex: number,
   entryPoint: number,
+  responseHeaders: readonly (readonly [string, string])[] | null = null,
 ): void {
   const { snapshot } = gen;
   const router = snapshot.routers[routerIndex]!;
@@ -89,6 +92,7 @@ export function beginUpgrade(
   const t = new Tunnel(gen, router.service, routerIndex, entryPoint) as HandshakeTunnel;
   const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), gen.balancers[router.service]!, service.name, service.retries + 1);
   t.handshake = h;
+  h.responseHeaders = responseHeaders;
   h.hashKey = requestHashKey(service, client);
   const sticky = gen.stickies[router.service] ?? null;
   if (sticky !== null) h.stickyBackend = sticky.backendFor(cookieHeaderOf(client));
@@ -261,7 +265,7 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   const res = h.res;
   const sticky = t.gen.stickies[t.service] ?? null;
   const setCookie = sticky !== null && t.backend !== h.stickyBackend ? sticky.setCookieFor(t.backend) : '';
-  const ws = upgradeClient(res, { tunnel: t }, h.client.key, protocol, h.uwsContext, setCookie);
+  const ws = upgradeClient(res, { tunnel: t }, h.client.key, protocol, h.uwsContext, setCookie, h.responseHeaders);
   // If the client was gone by then, uWS closed it inside upgrade() (onClientClose moved the tunnel
   // out of Upgrading): let the backend go too.
   if (ws === null || t.state !== TunnelState.Upgrading) {
@@ -309,7 +313,7 @@ export function finishRelay(t: HandshakeTunnel, h: Handshake): void {
   t.handshake = null;
   abandonBackend(t);
   h.aborted = true;
-  relayBackendResponse(h.res, response, body);
+  relayBackendResponse(h.res, response, body, h.responseHeaders);
 }
 
 function dechunk(raw: Buffer): Buffer {
@@ -366,7 +370,7 @@ function answer(t: HandshakeTunnel, status: number, message: string, headers?: r
   abandonBackend(t);
   if (h.aborted) return;
   h.aborted = true;
-  sendError(h.res, status, message, headers);
+  sendError(h.res, status, message, h.responseHeaders === null ? headers : [...(headers ?? []), ...h.responseHeaders]);
 }
 
 /** Let go of this attempt's backend socket and its count; the upgrade goes on with another. */

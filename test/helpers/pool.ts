@@ -15,6 +15,8 @@ export interface PoolBackend {
   readonly url: string;
   /** Upgrade requests that reached it (accepted or refused). */
   upgrades: number;
+  /** Headers of the last upgrade request that reached it. */
+  lastHeaders: http.IncomingHttpHeaders;
   /** Health check requests that reached it. */
   healthChecks: number;
   /** Status /health answers (200 by default). */
@@ -38,6 +40,7 @@ export async function startPoolBackend(name: string, host = '127.0.0.1', port = 
     port,
     url: '',
     upgrades: 0,
+    lastHeaders: {} as http.IncomingHttpHeaders,
     healthChecks: 0,
     healthStatus: 200,
     refuseWith: 0,
@@ -68,6 +71,7 @@ export async function startPoolBackend(name: string, host = '127.0.0.1', port = 
     const w = new WebSocketServer({ noServer: true, perMessageDeflate: false });
     s.on('upgrade', (req, socket, head) => {
       backend.upgrades++;
+      backend.lastHeaders = req.headers;
       if (backend.refuseWith !== 0) {
         socket.end(`HTTP/1.1 ${backend.refuseWith} Refused\r\nContent-Length: ${name.length}\r\nConnection: close\r\n\r\n${name}`);
         return;

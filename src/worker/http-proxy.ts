@@ -1,0 +1,701 @@
+/**
+ * Plain HTTP on a router: the request runs through the router's middlewares (src/middleware/chain.ts), then
+ * goes to a backend of its service over a keep-alive connection (http-pool.ts, undici), and the response is
+ * streamed back with backpressure both ways, never a whole body in memory:
+ *  - request body: uWS onData → RequestBody (http-body.ts) → undici; a full buffer pauses the client's socket.
+ *    Small bodies of known length (≤ 64 KiB) are collected first, so the request can be replayed on another
+ *    backend when its first attempt fails before anything was sent.
+ *  - response body: undici → uWS tryEnd (known length) or write (chunked); when the client cannot take more,
+ *    undici is paused (its onData returns false) until uWS says the client is writable again.
+ *
+ * Picking a backend is the service's balancer fed with HTTP requests in flight per backend (a SharedArrayBuffer
+ * region apart from the WebSocket counts, layout.ts), with the same health bits, sticky cookie (set on the
+ * response when the request did not name this backend) and hash key as an upgrade. A failed connect is retried
+ * on another backend (never one already tried) for any request whose body can be replayed; a connection that
+ * fails after the request went out is retried only for idempotent methods; the last failure is answered 502
+ * (refused, reset, invalid answer), 504 (dial or response-header timeout), or 503 with Retry-After when no
+ * backend is up, with a short body naming the service, as for upgrades. A backend that dies in the middle of a
+ * response body closes the client's connection, so the client sees a cut response, never a short 200.
+ *
+ * undici's handler is the legacy one (onConnect/onHeaders/onData/onComplete/onError): its raw header list keeps
+ * every Set-Cookie and the order as sent, and its return values are the backpressure signal, with no parsing or
+ * wrapper object per response. undici is pinned to one version (package.json), so this interface cannot move.
+ */
+import { STATUS_CODES } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type uWS from 'uWebSockets.js';
+import type { Dispatcher } from 'undici';
+import { HttpError, HttpField, HTTP_DURATION_BUCKETS, HTTP_DURATION_STRIDE, httpBackendOffset, httpMethodIndex, httpRequestOffset, observe } from '../shared/metrics-plan.js';
+import { ChainedExchange, type HeaderList } from '../middleware/chain.js';
+import type { HeaderPair } from '../middleware/response-headers.js';
+import { NO_KEY } from '../balancer/balancer.js';
+import { bracketHost } from '../shared/address.js';
+import { context } from './context.js';
+import type { Generation } from './generation.js';
+import { hostOf } from './backend-addresses.js';
+import { RequestBody } from './http-body.js';
+import type { BackendPool, PooledClient } from './http-pool.js';
+import { readHttpRequest, type ProxyRequest } from './http-request.js';
+import { sendError } from './http-responses.js';
+import { logHttpRequest } from './access-log.js';
+import { requestHashKey } from './pick-request.js';
+
+/** Bodies of known length up to this size are collected before the request goes out (replayable). */
+const BUFFERED_BODY = 64 * 1024;
+
+/** Response headers that describe the hop, or that uWS writes itself (Content-Length, Date). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'date']);
+
+/** Safe to send twice (RFC 9110 §9.2.2): retried after a connection failed with the request already sent. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+const enum Body {
+  None = 0,
+  /** Collected into `bodyBuffer` (known length ≤ BUFFERED_BODY). */
+  Buffered = 1,
+  /** Streamed through a RequestBody. */
+  Stream = 2,
+}
+
+const enum Out {
+  /** Nothing written to the client yet. */
+  Nothing = 0,
+  /** Known length: tryEnd. */
+  Length = 1,
+  /** Unknown length: write (uWS chunks it), end at the end. */
+  Chunked = 2,
+  /** The client's response is complete (or was cut). */
+  Done = 3,
+}
+
+let inFlight = 0;
+
+/** HTTP requests in progress in this worker (the worker waits for them when it drains). */
+export function httpRequestsInFlight(): number {
+  return inFlight;
+}
+
+/** A plain HTTP request routed to `routerIndex` of `gen` (call synchronously in the uWS handler). */
+export function handleHttp(res: uWS.HttpResponse, req: uWS.HttpRequest, gen: Generation, routerIndex: number, entryPoint: number, clientIp: string): void {
+  const ep = gen.snapshot.entryPoints[entryPoint]!;
+  const head = readHttpRequest(req, clientIp, ep.tls, ep.port);
+  if (head.headBytes > ep.maxHeaderBytes) {
+    sendError(res, 431, `request header fields too large (the limit is ${ep.maxHeaderBytes} bytes)`);
+    return;
+  }
+  if (head.contentLength === -2) {
+    sendError(res, 400, 'invalid Content-Length');
+    return;
+  }
+  new HttpExchange(res, gen, routerIndex, entryPoint, head.request, head.contentLength, head.chunked).start();
+}
+
+/** Module-level target of the corked writes below: res.cork() runs its callback at once, so no closure per call. */
+let corked: HttpExchange | null = null;
+let corkedChunk: Buffer | null = null;
+
+/** Run `fn` inside res.cork with `x` as the target (uWS needs writes from outside its callbacks corked). */
+function corkOn(x: HttpExchange, res: uWS.HttpResponse, fn: () => void): void {
+  corked = x;
+  res.cork(fn);
+  corked = null;
+}
+
+function writeHeadCorked(): void {
+  corked!.writeHead();
+}
+
+function writeChunkCorked(): void {
+  corked!.writeChunk(corkedChunk!);
+}
+
+function endCorked(): void {
+  corked!.endChunked();
+}
+
+function flushPendingCorked(): void {
+  corked!.flushPending();
+}
+
+function retryPending(x: HttpExchange): void {
+  x.retryWrite();
+}
+
+export class HttpExchange extends ChainedExchange implements Dispatcher.DispatchHandler {
+  readonly kind = 'http';
+  aborted = false;
+  readonly service: number;
+  readonly startedAt = performance.now();
+  /** Path and query as the client sent them (middlewares may rewrite request.path). */
+  private readonly originalPath: string;
+  /** The Set-Cookie sent with the response (sticky), '' when none. */
+  private setCookie = '';
+
+  // ---- request body
+  private readonly bodyMode: Body;
+  private bodyBuffer: Buffer | null = null;
+  private bodyStream: RequestBody | null = null;
+  private bodyReceived = 0;
+  private bodyDone: boolean;
+  /** The chain finished while a collected body was still arriving: go on when it is complete. */
+  private waitingForBody = false;
+
+  // ---- attempts (PickRequest for the balancer)
+  hashKey = NO_KEY;
+  stickyBackend = -1;
+  private readonly tried: Int32Array;
+  private attempts = 0;
+  private lastFailure: HttpError = HttpError.ConnectRefused;
+  private staleRetried = false;
+
+  // ---- the current attempt
+  backend = -1;
+  private pool: BackendPool | null = null;
+  private client: PooledClient | null = null;
+  private reused = false;
+  private counted = false;
+  private abortUpstream: ((error?: Error) => void) | null = null;
+  private sent = false;
+  private upstreamDone = false;
+
+  // ---- the response
+  private out = Out.Nothing;
+  status = 0;
+  private statusText = '';
+  private responseHeaders_: Buffer[] | null = null;
+  private total = 0;
+  private pending: Buffer | null = null;
+  private pendingBase = 0;
+  private resumeUpstream: (() => void) | null = null;
+  private upstreamPaused = false;
+  private retryScheduled = false;
+  responseBytes = 0;
+  private finished = false;
+
+  constructor(
+    private readonly res: uWS.HttpResponse,
+    readonly gen: Generation,
+    readonly router: number,
+    readonly entryPoint: number,
+    readonly request: ProxyRequest,
+    contentLength: number,
+    chunked: boolean,
+  ) {
+    super();
+    gen.acquire();
+    inFlight++;
+    this.originalPath = request.url;
+    this.service = gen.snapshot.routers[router]!.service;
+    const service = gen.service(this.service);
+    this.tried = new Int32Array(service.retries + 1);
+    if (contentLength > 0 && contentLength <= BUFFERED_BODY && !chunked) {
+      this.bodyMode = Body.Buffered;
+      this.bodyBuffer = Buffer.allocUnsafe(contentLength);
+      this.bodyDone = false;
+    } else if (contentLength > 0 || chunked) {
+      this.bodyMode = Body.Stream;
+      this.bodyStream = new RequestBody(res);
+      this.bodyDone = false;
+      if (contentLength > 0) request.headers.push('content-length', String(contentLength));
+    } else {
+      this.bodyMode = Body.None;
+      this.bodyDone = true;
+    }
+    res.onAborted(() => this.onClientAborted());
+    if (this.bodyMode !== Body.None) res.onData((chunk, last) => this.onClientData(chunk, last));
+  }
+
+  start(): void {
+    this.runChain(this.gen.chains[this.router]!);
+  }
+
+  // ---- the client's side --------------------------------------------------------------------
+
+  private onClientData(chunk: ArrayBuffer, last: boolean): void {
+    if (this.bodyMode === Body.Stream) {
+      this.bodyStream!.fromClient(chunk, last);
+      this.bodyDone = last;
+      return;
+    }
+    const buffer = this.bodyBuffer!;
+    const n = Math.min(chunk.byteLength, buffer.length - this.bodyReceived);
+    if (n > 0) {
+      buffer.set(new Uint8Array(chunk, 0, n), this.bodyReceived);
+      this.bodyReceived += n;
+    }
+    if (!last) return;
+    this.bodyDone = true;
+    if (this.bodyReceived < buffer.length) this.bodyBuffer = buffer.subarray(0, this.bodyReceived);
+    if (this.waitingForBody) {
+      this.waitingForBody = false;
+      this.connectNext();
+    }
+  }
+
+  private onClientAborted(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.bodyStream?.detach(false);
+    const cut = this.out !== Out.Done;
+    this.out = Out.Done;
+    if (!this.upstreamDone && this.backend >= 0 && (this.client !== null || this.abortUpstream !== null)) {
+      this.countHttpError(HttpError.ClientAborted);
+      this.abortUpstream?.(new Error('the client went away'));
+    }
+    if (cut && this.status === 0) this.status = 499;
+    this.finish();
+  }
+
+  // ---- the middleware chain ------------------------------------------------------------------
+
+  respond(status: number, headers: HeaderList, body: string | Uint8Array): void {
+    if (this.aborted || this.out !== Out.Nothing) return;
+    this.status = status;
+    const pairs: HeaderPair[] = headers.map(([name, value]) => [name, value]);
+    this.answer(status, STATUS_CODES[status] ?? '', pairs, body);
+  }
+
+  protected proceed(): void {
+    const service = this.gen.service(this.service);
+    if (service.hash !== null) {
+      const r = this.request;
+      this.hashKey = requestHashKey(service, { path: r.url, host: r.host, key: '', protocols: '', clientIp: r.clientIp, tls: r.tls, headers: r.headers });
+    }
+    const sticky = this.gen.stickies[this.service] ?? null;
+    if (sticky !== null) this.stickyBackend = sticky.backendFor(this.request.header('cookie'));
+    if (this.bodyMode === Body.Buffered && !this.bodyDone) {
+      this.waitingForBody = true;
+      return;
+    }
+    this.connectNext();
+  }
+
+  // ---- the backend's side ------------------------------------------------------------------
+
+  /** Pick a backend not tried yet and send the request there; answer 502/503/504 when none is left. */
+  private connectNext(): void {
+    const balancer = this.gen.httpBalancers[this.service]!;
+    const tried = this.tried;
+    let backend = this.attempts < tried.length ? balancer.pick(tried, this.attempts, this) : -1;
+    // A discovery slot whose address this worker has not heard of yet: count it tried and move on.
+    while (backend >= 0 && hostOf(backend) === '') {
+      tried[this.attempts++] = backend;
+      backend = this.attempts < tried.length ? balancer.pick(tried, this.attempts, this) : -1;
+    }
+    const name = this.gen.service(this.service).name;
+    if (backend < 0) {
+      if (this.attempts === 0) {
+        const retryAfter = String(this.gen.service(this.service).retryAfterSeconds);
+        this.answerError(503, `no backend available for service '${name}'`, [['retry-after', retryAfter]]);
+      } else if (this.lastFailure === HttpError.ConnectTimeout) this.answerError(504, `timed out connecting to a backend of service '${name}'`);
+      else this.answerError(502, `no backend of service '${name}' accepted the connection`);
+      return;
+    }
+    tried[this.attempts++] = backend;
+    this.attempt(backend);
+  }
+
+  private attempt(backend: number): void {
+    const ctx = context();
+    this.backend = backend;
+    Atomics.add(ctx.shared.backendHttpActive, backend, 1);
+    Atomics.add(ctx.shared.workerHttpActive, ctx.activeBase + backend, 1);
+    this.counted = true;
+    const spec = this.gen.backend(backend);
+    const pool = this.gen.httpPool(backend);
+    const { client, reused } = pool.acquire(hostOf(backend));
+    this.pool = pool;
+    this.client = client;
+    this.reused = reused;
+    this.sent = false;
+    this.abortUpstream = null;
+    const request = this.request;
+    const service = this.gen.service(this.service);
+    let host = request.host;
+    if (!service.passHostHeader || host === '') {
+      const defaultPort = spec.tls ? 443 : 80;
+      host = spec.port === defaultPort ? bracketHost(spec.host) : `${bracketHost(spec.host)}:${spec.port}`;
+    }
+    const headers = ['host', host, ...request.headers];
+    let body: Buffer | RequestBody | null = null;
+    if (this.bodyMode === Body.Buffered) body = this.bodyBuffer!;
+    else if (this.bodyMode === Body.Stream) body = this.bodyStream!;
+    else if (request.method === 'POST' || request.method === 'PUT' || request.method === 'PATCH') body = EMPTY;
+    client.dispatch({ path: spec.pathPrefix + request.url, method: request.method, headers, body, reset: !pool.keepAlive }, this);
+  }
+
+  /** undici: the request is about to be written on a connected socket. */
+  onConnect(abort: (error?: Error) => void): void {
+    if (this.aborted) {
+      abort(new Error('the client went away'));
+      return;
+    }
+    this.sent = true;
+    this.abortUpstream = abort;
+  }
+
+  /** undici: the backend's status line and headers. */
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true;
+    if (this.aborted) return false;
+    this.status = statusCode;
+    this.statusText = statusText !== '' ? statusText : STATUS_CODES[statusCode] ?? '';
+    this.resumeUpstream = resume;
+    this.responseHeaders_ = rawHeaders;
+    corkOn(this, this.res, writeHeadCorked);
+    return true;
+  }
+
+  /** Inside res.cork: status, headers (hop-by-hop removed, middleware edits and the sticky cookie applied), and
+   *  the whole answer when it has no body. */
+  writeHead(): void {
+    const raw = this.responseHeaders_!;
+    this.responseHeaders_ = null;
+    const pairs: HeaderPair[] = [];
+    let length = -1;
+    let connection = '';
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]!.toString('latin1').toLowerCase();
+      if (name === 'content-length') length = Number(raw[i + 1]!.toString('latin1'));
+      else if (name === 'connection') connection = raw[i + 1]!.toString('latin1').toLowerCase();
+      if (!HOP_BY_HOP.has(name)) pairs.push([name, raw[i + 1]!]);
+    }
+    let headers = pairs;
+    if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') {
+      const named = new Set(connection.split(',').map((t) => t.trim()));
+      headers = pairs.filter(([name]) => !named.has(name));
+    }
+    const sticky = this.gen.stickies[this.service] ?? null;
+    if (sticky !== null && this.backend !== this.stickyBackend) {
+      this.setCookie = sticky.setCookieFor(this.backend);
+      if (this.setCookie !== '') headers.push(['set-cookie', this.setCookie]);
+    }
+    const edits = this.responseEdits;
+    if (edits !== null) edits.apply(headers);
+    const res = this.res;
+    res.writeStatus(`${this.status} ${this.statusText}`);
+    for (const [name, value] of headers) res.writeHeader(name, value);
+    const status = this.status;
+    if (this.request.method === 'HEAD' || status === 204 || status === 304) {
+      this.out = Out.Done;
+      if (!this.bodyDone) this.bodyStream?.detach(true);
+      // A HEAD answer reports the length a GET would have. It is written as a header: this uWS build's
+      // endWithoutBody(length) leaves the response open, and the keep-alive connection stuck behind it.
+      // endWithoutBody() writes no Content-Length (a 204 must not have one) and still closes after
+      // `Connection: close`.
+      if (this.request.method === 'HEAD' && length >= 0 && Number.isSafeInteger(length)) res.writeHeader('content-length', String(length));
+      res.endWithoutBody();
+      return;
+    }
+    if (length === 0) {
+      this.out = Out.Done;
+      endResponse(res, this.closeAfter);
+      return;
+    }
+    if (length > 0 && Number.isSafeInteger(length)) {
+      this.out = Out.Length;
+      this.total = length;
+    } else this.out = Out.Chunked;
+    res.onWritable(() => this.onClientWritable());
+  }
+
+  /** undici: a piece of the response body. Returning false pauses the backend until resumeUpstream(). */
+  onData(chunk: Buffer): boolean {
+    if (this.out !== Out.Length && this.out !== Out.Chunked) return !this.aborted;
+    this.responseBytes += chunk.length;
+    this.countBytes(HttpField.ResponseBytes, chunk.length);
+    corkedChunk = chunk;
+    corkOn(this, this.res, writeChunkCorked);
+    corkedChunk = null;
+    return !this.upstreamPaused;
+  }
+
+  /** Inside res.cork: one chunk to the client; on backpressure the rest waits for onWritable. */
+  writeChunk(chunk: Buffer): void {
+    if (this.out === Out.Length) {
+      const base = this.res.getWriteOffset();
+      const [ok, done] = this.res.tryEnd(chunk, this.total);
+      if (done) {
+        this.out = Out.Done;
+        this.finish();
+      } else if (!ok) {
+        this.pending = chunk;
+        this.pendingBase = base;
+        this.upstreamPaused = true;
+      }
+      return;
+    }
+    if (!this.res.write(chunk)) this.upstreamPaused = true;
+  }
+
+  /** uWS: the client can take more. */
+  private onClientWritable(): boolean {
+    if (this.out === Out.Length && this.pending !== null) {
+      const before = this.res.getWriteOffset();
+      if (this.flushPending()) return true;
+      // uWS reported the socket writable yet took nothing: it calls onWritable again only when a write of its
+      // own is left over, and with a user handler it never drains its own buffer here, so a response could
+      // stall for good. Try once more on the next turn, outside this callback.
+      if (this.res.getWriteOffset() === before && !this.retryScheduled) {
+        this.retryScheduled = true;
+        setImmediate(retryPending, this);
+      }
+      return false;
+    }
+    this.resume();
+    return true;
+  }
+
+  /** Send the rest of the chunk that met backpressure (inside a cork); true once it all went. */
+  flushPending(): boolean {
+    const [ok, done] = this.res.tryEnd(this.pending!.subarray(this.res.getWriteOffset() - this.pendingBase), this.total);
+    if (done) {
+      this.pending = null;
+      this.out = Out.Done;
+      this.resume();
+      this.finish();
+      return true;
+    }
+    if (!ok) return false;
+    this.pending = null;
+    this.resume();
+    return true;
+  }
+
+  /** The retry scheduled by onClientWritable. */
+  retryWrite(): void {
+    this.retryScheduled = false;
+    if (this.aborted || this.out !== Out.Length || this.pending === null) return;
+    corkOn(this, this.res, flushPendingCorked);
+  }
+
+  private resume(): void {
+    if (!this.upstreamPaused) return;
+    this.upstreamPaused = false;
+    const resume = this.resumeUpstream;
+    if (resume !== null && !this.upstreamDone) resume();
+  }
+
+  /** undici: the response is complete and the connection may serve another request. */
+  onComplete(): void {
+    this.upstreamDone = true;
+    this.releaseUpstream(true);
+    if (this.aborted) return;
+    if (this.out === Out.Chunked) {
+      corkOn(this, this.res, endCorked);
+    } else if (this.out === Out.Length && this.pending === null) {
+      // Complete, yet uWS did not see the declared length: never let the client take a short body as whole.
+      this.countHttpError(HttpError.BackendLost);
+      this.cut();
+      return;
+    }
+    if (this.out === Out.Done) this.finish();
+  }
+
+  endChunked(): void {
+    this.out = Out.Done;
+    endResponse(this.res, this.closeAfter);
+  }
+
+  /** Close the client's connection after this response: its request body was not read to its end, or it asked. */
+  private get closeAfter(): boolean {
+    return !this.bodyDone || this.request.closeAfter;
+  }
+
+  /** undici: the attempt failed (connect, timeout, reset, invalid answer, or our own abort). */
+  onError(error: Error): void {
+    const sent = this.sent;
+    this.upstreamDone = true;
+    this.releaseUpstream(false);
+    if (this.aborted) return;
+    const code = (error as { code?: string }).code ?? '';
+    if (this.status !== 0) {
+      // The response head went out: cut the client's connection so the truncation is visible.
+      this.countHttpError(HttpError.BackendLost);
+      if (this.out !== Out.Done) this.cut();
+      else this.finish();
+      return;
+    }
+    const reason = classify(code, sent);
+    this.countHttpError(reason);
+    this.lastFailure = reason;
+    if (reason === HttpError.ConnectRefused || reason === HttpError.ConnectTimeout || reason === HttpError.BackendReset) this.backendFailed();
+    const replayable = this.replayable();
+    if ((reason === HttpError.ConnectRefused || reason === HttpError.ConnectTimeout) && replayable) {
+      this.connectNext();
+      return;
+    }
+    if (reason === HttpError.BackendReset && replayable && IDEMPOTENT.has(this.request.method)) {
+      if (this.reused && !this.staleRetried) {
+        // A kept-alive connection the backend had just closed: one fresh try on the same backend.
+        this.staleRetried = true;
+        this.attempt(this.backend);
+        return;
+      }
+      this.connectNext();
+      return;
+    }
+    const name = this.gen.service(this.service).name;
+    switch (reason) {
+      case HttpError.ConnectTimeout:
+        this.answerError(504, `timed out connecting to a backend of service '${name}'`);
+        return;
+      case HttpError.ResponseTimeout:
+        this.answerError(504, `a backend of service '${name}' did not answer within responseHeaderTimeout`);
+        return;
+      case HttpError.InvalidResponse:
+        this.answerError(502, `a backend of service '${name}' sent an invalid response`);
+        return;
+      case HttpError.BackendReset:
+        this.answerError(502, `a backend of service '${name}' closed the connection before answering`);
+        return;
+      default:
+        this.answerError(502, `no backend of service '${name}' accepted the connection`);
+    }
+  }
+
+  /** Close the client's connection in the middle of its response (a backend that died mid-body). */
+  private cut(): void {
+    this.out = Out.Done;
+    this.aborted = true; // close() runs onAborted, and nothing may touch res after it
+    this.bodyStream?.detach(false);
+    this.res.close();
+    this.finish();
+  }
+
+  /** The request can go out again: no body, a collected one, or a stream nobody has read from yet. */
+  private replayable(): boolean {
+    if (this.bodyMode !== Body.Stream) return true;
+    const stream = this.bodyStream!;
+    return !stream.destroyed && !stream.readableDidRead;
+  }
+
+  /** Give the backend connection back (kept for reuse after a clean response) and its in-flight count. */
+  private releaseUpstream(clean: boolean): void {
+    const client = this.client;
+    if (client !== null) {
+      this.client = null;
+      if (clean) this.pool!.release(client, true);
+      else this.pool!.discard(client);
+    }
+    this.abortUpstream = null;
+    if (this.counted) {
+      this.counted = false;
+      const ctx = context();
+      Atomics.sub(ctx.shared.backendHttpActive, this.backend, 1);
+      Atomics.sub(ctx.shared.workerHttpActive, ctx.activeBase + this.backend, 1);
+    }
+  }
+
+  // ---- answers written by Sluice ------------------------------------------------------------
+
+  private answerError(status: number, message: string, extra: HeaderList = []): void {
+    if (status === 503) this.backend = -1;
+    this.status = status;
+    const phrase = STATUS_CODES[status] ?? '';
+    const headers: HeaderPair[] = [['content-type', 'text/plain; charset=utf-8'], ...extra.map(([n, v]): HeaderPair => [n, v])];
+    this.answer(status, phrase, headers, `${status} ${phrase}: ${message}\n`, true);
+  }
+
+  /** Write a whole answer (a middleware's or Sluice's); the connection closes when the request body was not
+   *  read to its end (or `close`). */
+  private answer(status: number, phrase: string, headers: HeaderPair[], body: string | Uint8Array, close = false): void {
+    const edits = this.responseEdits;
+    if (edits !== null) edits.apply(headers);
+    const closeConnection = close || this.closeAfter;
+    this.out = Out.Done;
+    this.bodyStream?.detach(true);
+    const res = this.res;
+    res.cork(() => {
+      res.writeStatus(`${status} ${phrase}`);
+      for (const [name, value] of headers) res.writeHeader(name, value);
+      if (this.request.method === 'HEAD') {
+        res.writeHeader('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length));
+        res.endWithoutBody();
+      } else res.end(body, closeConnection);
+    });
+    this.upstreamDone = true;
+    this.finish();
+  }
+
+  // ---- bookkeeping ------------------------------------------------------------------------------
+
+  /** Once both the client's response and the backend's part are over (or the client left): count, log,
+   *  give the generation back. */
+  private finish(): void {
+    if (this.finished || !(this.out === Out.Done && (this.upstreamDone || this.aborted))) return;
+    this.finished = true;
+    inFlight--;
+    if (this.aborted && this.client !== null) {
+      this.abortUpstream?.(new Error('the client went away'));
+      this.releaseUpstream(false);
+    }
+    this.bodyStream?.detach(false);
+    const seconds = (performance.now() - this.startedAt) / 1000;
+    const g = this.gen;
+    const plan = g.plan;
+    const route = plan.routes[plan.routeIndex[this.entryPoint * g.snapshot.routers.length + this.router]!];
+    const backend = this.status === 503 || this.attempts === 0 ? -1 : this.backend;
+    if (backend >= 0) this.countBytes(HttpField.RequestBytes, this.requestBytes);
+    if (route !== undefined) {
+      const status = this.status === 0 ? 499 : this.status;
+      g.slab[g.slabBase + httpRequestOffset(plan, route, backend, httpMethodIndex(this.request.method), status)]++;
+      observe(g.slab, g.slabBase + plan.httpDurationBase + this.service * HTTP_DURATION_STRIDE, HTTP_DURATION_BUCKETS, seconds);
+    }
+    logHttpRequest(this, seconds, this.originalPath);
+    this.runEndHooks();
+    g.release();
+  }
+
+  private countBytes(field: HttpField, n: number): void {
+    if (this.backend < 0 || this.gen.plan.backendLocal[this.backend]! < 0) return;
+    const g = this.gen;
+    g.slab[g.slabBase + httpBackendOffset(g.plan, this.backend, field)] += n;
+  }
+
+  get requestBytes(): number {
+    return this.bodyMode === Body.Stream ? this.bodyStream!.received : this.bodyReceived;
+  }
+
+  private countHttpError(reason: HttpError): void {
+    if (this.backend < 0 || this.gen.plan.backendLocal[this.backend]! < 0) return;
+    const g = this.gen;
+    g.slab[g.slabBase + httpBackendOffset(g.plan, this.backend, HttpField.Errors + reason)]++;
+  }
+
+  /** Passive health: this backend failed to take the request. */
+  private backendFailed(): void {
+    if (this.backend >= 0 && this.gen.service(this.service).passiveHealthCheck !== null) context().post({ type: 'backend-failed', backend: this.backend });
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** End a response (chunked, or of length 0); `close` when the client's request body was not read to its end. */
+function endResponse(res: uWS.HttpResponse, close: boolean): void {
+  if (close) res.end('', true);
+  else res.end();
+}
+
+/** What went wrong, from undici's error code and whether the request had gone out. */
+function classify(code: string, sent: boolean): HttpError {
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return HttpError.ConnectTimeout;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return HttpError.ResponseTimeout;
+    case 'UND_ERR_HEADERS_OVERFLOW':
+    case 'HPE_INVALID_CONSTANT':
+    case 'HPE_INVALID_STATUS':
+    case 'HPE_INVALID_VERSION':
+    case 'HPE_INVALID_HEADER_TOKEN':
+    case 'HPE_INVALID_CONTENT_LENGTH':
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+    case 'HPE_INVALID_CHUNK_SIZE':
+    case 'HPE_HEADER_OVERFLOW':
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      return HttpError.InvalidResponse;
+    default:
+      return sent ? HttpError.BackendReset : HttpError.ConnectRefused;
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * A WebSocket upgrade through its router's middlewares (src/middleware/chain.ts) before beginUpgrade takes
+ * it to a backend: path rewrites, request headers (Origin for a backend that checks it), basicAuth and
+ * forwardAuth deciding who may upgrade at all. A middleware's answer (401, a redirect) goes to the client
+ * instead of a 101; the response headers middlewares set go out with the 101 or the backend's refusal.
+ * Routers without middlewares never come here.
+ *
+ * For middlewares that count (onEnd), an upgrade's exchange ends when it is handed to the backend leg or
+ * answered, not when the WebSocket closes.
+ */
+import { STATUS_CODES } from 'node:http';
+import type uWS from 'uWebSockets.js';
+import { ChainedExchange, type HeaderList } from '../middleware/chain.js';
+import type { HeaderPair } from '../middleware/response-headers.js';
+import type { ClientRequestInfo } from './forwarded-request.js';
+import type { Generation } from './generation.js';
+import { upgradeClientInfo, upgradeRequest, type ProxyRequest } from './http-request.js';
+import { beginUpgrade } from './upgrade.js';
+
+export class UpgradeExchange extends ChainedExchange {
+  readonly kind = 'upgrade';
+  aborted = false;
+  readonly request: ProxyRequest;
+  private done = false;
+
+  constructor(
+    private readonly res: uWS.HttpResponse,
+    private readonly uwsContext: uWS.us_socket_context_t,
+    private readonly client: ClientRequestInfo,
+    clientForwarded: string[],
+    private readonly gen: Generation,
+    private readonly router: number,
+    private readonly entryPoint: number,
+  ) {
+    super();
+    gen.acquire();
+    this.request = upgradeRequest(client, clientForwarded, gen.snapshot.entryPoints[entryPoint]!.port);
+    res.onAborted(() => {
+      this.aborted = true;
+      this.end();
+    });
+  }
+
+  start(): void {
+    this.runChain(this.gen.chains[this.router]!);
+  }
+
+  protected proceed(): void {
+    const edits = this.responseEdits;
+    const extra = edits === null ? null : (edits.apply([]) as [string, string][]);
+    const client = upgradeClientInfo(this.client, this.request);
+    // beginUpgrade takes its own reference on the generation and replaces the abort handler.
+    beginUpgrade(this.res, this.uwsContext, client, this.gen, this.router, this.entryPoint, extra);
+    this.end();
+  }
+
+  respond(status: number, headers: HeaderList, body: string | Uint8Array): void {
+    if (this.aborted || this.done) return;
+    const pairs: HeaderPair[] = headers.map(([name, value]) => [name, value]);
+    this.responseEdits?.apply(pairs);
+    const res = this.res;
+    res.cork(() => {
+      res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`);
+      for (const [name, value] of pairs) res.writeHeader(name, value);
+      res.end(body, true);
+    });
+    this.end();
+  }
+
+  private end(): void {
+    if (this.done) return;
+    this.done = true;
+    this.runEndHooks();
+    this.gen.release();
+  }
+}
+
+/** Run the upgrade through its router's middlewares, then on to the backend (call inside the uWS handler). */
+export function upgradeThroughChain(
+  res: uWS.HttpResponse,
+  uwsContext: uWS.us_socket_context_t,
+  client: ClientRequestInfo,
+  clientForwarded: string[],
+  gen: Generation,
+  router: number,
+  entryPoint: number,
+): void {
+  new UpgradeExchange(res, uwsContext, client, clientForwarded, gen, router, entryPoint).start();
+}
