@@ -29,6 +29,7 @@ import {
   type WebSocketSettings,
 } from './snapshot.js';
 import type { CertificateFiles, CheckedConfig } from './validate.js';
+import { compileCompression } from './compile-compression.js';
 import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
 
 export interface CompileContext {
@@ -56,6 +57,7 @@ const DEFAULT_TRANSPORT: TransportSpec = {
   rootCAs: '',
   serverName: '',
   dialTimeoutMs: defaultOf('http.serversTransports.<name>.forwardingTimeouts.dialTimeout') as number,
+  websocketCompression: defaultOf('http.serversTransports.<name>.websocketCompression') as boolean,
 };
 
 /** Compile only runs the fallbacks below for values that failed validation; they keep the types whole. */
@@ -80,6 +82,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
         acceptGraceMs: lifeCycle?.requestAcceptGraceTimeout ?? numberDefault('entryPoints.<name>.transport.lifeCycle.requestAcceptGraceTimeout'),
         graceMs: lifeCycle?.graceTimeOut ?? numberDefault('entryPoints.<name>.transport.lifeCycle.graceTimeOut'),
       },
+      compression: compileCompression(config.websocket, ep.websocket, name, problems),
     };
   });
   checkPortsUnique(entryPoints, problems);
@@ -166,6 +169,7 @@ function compileTransports(config: CheckedConfig, context: CompileContext, probl
       rootCAs: rootCAs.join(''),
       serverName: transport.serverName ?? '',
       dialTimeoutMs: transport.forwardingTimeouts?.dialTimeout ?? DEFAULT_TRANSPORT.dialTimeoutMs,
+      websocketCompression: transport.websocketCompression ?? DEFAULT_TRANSPORT.websocketCompression,
     };
     if (name === 'default') transports[0] = spec;
     else transports.push(spec);

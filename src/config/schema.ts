@@ -6,6 +6,7 @@
 import { formatSize } from './duration.js';
 import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
 import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
+import { backendCompressionField, entryPointWebSocketSchema, globalCompressionFields } from './schema-compression.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { ObjectSchema, ScalarSchema, Schema } from './schema-types.js';
@@ -82,6 +83,7 @@ const entryPoint: ObjectSchema = {
       fields: { lifeCycle },
       refused: notYet('respondingTimeouts', 'keepAliveMaxRequests', 'keepAliveMaxTime'),
     },
+    websocket: entryPointWebSocketSchema,
   },
   refused: {
     ...notYet('proxyProtocol', 'forwardedHeaders', 'http2', 'http3', 'udp', 'allowACMEByPass'),
@@ -272,6 +274,7 @@ const serversTransport: ObjectSchema = {
       },
       refused: notYet('responseHeaderTimeout', 'idleConnTimeout', 'readIdleTimeout', 'pingTimeout'),
     },
+    websocketCompression: backendCompressionField,
   },
   refused: notYet('certificates', 'maxIdleConnsPerHost', 'disableHTTP2', 'peerCertURI', 'spiffe'),
 };
@@ -435,7 +438,7 @@ export const CONFIG_SCHEMA: ObjectSchema = {
     },
     websocket: {
       kind: 'object',
-      doc: 'Sluice: WebSocket limits and timeouts.',
+      doc: 'Sluice: WebSocket limits, timeouts and client-leg compression.',
       fields: {
         maxMessageSize: bufferSize(16 * MiB,
           'Largest message accepted on either leg; a larger one closes the connection with 1009.'),
@@ -460,6 +463,7 @@ export const CONFIG_SCHEMA: ObjectSchema = {
           defaultText: '10s',
           doc: 'Time allowed for the backend to answer the upgrade.',
         },
+        ...globalCompressionFields,
       },
     },
     admin: adminSchema,

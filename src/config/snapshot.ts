@@ -19,6 +19,19 @@ export interface EntryPointSpec {
   /** transport.lifeCycle: on SIGTERM, keep accepting for acceptGraceMs, then close the open
    *  WebSockets with 1001 spread over graceMs. */
   readonly lifeCycle: { readonly acceptGraceMs: number; readonly graceMs: number };
+  /** permessage-deflate toward this entry point's clients (its own keys over the global ones). */
+  readonly compression: CompressionSpec;
+}
+
+/** Client-leg permessage-deflate of one entry point (src/worker/compression.ts maps it to uWS options). */
+export interface CompressionSpec {
+  readonly mode: 'off' | 'shared' | 'dedicated';
+  /** Messages to a client below this many bytes go uncompressed. */
+  readonly threshold: number;
+  /** uWS DEDICATED_COMPRESSOR_<size> (used when mode is dedicated): '3KB' … '256KB'. */
+  readonly dedicatedCompressor: string;
+  /** 'shared' or uWS DEDICATED_DECOMPRESSOR_<size>: '512B' … '32KB'. */
+  readonly decompressor: string;
 }
 
 export interface CertificateSpec {
@@ -51,6 +64,8 @@ export interface TransportSpec {
   /** SNI and certificate name to use toward the backend; '' = the backend URL's host. */
   readonly serverName: string;
   readonly dialTimeoutMs: number;
+  /** Offer permessage-deflate to backends and inflate what they compress. */
+  readonly websocketCompression: boolean;
 }
 
 export interface BackendSpec {

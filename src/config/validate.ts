@@ -56,6 +56,14 @@ export interface HealthCheckConfig {
   onDown?: 'keep' | 'drain';
 }
 
+/** The compression keys of `websocket` and `entryPoints.<name>.websocket` (schema-compression.ts). */
+export interface CompressionConfig {
+  compression?: 'off' | 'shared' | 'dedicated';
+  compressionThreshold?: number;
+  dedicatedCompressor?: string;
+  decompressor?: string;
+}
+
 /** The checked document. Everything is optional: a key that failed validation is absent. */
 export interface CheckedConfig {
   entryPoints?: Record<
@@ -64,6 +72,7 @@ export interface CheckedConfig {
       address?: ListenAddress;
       http?: { tls?: object };
       transport?: { lifeCycle?: { requestAcceptGraceTimeout?: number; graceTimeOut?: number } };
+      websocket?: CompressionConfig;
     }
   >;
   http?: {
@@ -93,7 +102,7 @@ export interface CheckedConfig {
     >;
     serversTransports?: Record<
       string,
-      { insecureSkipVerify?: boolean; rootCAs?: string[]; serverName?: string; forwardingTimeouts?: { dialTimeout?: number } }
+      { insecureSkipVerify?: boolean; rootCAs?: string[]; serverName?: string; forwardingTimeouts?: { dialTimeout?: number }; websocketCompression?: boolean }
     >;
   };
   tls?: {
@@ -110,7 +119,7 @@ export interface CheckedConfig {
     stickySecret?: string;
   };
   dns?: { servers?: string[] };
-  websocket?: {
+  websocket?: CompressionConfig & {
     maxMessageSize?: number;
     clientHighWaterMark?: number;
     clientMaxBuffer?: number;
