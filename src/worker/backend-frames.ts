@@ -3,12 +3,14 @@
  * the bytes a read delivered (the worker's static onread buffer, or a TLS chunk) and hands each data
  * frame to the tunnel (tunnel.ts deliverData) inside one ws.cork() per read. Only a frame split across
  * reads is copied, into a buffer sized to that frame and bounded by websocket.maxMessageSize. Pings are
- * answered here; the native leg (native-leg.ts) does all of this in C.
+ * answered here; compressed frames (RSV1) go to backend-inflate.ts; the native leg (native-leg.ts) does all
+ * of this in C, without compression.
  */
 import { Total } from '../shared/layout.js';
 import { countTotal } from './context.js';
 import { closeStartedBy, Side } from './metrics.js';
 import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
+import { inflateFromBackend } from './backend-inflate.js';
 import {
   Tunnel,
   TunnelState,
@@ -150,8 +152,10 @@ function headerLengthOf(b1: number): number {
 function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length: number): void {
   const opcode = b0 & 0x0f;
   const fin = (b0 & 0x80) !== 0;
-  if ((b0 & 0x70) !== 0) {
-    failFromBackend(t, 1002, 'backend set reserved bits');
+  if ((b0 & 0x70) !== 0 || (t.inflatingOpcode !== 0 && opcode < 8)) {
+    // RSV1 marks a compressed message (RFC 7692), valid only where permessage-deflate was negotiated.
+    if (t.inflater === null) failFromBackend(t, 1002, 'backend set reserved bits');
+    else inflateFromBackend(t, b0, buf.subarray(start, start + length));
     return;
   }
   switch (opcode) {

@@ -24,6 +24,7 @@ import { readClientRequest } from './forwarded-request.js';
 import { beginUpgrade, onClientOpen } from './upgrade.js';
 import { onClientMessage, onClientDrain, onClientClose, type TunnelRef } from './tunnel.js';
 import { sendError } from './http-responses.js';
+import { uwsCompression } from './compression.js';
 
 /** An entry point by name, as long as any app serves it: handlers of the old and new app of a replaced
  *  entry point share it, so both route with the current generation's index of that entry point. */
@@ -150,7 +151,7 @@ function createApp(entryPoint: EntryPointSpec, certificates: readonly Certificat
 export function listenerKey(entryPoint: EntryPointSpec, gen: Generation): string {
   const ws = gen.websocket;
   const certificates = entryPoint.tls ? gen.snapshot.certificates.map((c) => [c.certFile, c.keyFile, c.fingerprint, c.names.join(',')]) : [];
-  return JSON.stringify([entryPoint.host, entryPoint.port, entryPoint.tls, certificates, ws.maxMessageSize, ws.clientMaxBuffer, ws.idleTimeoutSeconds]);
+  return JSON.stringify([entryPoint.host, entryPoint.port, entryPoint.tls, certificates, ws.maxMessageSize, ws.clientMaxBuffer, ws.idleTimeoutSeconds, entryPoint.compression]);
 }
 
 /** The worker's listeners: the app serving each entry point now, and apps kept for their connections. */
@@ -218,7 +219,9 @@ export class ListenerSet {
         closeOnBackpressureLimit: 1,
         idleTimeout: ws.idleTimeoutSeconds,
         sendPingsAutomatically: true,
-        compression: uWS.DISABLED,
+        // uWS inflates a client's compressed message up to maxPayloadLength too, so Sluice's 1009 applies
+        // to the inflated size; past twice the limit uWS drops the client (1006) before Sluice sees it.
+        compression: uwsCompression(entryPoint.compression),
         upgrade: (res, req, uwsContext) => {
           const ctx = context();
           const current = ctx.current;
@@ -238,7 +241,7 @@ export class ListenerSet {
             return;
           }
           const client = readClientRequest(req, routeInput.clientIp, current.snapshot.entryPoints[index]!.tls);
-          beginUpgrade(res, uwsContext, client, current, router, index);
+          beginUpgrade(res, uwsContext, client, current, router, index, entryPoint.compression);
         },
         open: onClientOpen,
         message: onClientMessage,

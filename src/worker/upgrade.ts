@@ -22,6 +22,14 @@ import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackend
 import { connectNative, destroyNative, nativeAvailable, startNativeFraming } from './native-leg.js';
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
 import { buildForwardedHead, type ClientRequestInfo } from './forwarded-request.js';
+import type { CompressionSpec } from '../config/snapshot.js';
+import { clientDeflateOffer, startClientCompression } from './compression.js';
+import { BACKEND_DEFLATE_OFFER, BackendInflater, PERMESSAGE_DEFLATE, backendDeflate, backendExtensionsProblem } from './backend-inflate.js';
+import { extensionsHeaderOf, parseExtensions } from './ws-extensions.js';
+
+/** Extensions Sluice offers a backend, by whether its transport has websocketCompression. */
+const OFFERED_WITH_DEFLATE: readonly string[] = [PERMESSAGE_DEFLATE];
+const OFFERED_NONE: readonly string[] = [];
 
 /** Bytes of a backend's answer head we accept before calling it invalid. */
 const MAX_HEAD = 16 * 1024;
@@ -60,6 +68,8 @@ export class Handshake {
     readonly balancer: Balancer,
     readonly serviceName: string,
     maxAttempts: number,
+    /** Client-leg compression of the app that took the request (fixed per app: listeners.ts). */
+    readonly compression: CompressionSpec | null,
   ) {
     this.tried = new Int32Array(maxAttempts);
   }
@@ -80,12 +90,13 @@ export function beginUpgrade(
   gen: Generation,
   routerIndex: number,
   entryPoint: number,
+  compression: CompressionSpec | null = null,
 ): void {
   const { snapshot } = gen;
   const router = snapshot.routers[routerIndex]!;
   const service = snapshot.services[router.service]!;
   const t = new Tunnel(gen, router.service, routerIndex, entryPoint) as HandshakeTunnel;
-  const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), gen.balancers[router.service]!, service.name, service.retries + 1);
+  const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), gen.balancers[router.service]!, service.name, service.retries + 1, compression);
   t.handshake = h;
   h.hashKey = requestHashKey(service, client);
   const sticky = gen.stickies[router.service] ?? null;
@@ -133,8 +144,10 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   const { key, accept } = newHandshakeKey();
   h.acceptExpected = accept;
   h.head = null;
-  h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}Sec-WebSocket-Key: ${key}\r\n\r\n`;
-  if (!spec.tls && nativeAvailable && net.isIP(host) !== 0) {
+  const deflate = transport.websocketCompression ? BACKEND_DEFLATE_OFFER : '';
+  h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}${deflate}Sec-WebSocket-Key: ${key}\r\n\r\n`;
+  // The native leg has no inflater: a backend that may compress stays on the Node socket leg.
+  if (!spec.tls && nativeAvailable && net.isIP(host) !== 0 && !transport.websocketCompression) {
     // Plain backend by address: the native leg (native-leg.ts) sends the request once connected.
     if (connectNative(t, host, spec.port, transport.dialTimeoutMs)) return;
     handshakeSocketClosed(t, false);
@@ -240,10 +253,14 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     failHandshake(t, 502, `backend chose subprotocol '${protocol}' that the client did not offer`);
     return;
   }
-  if (head.headers.has('sec-websocket-extensions')) {
-    failHandshake(t, 502, 'backend negotiated an extension Sluice did not offer');
+  const transport = t.gen.snapshot.transports[t.gen.service(t.service).transport]!;
+  const extensions = parseExtensions(extensionsHeaderOf(head.raw));
+  const problem = backendExtensionsProblem(extensions, transport.websocketCompression ? OFFERED_WITH_DEFLATE : OFFERED_NONE);
+  if (problem !== '') {
+    failHandshake(t, 502, problem);
     return;
   }
+  const backendDeflated = backendDeflate(extensions!);
   if (context().closing.has(t.gen.snapshot.entryPoints[t.entryPoint]!.name)) {
     answer(t, 503, 'Sluice is shutting down');
     return;
@@ -259,6 +276,8 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   const res = h.res;
   const sticky = t.gen.stickies[t.service] ?? null;
   const setCookie = sticky !== null && t.backend !== h.stickyBackend ? sticky.setCookieFor(t.backend) : '';
+  if (backendDeflated !== null) t.inflater = new BackendInflater(t.gen.websocket.maxMessageSize, backendDeflated);
+  const clientDeflate = h.compression === null ? '' : clientDeflateOffer(h.client.extensions, h.compression);
   res.cork(() => {
     if (setCookie !== '') {
       // upgrade() writes the 101 and its own headers, keeping a status already written: so a
@@ -266,8 +285,11 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
       res.writeStatus('101 Switching Protocols');
       res.writeHeader('set-cookie', setCookie);
     }
-    res.upgrade<TunnelRef>({ tunnel: t }, h.client.key, protocol, '', h.uwsContext);
+    // uWS negotiates permessage-deflate from the offer given here (only one it honours as asked) and
+    // writes its answer into the 101.
+    res.upgrade<TunnelRef>({ tunnel: t }, h.client.key, protocol, clientDeflate, h.uwsContext);
   });
+  if (clientDeflate !== '') startClientCompression(t, clientDeflate, h.compression!);
   // uWS ran `open` inside upgrade(); if the client was gone by then, let the backend go too.
   if (t.ws === null) {
     abandonBackend(t);
