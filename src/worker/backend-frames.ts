@@ -84,7 +84,10 @@ function readPayloadLength(t: Tunnel, buf: Buffer, offset: number, len7: number)
     const high = buf.readUInt32BE(offset + 2);
     length = high > 0x1fffff ? Infinity : high * 0x100000000 + buf.readUInt32BE(offset + 6);
   }
-  if (length > t.gen.websocket.maxMessageSize) {
+  // A compressed frame may be a little longer than the message it holds (deflate's stored blocks); its
+  // inflated size is checked against maxMessageSize itself (backend-inflate.ts).
+  const limit = (buf[offset]! & 0x40) !== 0 && t.inflater !== null ? t.inflater.wireLimit : t.gen.websocket.maxMessageSize;
+  if (length > limit) {
     countTotal(Total.OversizeCloses);
     failFromBackend(t, 1009, 'message too big');
     return -1;

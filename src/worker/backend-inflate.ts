@@ -76,13 +76,12 @@ export class BackendInflater {
   /** Compressed fragments of the message in progress (copied: they come from a shared read buffer). */
   private parts: Buffer[] = [];
   private partsLength = 0;
+  /** Longest compressed message accepted: incompressible data grows by 5 bytes per 64 KiB stored block. */
+  readonly wireLimit: number;
   private readonly plain: zlib.ZlibOptions;
   private readonly preset: zlib.ZlibOptions;
 
-  constructor(
-    private readonly maxMessageSize: number,
-    negotiated: WsExtension,
-  ) {
+  constructor(maxMessageSize: number, negotiated: WsExtension) {
     let windowBits = 15;
     let contextTakeover = true;
     for (const [name, value] of negotiated.params) {
@@ -90,6 +89,7 @@ export class BackendInflater {
       else if (name === 'server_max_window_bits' && value !== true) windowBits = Number(value);
     }
     this.windowSize = contextTakeover ? 1 << windowBits : 0;
+    this.wireLimit = maxMessageSize + Math.ceil(maxMessageSize / 65535) * 5 + 64;
     // Window 15 decodes what any smaller window encoded; the history only needs the backend's window.
     this.plain = { windowBits: 15, finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: maxMessageSize };
     this.preset = { ...this.plain };
@@ -98,7 +98,7 @@ export class BackendInflater {
   /** One frame of a compressed message: the inflated message at its last frame, null before. Throws
    *  InflatedTooBig past maxMessageSize, zlib's Error on corrupt data. */
   frame(payload: Uint8Array, fin: boolean): Buffer | null {
-    if (this.partsLength + payload.byteLength > this.maxMessageSize) throw new InflatedTooBig('message too big');
+    if (this.partsLength + payload.byteLength > this.wireLimit) throw new InflatedTooBig('message too big');
     if (!fin) {
       this.parts.push(Buffer.from(payload));
       this.partsLength += payload.byteLength;
