@@ -13,6 +13,7 @@ import { FD_RESERVE, openFileLimit } from '../loadtest/options.js';
 import { cpuMicros, machineBusyMicros } from './procstat.js';
 import { FULL, QUICK, measureTarget, type BenchSettings } from './measure.js';
 import { renderJson, renderMarkdown, type BenchResults, type TargetResult } from './report.js';
+import { COMPRESSION_FULL, COMPRESSION_QUICK, runCompressionBench } from './compression.js';
 import {
   REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, removeSnapshot, snapshotSluice, startBackends, startTarget, versions,
   type Pinning, type Running, type TargetName,
@@ -21,11 +22,13 @@ import {
 const HELP = `usage: npm run bench -- [options]
 
   --quick            one run, 2 s per figure, 2,000 held connections instead of 8,000 (under 2 min)
-  --only LIST        targets to run, comma-separated: ${TARGETS.join(',')} [all]
+  --only LIST        targets to run, comma-separated: ${TARGETS.join(',')},compression [all]
+                     (compression: the 2 KiB JSON rows with compression off/shared/dedicated and HAProxy)
   --runs N           runs per target; each figure reports the median and min–max [3, --quick 1]
   --out DIR          where the .md and .json go [bench/results]
   --no-pin           do not pin with taskset (proxy on CPU 0, generator and backends on CPU 1)
   --no-install       do not apt-get install NGINX and HAProxy when missing (skip them instead)
+  --no-compression   leave out the compression rows
   -h, --help         this text`;
 
 interface BenchArgs {
@@ -35,10 +38,11 @@ interface BenchArgs {
   out: string;
   pin: boolean;
   install: boolean;
+  compression: boolean;
 }
 
 function parseArgs(argv: readonly string[]): BenchArgs | null {
-  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true };
+  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true, compression: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const value = (): string => {
@@ -49,6 +53,7 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
     if (arg === '--quick') a.quick = true;
     else if (arg === '--no-pin') a.pin = false;
     else if (arg === '--no-install') a.install = false;
+    else if (arg === '--no-compression') a.compression = false;
     else if (arg === '--help' || arg === '-h') return null;
     else if (arg === '--out') a.out = value();
     else if (arg === '--runs') {
@@ -59,9 +64,12 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
       const v = value();
       const names = v.split(',').map((n) => n.trim());
       for (const n of names) {
-        if (!(TARGETS as readonly string[]).includes(n)) throw new Error(`invalid --only '${v}': unknown target '${n}' (expected ${TARGETS.join(', ')})`);
+        if (!(TARGETS as readonly string[]).includes(n) && n !== 'compression') {
+          throw new Error(`invalid --only '${v}': unknown target '${n}' (expected ${TARGETS.join(', ')}, compression)`);
+        }
       }
       a.only = TARGETS.filter((t) => names.includes(t));
+      a.compression = names.includes('compression');
     } else throw new Error(`unknown option '${arg}' (see --help)`);
   }
   if (a.runs === 0) a.runs = a.quick ? 1 : 3;
@@ -138,7 +146,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 
   const targetErrors = new Map<TargetName, string>();
-  if (args.only.includes('nginx') || args.only.includes('haproxy')) {
+  if (args.only.includes('nginx') || args.only.includes('haproxy') || args.compression) {
     if (args.install) {
       try {
         ensureInstalled(log);
@@ -160,7 +168,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const settings: BenchSettings = { ...base, generatorThreads: canPin ? 1 : Math.min(2, availableParallelism()) };
 
   const live = new Set<Running>();
-  const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) ? snapshotSluice() : null;
+  const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) || args.compression ? snapshotSluice() : null;
   const backends = await startBackends(pin);
   let interrupted = false;
   process.on('SIGINT', () => {
@@ -175,6 +183,7 @@ async function main(argv: readonly string[]): Promise<number> {
   log(`bench: echo backends on ${backends.ports.join(', ')}; ${args.runs} run(s) of ${args.only.map((t) => TARGET_LABELS[t]).join(', ')}${canPin ? '; proxy pinned to CPU 0, load to CPU 1' : ''}`);
 
   const results: Partial<Record<TargetName, TargetResult>> = {};
+  let compression: BenchResults['compression'];
   for (const t of args.only) results[t] = { runs: [], error: targetErrors.get(t) ?? null, failures: [] };
   try {
     for (let run = 1; run <= args.runs; run++) {
@@ -201,6 +210,11 @@ async function main(argv: readonly string[]): Promise<number> {
         }
       }
     }
+    if (args.compression) {
+      await backends.stop();
+      await waitForQuiet(backends.pid);
+      compression = await runCompressionBench(args.quick ? COMPRESSION_QUICK : COMPRESSION_FULL, args.runs, pin, sluiceRoot, commandExists('haproxy'), log);
+    }
   } finally {
     await backends.stop();
     removeSnapshot(sluiceRoot);
@@ -223,6 +237,7 @@ async function main(argv: readonly string[]): Promise<number> {
     },
     wallSeconds: (performance.now() - started) / 1000,
     targets: results,
+    compression,
   };
   mkdirSync(args.out, { recursive: true });
   const stamp = date.toISOString().slice(0, 16).replace('T', '-').replace(':', '');
