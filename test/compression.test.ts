@@ -3,8 +3,8 @@
  * offer (RFC 7692), payloads intact both ways for clients and backends with and without the extension
  * (text and binary, 0 B to 16 MiB, fragmented), the threshold, the limits on the inflated size on both
  * legs (zip bombs: 1009 below uWebSockets.js's ceiling, a dropped connection past it, memory bounded),
- * corrupt deflate data closing only its own connection, and the wire-bytes metric. Browsers are in
- * compression-browser.test.ts.
+ * corrupt deflate data closing only its own connection, the wire-bytes metric, and a reload that changes
+ * an entry point's compression. Browsers are in compression-browser.test.ts. Whole file: about 15 s.
  *
  * One Sluice serves entry points `off`, `shared`, `dedicated` and `thresholded` in front of `ws` echo
  * backends: one that cannot compress (`/plain`) and one that compresses everything (`/deflating`, through
@@ -14,7 +14,7 @@
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import zlib from 'node:zlib';
 import type { WebSocket } from 'ws';
@@ -22,6 +22,7 @@ import type { IncomingMessage } from 'node:http';
 import { freePort, startBackend, startSluice, type SluiceProcess, type TestBackend } from './helpers/sluice.js';
 import { closeAllPeers, connect, rawRequest, upgradeRequest, until, within } from './helpers/peer.js';
 import { parsePrometheus, sampleSum } from './helpers/admin.js';
+import { startInProcess } from './helpers/in-process.js';
 import { Opcode, WS_GUID, encodeMaskedFrame } from '../src/worker/frame-codec.js';
 import { parseExtensions } from '../src/worker/ws-extensions.js';
 import { clientDeflateOffer } from '../src/worker/compression.js';
@@ -595,3 +596,37 @@ websocket:
 });
 
 
+
+describe('compression across a reload', () => {
+  afterEach(closeAllPeers);
+
+  test('changing an entry point\'s compression opens a new app: new clients get the new setting, open ones keep theirs', async () => {
+    const backend = await startBackend();
+    const config = (mode: string): string => `entryPoints:
+  web: { address: "127.0.0.1:{PORT}", websocket: { compression: ${mode} } }
+http:
+  routers:
+    all: { rule: "PathPrefix(\`/\`)", service: s }
+  services:
+    s: { loadBalancer: { servers: [ { url: "${backend.url}" } ] } }
+`;
+    const sluice = await startInProcess(config('shared'), 1);
+    try {
+      const before = await connect(`${sluice.url}/before`, { perMessageDeflate: { threshold: 0 } });
+      assert.match(before.ws.extensions, /^permessage-deflate/);
+      const text = readFileSync(sluice.configFile, 'utf8').replace('compression: shared', 'compression: off');
+      writeFileSync(sluice.configFile, text);
+      assert.equal((await sluice.primary.reload('test')).result, 'success');
+      const after = await connect(`${sluice.url}/after`, { perMessageDeflate: { threshold: 0 } });
+      assert.equal(after.ws.extensions, '');
+      const message = jsonMessage(3000);
+      for (const peer of [before, after]) {
+        await peer.send(message);
+        assert.equal((await peer.next()).data.toString(), message);
+      }
+    } finally {
+      await sluice.stop();
+      await backend.close();
+    }
+  });
+});
