@@ -6,6 +6,7 @@
  */
 import type { Figures, GeneratorUse, TargetRun } from './measure.js';
 import { TARGET_LABELS, type TargetName } from './targets.js';
+import { renderCompression, type CompressionResults } from './compression.js';
 
 export interface Figure {
   readonly key: string;
@@ -65,6 +66,8 @@ export interface BenchResults {
   readonly settings: Record<string, unknown>;
   readonly wallSeconds: number;
   readonly targets: Partial<Record<TargetName, TargetResult>>;
+  /** The compression rows (bench/compression.ts), when they ran. */
+  readonly compression?: CompressionResults | undefined;
 }
 
 function summarize(values: readonly number[]): Summary | null {
@@ -196,6 +199,7 @@ export function renderMarkdown(results: BenchResults): string {
   for (const m of measurements) {
     lines.push(`| ${m} | ${targets.map((t) => generatorRow(results.targets[t]?.runs ?? [], m)).join(' | ')} |`);
   }
+  if (results.compression !== undefined) lines.push('', ...renderCompression(results.compression));
   const notes: string[] = [];
   for (const t of targets) {
     const tr = results.targets[t];

@@ -13,6 +13,7 @@ import { FD_RESERVE, openFileLimit } from '../loadtest/options.js';
 import { cpuMicros, machineBusyMicros } from './procstat.js';
 import { FULL, QUICK, measureTarget, type BenchSettings } from './measure.js';
 import { renderJson, renderMarkdown, type BenchResults, type TargetResult } from './report.js';
+import { COMPRESSION_FULL, COMPRESSION_QUICK, runCompressionBench } from './compression.js';
 import {
   REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, removeSnapshot, snapshotSluice, startBackends, startHttpBackends, startTarget, versions,
   type Pinning, type Running, type TargetName,
@@ -21,12 +22,14 @@ import {
 const HELP = `usage: npm run bench -- [options]
 
   --quick            one run, 2 s per figure, 2,000 held connections instead of 8,000 (under 2 min)
-  --only LIST        targets to run, comma-separated: ${TARGETS.join(',')} [all]
+  --only LIST        targets to run, comma-separated: ${TARGETS.join(',')},compression [all]
+                     (compression: the 2 KiB JSON rows with compression off/shared/dedicated and HAProxy)
   --runs N           runs per target; each figure reports the median and min–max [3, --quick 1]
   --out DIR          where the .md and .json go [bench/results]
   --no-pin           do not pin with taskset (proxy on CPU 0, generator and backends on CPU 1)
   --no-install       do not apt-get install NGINX and HAProxy when missing (skip them instead)
   --http-only        only the plain HTTP figures (autocannon), for a short check of that row
+  --no-compression   leave out the compression rows
   -h, --help         this text`;
 
 interface BenchArgs {
@@ -37,10 +40,11 @@ interface BenchArgs {
   pin: boolean;
   install: boolean;
   httpOnly: boolean;
+  compression: boolean;
 }
 
 function parseArgs(argv: readonly string[]): BenchArgs | null {
-  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true, httpOnly: false };
+  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true, httpOnly: false, compression: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const value = (): string => {
@@ -52,6 +56,7 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
     else if (arg === '--no-pin') a.pin = false;
     else if (arg === '--no-install') a.install = false;
     else if (arg === '--http-only') a.httpOnly = true;
+    else if (arg === '--no-compression') a.compression = false;
     else if (arg === '--help' || arg === '-h') return null;
     else if (arg === '--out') a.out = value();
     else if (arg === '--runs') {
@@ -62,9 +67,12 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
       const v = value();
       const names = v.split(',').map((n) => n.trim());
       for (const n of names) {
-        if (!(TARGETS as readonly string[]).includes(n)) throw new Error(`invalid --only '${v}': unknown target '${n}' (expected ${TARGETS.join(', ')})`);
+        if (!(TARGETS as readonly string[]).includes(n) && n !== 'compression') {
+          throw new Error(`invalid --only '${v}': unknown target '${n}' (expected ${TARGETS.join(', ')}, compression)`);
+        }
       }
       a.only = TARGETS.filter((t) => names.includes(t));
+      a.compression = names.includes('compression');
     } else throw new Error(`unknown option '${arg}' (see --help)`);
   }
   if (a.runs === 0) a.runs = a.quick ? 1 : 3;
@@ -141,7 +149,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 
   const targetErrors = new Map<TargetName, string>();
-  if (args.only.includes('nginx') || args.only.includes('haproxy')) {
+  if (args.only.includes('nginx') || args.only.includes('haproxy') || args.compression) {
     if (args.install) {
       try {
         ensureInstalled(log);
@@ -163,7 +171,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const settings: BenchSettings = { ...base, httpOnly: args.httpOnly, generatorThreads: canPin ? 1 : Math.min(2, availableParallelism()) };
 
   const live = new Set<Running>();
-  const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) ? snapshotSluice() : null;
+  const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) || args.compression ? snapshotSluice() : null;
   const backends = await startBackends(pin);
   const httpBackends = await startHttpBackends(pin);
   let interrupted = false;
@@ -179,6 +187,7 @@ async function main(argv: readonly string[]): Promise<number> {
   log(`bench: echo backends on ${backends.ports.join(', ')}; ${args.runs} run(s) of ${args.only.map((t) => TARGET_LABELS[t]).join(', ')}${canPin ? '; proxy pinned to CPU 0, load to CPU 1' : ''}`);
 
   const results: Partial<Record<TargetName, TargetResult>> = {};
+  let compression: BenchResults['compression'];
   for (const t of args.only) results[t] = { runs: [], error: targetErrors.get(t) ?? null, failures: [] };
   try {
     for (let run = 1; run <= args.runs; run++) {
@@ -205,6 +214,11 @@ async function main(argv: readonly string[]): Promise<number> {
         }
       }
     }
+    if (args.compression) {
+      await backends.stop();
+      await waitForQuiet(backends.pid);
+      compression = await runCompressionBench(args.quick ? COMPRESSION_QUICK : COMPRESSION_FULL, args.runs, pin, sluiceRoot, commandExists('haproxy'), log);
+    }
   } finally {
     await backends.stop();
     await httpBackends.stop();
@@ -229,6 +243,7 @@ async function main(argv: readonly string[]): Promise<number> {
     },
     wallSeconds: (performance.now() - started) / 1000,
     targets: results,
+    compression,
   };
   mkdirSync(args.out, { recursive: true });
   const stamp = date.toISOString().slice(0, 16).replace('T', '-').replace(':', '');

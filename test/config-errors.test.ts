@@ -199,7 +199,25 @@ describe('loader', () => {
     });
     assert.deepEqual(snapshot.entryPoints.map((ep) => ep.lifeCycle), snapshot.entryPoints.map(() => ({ acceptGraceMs: 0, graceMs: 10_000 })));
     assert.deepEqual(snapshot.transports, [
-      { name: 'default', insecureSkipVerify: false, rootCAs: '', serverName: '', dialTimeoutMs: 5000, responseHeaderTimeoutMs: 0, idleConnTimeoutMs: 90_000, maxIdleConnsPerHost: 200 },
+      { name: 'default', insecureSkipVerify: false, rootCAs: '', serverName: '', dialTimeoutMs: 5000, responseHeaderTimeoutMs: 0, idleConnTimeoutMs: 90_000, maxIdleConnsPerHost: 200, websocketCompression: false },
+    ]);
+    assert.deepEqual(snapshot.entryPoints[0]!.compression, { mode: 'off', threshold: 1024, dedicatedCompressor: '32KB', decompressor: 'shared' });
+  });
+
+  test('an entry point\'s compression keys override the global ones, one by one', () => {
+    const snapshot = loadConfigText(
+      `entryPoints:
+  web: { address: ":8080" }
+  feeds: { address: ":8081", websocket: { compression: dedicated, dedicatedCompressor: 8KB } }
+  plain: { address: ":8082", websocket: { compression: "off" } }
+websocket: { compression: shared, compressionThreshold: 2KiB, decompressor: 4KB }
+`,
+      'yaml', 'x', workDir,
+    );
+    assert.deepEqual(snapshot.entryPoints.map((ep) => ep.compression), [
+      { mode: 'shared', threshold: 2048, dedicatedCompressor: '32KB', decompressor: '4KB' },
+      { mode: 'dedicated', threshold: 2048, dedicatedCompressor: '8KB', decompressor: '4KB' },
+      { mode: 'off', threshold: 2048, dedicatedCompressor: '32KB', decompressor: '4KB' },
     ]);
   });
 

@@ -280,7 +280,7 @@ describe('one probe (checkOnce)', () => {
     path: '/health?deep=1', method: 'GET', scheme: '', hostname: '', port: 0, headers: [], status: 0,
     intervalMs: 1000, unhealthyIntervalMs: 1000, timeoutMs: 300, rise: 1, fall: 1, onDown: 'keep', ...extra,
   });
-  const transport = (extra: Partial<TransportSpec> = {}): TransportSpec => ({ name: 'default', insecureSkipVerify: false, rootCAs: '', serverName: '', dialTimeoutMs: 1000, responseHeaderTimeoutMs: 0, idleConnTimeoutMs: 90_000, maxIdleConnsPerHost: 200, ...extra });
+  const transport = (extra: Partial<TransportSpec> = {}): TransportSpec => ({ name: 'default', insecureSkipVerify: false, rootCAs: '', serverName: '', dialTimeoutMs: 1000, responseHeaderTimeoutMs: 0, idleConnTimeoutMs: 90_000, maxIdleConnsPerHost: 200, websocketCompression: false, ...extra });
   const probe = (s: BackendSpec, c: HealthCheckSpec, t: TransportSpec = transport()): Promise<boolean> =>
     new Promise((resolve) => checkOnce(s, c, t, s.host, resolve));
 

@@ -27,6 +27,7 @@ import {
   type WebSocketSettings,
 } from './snapshot.js';
 import { defaultsOf, type CertificateFiles, type CheckedConfig } from './validate.js';
+import { compileCompression } from './compile-compression.js';
 import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
 import { NO_TLS_ENTRY_POINT, addDefaultCertificate, assignTlsOptions, compileTlsOptionSets, decideTlsEntryPoints } from './compile-tls.js';
 import { compileMiddlewares, type MiddlewareTable } from './compile-middlewares.js';
@@ -76,6 +77,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
       graceMs: ep.transport.lifeCycle.graceTimeOut,
     },
     maxHeaderBytes: ep.http.maxHeaderBytes,
+    compression: compileCompression(config.websocket, ep.websocket, name, problems),
   }));
   checkPortsUnique(entryPoints, problems);
   if (config.entryPoints !== undefined && entryPoints.length === 0) {
@@ -166,6 +168,7 @@ function transportSpec(name: string, transport: CheckedTransport, rootCAs: strin
     idleConnTimeoutMs: transport.forwardingTimeouts.idleConnTimeout,
     // Traefik's meaning: 0 takes the default, a negative value keeps no idle connection.
     maxIdleConnsPerHost: transport.maxIdleConnsPerHost === 0 ? defaultOf('http.serversTransports.<name>.maxIdleConnsPerHost') : Math.max(0, transport.maxIdleConnsPerHost),
+    websocketCompression: transport.websocketCompression,
   };
 }
 

@@ -9,6 +9,7 @@ import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchem
 import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
 import { kubernetesManifestsSchema, tlsOptionsRef, tlsOptionsSchema } from './schema-tls.js';
 import { middlewareSchema } from './schema-middlewares.js';
+import { backendCompressionField, entryPointWebSocketSchema, globalCompressionFields } from './schema-compression.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { Checked, DefaultEntries, ObjectSchema, Schema } from './schema-types.js';
@@ -88,6 +89,7 @@ const entryPoint = {
       fields: { lifeCycle },
       refused: notYet('respondingTimeouts', 'keepAliveMaxRequests', 'keepAliveMaxTime'),
     },
+    websocket: entryPointWebSocketSchema,
   },
   refused: {
     ...notYet('proxyProtocol', 'forwardedHeaders', 'http2', 'http3', 'udp', 'allowACMEByPass'),
@@ -300,6 +302,7 @@ export const serversTransportSchema = {
       defaultValue: 200,
       doc: 'HTTP: idle keep-alive connections kept per backend (busy ones are not capped); 0 means 200, -1 keeps none.',
     },
+    websocketCompression: backendCompressionField,
   },
   refused: notYet('certificates', 'disableHTTP2', 'peerCertURI', 'spiffe'),
 } as const satisfies ObjectSchema;
@@ -468,7 +471,7 @@ export const CONFIG_SCHEMA = {
     },
     websocket: {
       kind: 'object',
-      doc: 'WebSocket limits and timeouts.',
+      doc: 'WebSocket limits, timeouts and client-leg compression.',
       fields: {
         maxMessageSize: bufferSize(16 * MiB,
           'Largest message accepted on either leg; a larger one closes the connection with 1009.'),
@@ -491,6 +494,7 @@ export const CONFIG_SCHEMA = {
           defaultValue: 10_000,
           doc: 'Time allowed for the backend to answer the upgrade.',
         },
+        ...globalCompressionFields,
       },
     },
     admin: adminSchema,

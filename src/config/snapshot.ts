@@ -29,6 +29,19 @@ export interface EntryPointSpec {
   readonly lifeCycle: { readonly acceptGraceMs: number; readonly graceMs: number };
   /** http.maxHeaderBytes: a request head above this is answered 431. */
   readonly maxHeaderBytes: number;
+  /** permessage-deflate toward this entry point's clients (its own keys over the global ones). */
+  readonly compression: CompressionSpec;
+}
+
+/** Client-leg permessage-deflate of one entry point (src/worker/compression.ts maps it to uWS options). */
+export interface CompressionSpec {
+  readonly mode: 'off' | 'shared' | 'dedicated';
+  /** Messages to a client below this many bytes go uncompressed. */
+  readonly threshold: number;
+  /** uWS DEDICATED_COMPRESSOR_<size> (used when mode is dedicated): '3KB' … '256KB'. */
+  readonly dedicatedCompressor: string;
+  /** 'shared' or uWS DEDICATED_DECOMPRESSOR_<size>: '512B' … '32KB'. */
+  readonly decompressor: string;
 }
 
 /** One set of tls.options, as the worker's SSLApp takes it. */
@@ -81,6 +94,8 @@ export interface TransportSpec {
   readonly idleConnTimeoutMs: number;
   /** HTTP: idle keep-alive connections kept per backend (0 = none kept). */
   readonly maxIdleConnsPerHost: number;
+  /** Offer permessage-deflate to backends and inflate what they compress. */
+  readonly websocketCompression: boolean;
 }
 
 export interface BackendSpec {

@@ -15,6 +15,7 @@ import { CONFIG_SCHEMA } from './schema.js';
 import type { CheckedConfig, ListSchema, MapSchema, ObjectSchema, ScalarSchema, Schema } from './schema.js';
 import type { healthCheckSchema, stickySchema } from './schema-balancing.js';
 import type { BackendUrl, Checked, ListenAddress } from './schema-types.js';
+import type { entryPointWebSocketSchema } from './schema-compression.js';
 
 export type { BackendUrl, ListenAddress } from './schema-types.js';
 export type { CheckedConfig } from './schema.js';
@@ -23,6 +24,8 @@ export type { CheckedConfig } from './schema.js';
 export type HealthCheckConfig = Checked<typeof healthCheckSchema>;
 export type StickyCookieConfig = Checked<typeof stickySchema.fields.cookie>;
 export type CertificateFiles = NonNullable<CheckedConfig['tls']['certificates']>[number];
+/** The compression keys of an entry point (`entryPoints.<name>.websocket`) or of `websocket`. */
+export type CompressionConfig = Partial<Checked<typeof entryPointWebSocketSchema>>;
 
 export function validateDocument(document: unknown, problems: Problems): CheckedConfig {
   if (document === null || document === undefined) {

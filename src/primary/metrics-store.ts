@@ -16,7 +16,7 @@
  * writers are gone (an exited worker, a released generation, a freed slot).
  */
 import type { Snapshot } from '../config/snapshot.js';
-import { TOTALS, TRAFFIC, Total, resetWorkerCounters, type SharedViews } from '../shared/layout.js';
+import { TOTALS, TRAFFIC, Total, Traffic, resetWorkerCounters, type SharedViews } from '../shared/layout.js';
 import {
   CLOSE_CODES,
   CONN_FIELDS,
@@ -298,10 +298,13 @@ export class MetricsStore {
     if (this.trafficSeries[slot * TRAFFIC] !== NO_SERIES) return; // named by an earlier generation
     const labels = { service, backend: url };
     const names = ['websocket_messages_total', 'websocket_messages_total', 'websocket_bytes_total', 'websocket_bytes_total'];
-    // Traffic fields: MessagesToBackend, MessagesToClient, BytesToBackend, BytesToClient.
-    for (let f = 0; f < TRAFFIC; f++) {
+    // Traffic fields: MessagesToBackend, MessagesToClient, BytesToBackend, BytesToClient, then the wire bytes.
+    for (let f = 0; f < 4; f++) {
       this.trafficSeries[slot * TRAFFIC + f] = this.ref(names[f]!, { ...labels, direction: DIRECTIONS[f % 2]! }, false, true);
     }
+    const toClient = { ...labels, direction: DIRECTIONS[1] };
+    this.trafficSeries[slot * TRAFFIC + Traffic.WireBytesToClient] = this.ref('websocket_wire_bytes_total', { ...toClient, leg: 'client' }, false, true);
+    this.trafficSeries[slot * TRAFFIC + Traffic.WireBytesFromBackend] = this.ref('websocket_wire_bytes_total', { ...toClient, leg: 'backend' }, false, true);
   }
 
   /** The id of the series (made when new), with one more reference. */

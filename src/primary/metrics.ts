@@ -105,6 +105,7 @@ export function createRegistry(store: MetricsStore, sources: RegistrySources): O
   add('websocket_connections_total', 'WebSocket upgrade attempts by outcome (upgraded, rejected_by_backend, no_backend, connect_failed, limited).', 'counter', () => plain('websocket_connections_total'));
   add('websocket_messages_total', 'WebSocket messages forwarded, by direction (a fragmented message counts once).', 'counter', () => plain('websocket_messages_total'));
   add('websocket_bytes_total', 'WebSocket payload bytes forwarded, by direction (frame headers not included).', 'counter', () => plain('websocket_bytes_total'));
+  add('websocket_wire_bytes_total', 'WebSocket payload bytes toward clients as they go on the wire of each leg (after permessage-deflate; see websocket_bytes_total for before).', 'counter', () => plain('websocket_wire_bytes_total'));
   add('websocket_errors_total', 'Backend failures by reason, one per attempt (a retried connect counts each try).', 'counter', () => plain('websocket_errors_total'));
   add('websocket_closes_total', 'Closed WebSocket connections by the side that started the close and its code (1000-1015, 3xxx, 4xxx, other).', 'counter', () => plain('websocket_closes_total'));
   add('websocket_upgrade_duration_seconds', "Time from the client's upgrade request to the relayed 101, for upgraded connections.", 'histogram', () => histogram('websocket_upgrade_duration_seconds'));

@@ -15,7 +15,8 @@
  *   workerActive    Int32[workerSlots*backendSlots] live connections per worker per backend    (one writer: that worker; the primary reads
  *                                                                                              it to give back a crashed worker's share)
  *   workerTotals    Float64[workerSlots*TOTALS]    per-worker event counters                   (one writer: that worker; primary sums)
- *   workerTraffic   Float64[workerSlots*backendSlots*TRAFFIC] messages/bytes per backend       (one writer: that worker; primary sums, and
+ *   workerTraffic   Float64[workerSlots*backendSlots*TRAFFIC] messages/bytes (payload and on   (one writer: that worker; primary sums, and
+ *                                                  the wire) per backend
  *                                                                                              folds and zeroes a slot before reusing it)
  *   backendUpSince  Float64[backendSlots]          Date.now() when the backend last came up, 0 =   (primary writes when it sets backendUp to 1;
  *                                                  up from the start (no slow start ramp)          workers read on each pick of a service
@@ -39,7 +40,7 @@
  */
 
 export const LAYOUT_MAGIC = 0x534c4345; // 'SLCE'
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
 const HEADER_INTS = 4;
 
 /** Per-worker event counters (workerTotals), one Float64 each. */
@@ -65,8 +66,15 @@ export const enum Traffic {
   MessagesToClient = 1,
   BytesToBackend = 2,
   BytesToClient = 3,
+  /** Payload bytes on the client leg toward the client after permessage-deflate (= BytesToClient when
+   *  nothing is compressed; uWS does not report compressed sizes, so compressed ones are estimated:
+   *  src/worker/compression.ts). */
+  WireBytesToClient = 4,
+  /** Payload bytes of the backend's data frames as they came on the backend leg (compressed when the
+   *  backend compresses: serversTransport.websocketCompression). */
+  WireBytesFromBackend = 5,
 }
-export const TRAFFIC = 4;
+export const TRAFFIC = 6;
 
 export interface SharedViews {
   readonly buffer: SharedArrayBuffer;

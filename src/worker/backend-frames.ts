@@ -3,13 +3,15 @@
  * the bytes a read delivered (the worker's static onread buffer, or a TLS chunk) and hands each data
  * frame to the tunnel (tunnel.ts deliverData) inside one ws.cork() per read. Only a frame split across
  * reads is copied, into a buffer sized to that frame and bounded by websocket.maxMessageSize. Pings are
- * answered here; the native leg (native-leg.ts) does all of this in C.
+ * answered here; compressed frames (RSV1) go to backend-inflate.ts; the native leg (native-leg.ts) does all
+ * of this in C, without compression.
  */
 import { isUtf8 } from 'node:buffer';
 import { Total } from '../shared/layout.js';
 import { countTotal } from './context.js';
 import { closeStartedBy, Side } from './metrics.js';
 import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
+import { inflateFromBackend } from './backend-inflate.js';
 import {
   Tunnel,
   TunnelState,
@@ -76,7 +78,12 @@ function flushRead(): void {
  *  leg's check_header (native/src/frames.c); test/backend-frames.test.ts runs both legs. */
 function readPayloadLength(t: Tunnel, buf: Buffer, offset: number, len7: number): number {
   const b0 = buf[offset]!;
-  if ((b0 & 0x70) !== 0) return failFrame(t, 'backend set reserved bits');
+  // RSV1 marks a compressed message (RFC 7692): valid on the first frame of a text or binary message,
+  // and only where permessage-deflate was negotiated with this backend.
+  const rsv = b0 & 0x70;
+  if (rsv !== 0 && !(rsv === 0x40 && t.inflater !== null && ((b0 & 0x0f) === Opcode.Text || (b0 & 0x0f) === Opcode.Binary))) {
+    return failFrame(t, 'backend set reserved bits');
+  }
   if ((buf[offset + 1]! & 0x80) !== 0) return failFrame(t, 'backend sent a masked frame');
   let length = len7;
   if (len7 === 126) length = buf.readUInt16BE(offset + 2);
@@ -91,7 +98,10 @@ function readPayloadLength(t: Tunnel, buf: Buffer, offset: number, len7: number)
     if (opcode !== Opcode.Close && opcode !== Opcode.Ping && opcode !== Opcode.Pong) return failFrame(t, 'backend sent an unknown opcode');
     if (length > 125 || (b0 & 0x80) === 0) return failFrame(t, 'backend sent an invalid control frame');
   } else if (opcode > Opcode.Binary) return failFrame(t, 'backend sent an unknown opcode');
-  if (length > t.gen.websocket.maxMessageSize) {
+  // A compressed frame may be a little longer than the message it holds (deflate's stored blocks); its
+  // inflated size is checked against maxMessageSize itself (backend-inflate.ts).
+  const limit = (b0 & 0x40) !== 0 && t.inflater !== null ? t.inflater.wireLimit : t.gen.websocket.maxMessageSize;
+  if (length > limit) {
     countTotal(Total.OversizeCloses);
     failFromBackend(t, 1009, 'message too big');
     return -1;
@@ -164,6 +174,12 @@ function headerLengthOf(b1: number): number {
 /** One frame whose header readPayloadLength accepted. */
 function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length: number): void {
   const opcode = b0 & 0x0f;
+  if ((b0 & 0x40) !== 0 || (t.inflatingOpcode !== 0 && opcode < 8)) {
+    // A compressed message (RSV1 on its first frame, RFC 7692; readPayloadLength let it through only where
+    // permessage-deflate was negotiated) and its continuations go through the inflater.
+    inflateFromBackend(t, b0, buf.subarray(start, start + length));
+    return;
+  }
   switch (opcode) {
     case Opcode.Ping:
       // Each leg answers its own pings: the client's are answered by uWS, the backend's here.

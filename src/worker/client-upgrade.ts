@@ -39,6 +39,7 @@ export function upgradeClient(
   uwsContext: uWS.us_socket_context_t,
   setCookie: string,
   headers: readonly (readonly [string, string])[] | null = null,
+  extensions = '',
 ): uWS.WebSocket<TunnelRef> | null {
   if (setCookie !== '' || headers !== null) {
     // upgrade() keeps a status already written, so these go out with the 101 (in a write of their own:
@@ -49,7 +50,7 @@ export function upgradeClient(
       if (headers !== null) for (const [name, value] of headers) res.writeHeader(name, value);
     });
   }
-  res.cork(res.upgrade.bind(res, userData, key, protocol, '', uwsContext) as () => void);
+  res.cork(res.upgrade.bind(res, userData, key, protocol, extensions, uwsContext) as () => void);
   const ws = openedSlot.ws;
   openedSlot.ws = null;
   return ws;

@@ -17,6 +17,9 @@ export interface ClientRequestInfo {
   readonly key: string;
   /** Sec-WebSocket-Protocol as offered ('' when none). */
   readonly protocols: string;
+  /** Sec-WebSocket-Extensions as offered ('' when none): negotiated on the client leg by Sluice itself
+   *  (compression.ts), never forwarded. */
+  readonly extensions: string;
   readonly clientIp: string;
   readonly tls: boolean;
   /** Headers to forward, already filtered. */
@@ -39,7 +42,7 @@ const NOT_FORWARDED = new Set([
   'host',
   'sec-websocket-key',
   'sec-websocket-version',
-  // Sluice re-frames every message, so the client's compression offer cannot be passed through.
+  // Sluice re-frames every message, so extensions are negotiated per leg (compression.ts), not passed on.
   'sec-websocket-extensions',
   'x-forwarded-for',
   'x-forwarded-proto',
@@ -80,6 +83,7 @@ export function readClientRequest(req: uWS.HttpRequest, clientIp: string, tls: b
     host: req.getHeader('host'),
     key: req.getHeader('sec-websocket-key'),
     protocols: req.getHeader('sec-websocket-protocol'),
+    extensions: req.getHeader('sec-websocket-extensions'),
     clientIp,
     tls,
     headers,

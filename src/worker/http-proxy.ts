@@ -259,7 +259,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     const service = this.gen.service(this.service);
     if (service.hash !== null) {
       const r = this.request;
-      this.hashKey = requestHashKey(service, { path: r.url, host: r.host, key: '', protocols: '', clientIp: r.clientIp, tls: r.tls, headers: r.headers });
+      this.hashKey = requestHashKey(service, { path: r.url, host: r.host, key: '', protocols: '', extensions: '', clientIp: r.clientIp, tls: r.tls, headers: r.headers });
     }
     const sticky = this.gen.stickies[this.service] ?? null;
     if (sticky !== null) this.stickyBackend = sticky.backendFor(this.request.header('cookie'));

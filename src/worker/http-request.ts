@@ -214,6 +214,7 @@ export function upgradeClientInfo(original: ClientRequestInfo, request: ProxyReq
     path: request.url,
     host: request.host,
     key: original.key,
+    extensions: original.extensions,
     protocols: original.protocols,
     clientIp: original.clientIp,
     tls: original.tls,

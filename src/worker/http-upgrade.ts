@@ -15,6 +15,7 @@ import type { HeaderPair } from '../middleware/response-headers.js';
 import type { ClientRequestInfo } from './forwarded-request.js';
 import type { Generation } from './generation.js';
 import { upgradeClientInfo, upgradeRequest, type ProxyRequest } from './http-request.js';
+import type { CompressionSpec } from '../config/snapshot.js';
 import { beginUpgrade } from './upgrade.js';
 
 export class UpgradeExchange extends ChainedExchange {
@@ -31,6 +32,7 @@ export class UpgradeExchange extends ChainedExchange {
     private readonly gen: Generation,
     private readonly router: number,
     private readonly entryPoint: number,
+    private readonly compression: CompressionSpec | null,
   ) {
     super();
     gen.acquire();
@@ -50,7 +52,7 @@ export class UpgradeExchange extends ChainedExchange {
     const extra = edits === null ? null : (edits.apply([]) as [string, string][]);
     const client = upgradeClientInfo(this.client, this.request);
     // beginUpgrade takes its own reference on the generation and replaces the abort handler.
-    beginUpgrade(this.res, this.uwsContext, client, this.gen, this.router, this.entryPoint, extra);
+    beginUpgrade(this.res, this.uwsContext, client, this.gen, this.router, this.entryPoint, this.compression, extra);
     this.end();
   }
 
@@ -84,6 +86,7 @@ export function upgradeThroughChain(
   gen: Generation,
   router: number,
   entryPoint: number,
+  compression: CompressionSpec | null,
 ): void {
-  new UpgradeExchange(res, uwsContext, client, clientForwarded, gen, router, entryPoint).start();
+  new UpgradeExchange(res, uwsContext, client, clientForwarded, gen, router, entryPoint, compression).start();
 }

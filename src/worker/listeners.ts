@@ -27,6 +27,7 @@ import { sendError } from './http-responses.js';
 import { handleHttp } from './http-proxy.js';
 import { readClientForwarded } from './http-request.js';
 import { upgradeThroughChain } from './http-upgrade.js';
+import { uwsCompression } from './compression.js';
 
 /** An entry point by name, as long as any app serves it: handlers of the old and new app of a replaced
  *  entry point share it, so both route with the current generation's index of that entry point. */
@@ -157,7 +158,7 @@ function createApp(entryPoint: EntryPointSpec, certificates: readonly Certificat
 export function listenerKey(entryPoint: EntryPointSpec, gen: Generation): string {
   const ws = gen.websocket;
   const certificates = entryPoint.tls ? gen.snapshot.certificates.map((c) => [c.certFile, c.keyFile, c.fingerprint, c.names.join(',')]) : [];
-  return JSON.stringify([entryPoint.host, entryPoint.port, entryPoint.tls, entryPoint.tlsOptions, certificates, ws.maxMessageSize, ws.clientMaxBuffer, ws.idleTimeoutSeconds]);
+  return JSON.stringify([entryPoint.host, entryPoint.port, entryPoint.tls, entryPoint.tlsOptions, certificates, ws.maxMessageSize, ws.clientMaxBuffer, ws.idleTimeoutSeconds, entryPoint.compression]);
 }
 
 /** The worker's listeners: the app serving each entry point now, and apps kept for their connections. */
@@ -225,7 +226,9 @@ export class ListenerSet {
         closeOnBackpressureLimit: 1,
         idleTimeout: ws.idleTimeoutSeconds,
         sendPingsAutomatically: true,
-        compression: uWS.DISABLED,
+        // uWS inflates a client's compressed message up to maxPayloadLength too, so Sluice's 1009 applies
+        // to the inflated size; past twice the limit uWS drops the client (1006) before Sluice sees it.
+        compression: uwsCompression(entryPoint.compression),
         upgrade: (res, req, uwsContext) => {
           const ctx = context();
           const current = ctx.current;
@@ -250,8 +253,8 @@ export class ListenerSet {
             sendError(res, 431, `request header fields too large (the limit is ${ep.maxHeaderBytes} bytes)`);
             return;
           }
-          if (current.chains[router]!.length > 0) upgradeThroughChain(res, uwsContext, client, readClientForwarded(req), current, router, index);
-          else beginUpgrade(res, uwsContext, client, current, router, index);
+          if (current.chains[router]!.length > 0) upgradeThroughChain(res, uwsContext, client, readClientForwarded(req), current, router, index, entryPoint.compression);
+          else beginUpgrade(res, uwsContext, client, current, router, index, entryPoint.compression);
         },
         open: onClientOpen,
         message: onClientMessage,

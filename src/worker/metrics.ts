@@ -5,8 +5,9 @@
  * threads, no lock and no allocation. The primary sums every worker's slabs when scraped. A connection
  * counts in the generation it started in for its whole life (tunnel.gen).
  *
- * Per message (countToBackend/countToClient): four Float64 adds, two on the shared slab (per backend and
- * direction) and two on the tunnel (for its access-log line). Per connection: the outcome, the live gauge,
+ * Per message (countToBackend/countToClient): four or five Float64 adds, two or three on the shared slab (per
+ * backend and direction; toward the client also the bytes on the client's wire) and two on the tunnel (for its
+ * access-log line); per backend data frame one more (countBackendWire: the bytes on the backend's wire). Per connection: the outcome, the live gauge,
  * the close (side and code), two histograms, and the access-log record when that log is on.
  *
  * SLUICE_METRICS=off, read once when the worker starts, swaps the per-message functions for no-ops and
@@ -45,9 +46,11 @@ export function initMetrics(ctx: WorkerContext): boolean {
   if (enabled) {
     countToBackend = countToBackendOn;
     countToClient = countToClientOn;
+    countBackendWire = countBackendWireOn;
   } else {
     countToBackend = countNothing;
     countToClient = countNothing;
+    countBackendWire = countNothing;
   }
   return enabled;
 }
@@ -66,19 +69,27 @@ function countToBackendOn(t: Tunnel, bytes: number): void {
   t.bytesToBackend += bytes;
 }
 
-function countToClientOn(t: Tunnel, bytes: number): void {
+function countToClientOn(t: Tunnel, bytes: number, wireBytes: number): void {
   traffic[t.trafficOffset + Traffic.MessagesToClient]++;
   traffic[t.trafficOffset + Traffic.BytesToClient] += bytes;
+  traffic[t.trafficOffset + Traffic.WireBytesToClient] += wireBytes;
   t.messagesToClient++;
   t.bytesToClient += bytes;
 }
 
-function countNothing(_t: Tunnel, _bytes: number): void {}
+function countBackendWireOn(t: Tunnel, bytes: number): void {
+  traffic[t.trafficOffset + Traffic.WireBytesFromBackend] += bytes;
+}
+
+function countNothing(_t: Tunnel, _bytes: number, _wireBytes?: number): void {}
 
 /** One client message forwarded to the backend (payload bytes). */
 export let countToBackend: (t: Tunnel, bytes: number) => void = countNothing;
-/** One backend message delivered to the client (payload bytes, all fragments). */
-export let countToClient: (t: Tunnel, bytes: number) => void = countNothing;
+/** One backend message delivered to the client: payload bytes (all fragments), and its bytes on the
+ *  client's wire (after compression; equal when sent plain). */
+export let countToClient: (t: Tunnel, bytes: number, wireBytes: number) => void = countNothing;
+/** One data frame from the backend: its payload bytes as they came on the backend leg (compressed or not). */
+export let countBackendWire: (t: Tunnel, bytes: number) => void = countNothing;
 
 // ---- per connection ---------------------------------------------------------------------------
 

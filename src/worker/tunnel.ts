@@ -19,13 +19,15 @@
  */
 import type { Socket } from 'node:net';
 import type uWS from 'uWebSockets.js';
-import { Total } from '../shared/layout.js';
+import { TRAFFIC, Total } from '../shared/layout.js';
 import { context, countTotal } from './context.js';
 import type { Generation } from './generation.js';
-import { countToBackend, countToClient, countError, closeStartedBy, connectionClosed, ErrorReason, Side } from './metrics.js';
+import { countToBackend, countToClient, countBackendWire, countError, closeStartedBy, connectionClosed, ErrorReason, Side } from './metrics.js';
 import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
 import nativeUpstream from '#native';
 import { pumpFromBackend } from './backend-frames.js';
+import { compressedWireBytes } from './compression.js';
+import type { BackendInflater } from './backend-inflate.js';
 
 export const enum TunnelState {
   /** Upgrade in progress (connect, handshake). */
@@ -66,6 +68,18 @@ export class Tunnel {
   fragmentBytes = 0;
   closeFromBackend = false;
   closeToBackend = false;
+  // permessage-deflate (compression.ts, backend-inflate.ts).
+  /** Messages to the client this long or longer are sent compressed; Infinity when the client did not
+   *  negotiate compression. */
+  compressMin = Infinity;
+  /** uWS's compressor for this client as zlib parameters (windowBits << 4 | memLevel), for the wire estimate. */
+  compressor = 0;
+  /** Compressed size ÷ payload size last measured for this client's messages. */
+  wireRatio = 1;
+  /** The backend's compressed messages are inflated by this (null: the backend leg is not compressed). */
+  inflater: BackendInflater | null = null;
+  /** Opcode of a compressed backend message whose fragments are still coming, 0 when none. */
+  inflatingOpcode = 0;
   // Metrics and access log (metrics.ts): times from performance.now(), who closed, traffic of this tunnel.
   startedAt = 0;
   /** 0 until the upgrade completed, and again once the close was counted. */
@@ -119,7 +133,7 @@ export function tunnelsOf(backend: number): ReadonlySet<Tunnel> {
 export function countOn(tunnel: Tunnel, backend: number): void {
   const ctx = context();
   tunnel.backend = backend;
-  tunnel.trafficOffset = ctx.trafficBase + backend * 4;
+  tunnel.trafficOffset = ctx.trafficBase + backend * TRAFFIC;
   Atomics.add(ctx.shared.backendActive, backend, 1);
   Atomics.add(ctx.shared.workerActive, ctx.activeBase + backend, 1);
   tunnel.counted = true;
@@ -261,19 +275,28 @@ export function checkClientBackpressure(t: Tunnel): void {
 // ---- backend → client (both legs; the Node socket leg's frame reader is backend-frames.ts) ------
 
 /** One data frame from the backend (either leg kind) to the client: a whole message, or a fragment
- *  passed on as a fragment. `payload` is only valid during the call (uWS copies it). */
-export function deliverData(t: Tunnel, opcode: number, fin: boolean, payload: Uint8Array): void {
+ *  passed on as a fragment. `payload` is only valid during the call (uWS copies it). `wire`: its size on
+ *  the backend's wire (differs for a message the backend compressed: backend-inflate.ts). A whole message
+ *  of at least `compressMin` bytes goes compressed when the client negotiated it; fragments always go plain,
+ *  as compressing them would need the whole message first. */
+export function deliverData(t: Tunnel, opcode: number, fin: boolean, payload: Uint8Array, wire = payload.byteLength): void {
   const ws = t.ws;
   if (ws === null || t.state !== TunnelState.Open) return;
   const length = payload.byteLength;
+  countBackendWire(t, wire);
   if (opcode !== Opcode.Continuation) {
     if (t.fragmentOpcode !== 0) {
       failFromBackend(t, 1002, 'backend started a message inside a fragmented one');
       return;
     }
     if (fin) {
-      ws.send(payload, opcode === Opcode.Binary);
-      countToClient(t, length);
+      if (length >= t.compressMin) {
+        ws.send(payload, opcode === Opcode.Binary, true);
+        countToClient(t, length, compressedWireBytes(t, payload));
+      } else {
+        ws.send(payload, opcode === Opcode.Binary);
+        countToClient(t, length, length);
+      }
     } else {
       t.fragmentOpcode = opcode;
       t.fragmentBytes = length;
@@ -293,7 +316,7 @@ export function deliverData(t: Tunnel, opcode: number, fin: boolean, payload: Ui
   }
   if (fin) {
     ws.sendLastFragment(payload);
-    countToClient(t, t.fragmentBytes);
+    countToClient(t, t.fragmentBytes, t.fragmentBytes);
     t.fragmentOpcode = 0;
     t.fragmentBytes = 0;
   } else {
@@ -324,6 +347,7 @@ export function failFromBackend(t: Tunnel, code: number, reason: string): void {
 export function backendGone(t: Tunnel): void {
   t.socket = null;
   t.upstreamId = 0;
+  t.inflater = null;
   uncount(t);
   const ws = t.ws;
   if (ws !== null && !t.closeFromBackend) {

@@ -24,6 +24,14 @@ import { connectNative, destroyNative, nativeAvailable, startNativeFraming } fro
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
 import { buildForwardedHead, type ClientRequestInfo } from './forwarded-request.js';
 import { upgradeClient } from './client-upgrade.js';
+import type { CompressionSpec } from '../config/snapshot.js';
+import { clientDeflateOffer, startClientCompression } from './compression.js';
+import { BACKEND_DEFLATE_OFFER, BackendInflater, PERMESSAGE_DEFLATE, backendDeflate, backendExtensionsProblem } from './backend-inflate.js';
+import { extensionsHeaderOf, parseExtensions } from './ws-extensions.js';
+
+/** Extensions Sluice offers a backend, by whether its transport has websocketCompression. */
+const OFFERED_WITH_DEFLATE: readonly string[] = [PERMESSAGE_DEFLATE];
+const OFFERED_NONE: readonly string[] = [];
 
 /** Bytes of a backend's answer head we accept before calling it invalid. */
 const MAX_HEAD = 16 * 1024;
@@ -64,6 +72,8 @@ export class Handshake {
     readonly balancer: Balancer,
     readonly serviceName: string,
     maxAttempts: number,
+    /** Client-leg compression of the app that took the request (fixed per app: listeners.ts). */
+    readonly compression: CompressionSpec | null,
   ) {
     this.tried = new Int32Array(maxAttempts);
   }
@@ -84,13 +94,14 @@ export function beginUpgrade(
   gen: Generation,
   routerIndex: number,
   entryPoint: number,
+  compression: CompressionSpec | null = null,
   responseHeaders: readonly (readonly [string, string])[] | null = null,
 ): void {
   const { snapshot } = gen;
   const router = snapshot.routers[routerIndex]!;
   const service = snapshot.services[router.service]!;
   const t = new Tunnel(gen, router.service, routerIndex, entryPoint) as HandshakeTunnel;
-  const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), gen.balancers[router.service]!, service.name, service.retries + 1);
+  const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), gen.balancers[router.service]!, service.name, service.retries + 1, compression);
   t.handshake = h;
   h.responseHeaders = responseHeaders;
   h.hashKey = requestHashKey(service, client);
@@ -139,8 +150,10 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   const { key, accept } = newHandshakeKey();
   h.acceptExpected = accept;
   h.head = null;
-  h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}Sec-WebSocket-Key: ${key}\r\n\r\n`;
-  if (!spec.tls && nativeAvailable && net.isIP(host) !== 0) {
+  const deflate = transport.websocketCompression ? BACKEND_DEFLATE_OFFER : '';
+  h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}${deflate}Sec-WebSocket-Key: ${key}\r\n\r\n`;
+  // The native leg has no inflater: a backend that may compress stays on the Node socket leg.
+  if (!spec.tls && nativeAvailable && net.isIP(host) !== 0 && !transport.websocketCompression) {
     // Plain backend by address: the native leg (native-leg.ts) sends the request once connected.
     if (connectNative(t, host, spec.port, transport.dialTimeoutMs)) return;
     handshakeSocketClosed(t, false);
@@ -246,10 +259,14 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     failHandshake(t, 502, `backend chose subprotocol '${protocol}' that the client did not offer`);
     return;
   }
-  if (head.headers.has('sec-websocket-extensions')) {
-    failHandshake(t, 502, 'backend negotiated an extension Sluice did not offer');
+  const transport = t.gen.snapshot.transports[t.gen.service(t.service).transport]!;
+  const extensions = parseExtensions(extensionsHeaderOf(head.raw));
+  const problem = backendExtensionsProblem(extensions, transport.websocketCompression ? OFFERED_WITH_DEFLATE : OFFERED_NONE);
+  if (problem !== '') {
+    failHandshake(t, 502, problem);
     return;
   }
+  const backendDeflated = backendDeflate(extensions!);
   if (context().closing.has(t.gen.snapshot.entryPoints[t.entryPoint]!.name)) {
     answer(t, 503, 'Sluice is shutting down');
     return;
@@ -265,7 +282,11 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   const res = h.res;
   const sticky = t.gen.stickies[t.service] ?? null;
   const setCookie = sticky !== null && t.backend !== h.stickyBackend ? sticky.setCookieFor(t.backend) : '';
-  const ws = upgradeClient(res, { tunnel: t }, h.client.key, protocol, h.uwsContext, setCookie, h.responseHeaders);
+  if (backendDeflated !== null) t.inflater = new BackendInflater(t.gen.websocket.maxMessageSize, backendDeflated);
+  // uWS negotiates permessage-deflate from the offer given here (only one it honours exactly as asked)
+  // and writes its answer into the 101.
+  const clientDeflate = h.compression === null ? '' : clientDeflateOffer(h.client.extensions, h.compression);
+  const ws = upgradeClient(res, { tunnel: t }, h.client.key, protocol, h.uwsContext, setCookie, h.responseHeaders, clientDeflate);
   // If the client was gone by then, uWS closed it inside upgrade() (onClientClose moved the tunnel
   // out of Upgrading): let the backend go too.
   if (ws === null || t.state !== TunnelState.Upgrading) {
@@ -273,6 +294,7 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     return;
   }
   t.ws = ws;
+  if (clientDeflate !== '') startClientCompression(t, clientDeflate, h.compression!);
   // Counted open only once uWS holds the client: then its `close` is sure to come and count the close.
   connectionOpened(t);
   if (t.upstreamId !== 0) {
