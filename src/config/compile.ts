@@ -29,6 +29,7 @@ import {
   type WebSocketSettings,
 } from './snapshot.js';
 import type { CertificateFiles, CheckedConfig } from './validate.js';
+import { compileFanout } from './compile-fanout.js';
 import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
 
 export interface CompileContext {
@@ -126,6 +127,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
       filePath: config.accessLog?.filePath !== undefined ? resolve(baseDirOf(context, 'accessLog.filePath'), config.accessLog.filePath) : '',
       format: 'json',
     },
+    fanout: compileFanout(config, problems),
   };
 }
 

@@ -6,6 +6,7 @@
 import { formatSize } from './duration.js';
 import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
 import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
+import { fanoutSchema } from './schema-fanout.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { ObjectSchema, ScalarSchema, Schema } from './schema-types.js';
@@ -465,6 +466,7 @@ export const CONFIG_SCHEMA: ObjectSchema = {
     admin: adminSchema,
     log: logSchema,
     accessLog: accessLogSchema,
+    fanout: fanoutSchema,
     shutdown: {
       kind: 'object',
       doc: 'Sluice: graceful shutdown (deprecated: use entryPoints.<name>.transport.lifeCycle).',
