@@ -22,6 +22,7 @@ import { tunnels } from './tunnel.js';
 import { initMetrics } from './metrics.js';
 import { initAccessLog, flushAccessLog } from './access-log.js';
 import { shutdownEntryPoints, type Shutdown } from './shutdown.js';
+import { deliverBatch, initFanout, stopFanout } from './fanout-delivery.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -64,6 +65,7 @@ const heartbeat = setInterval(() => {
 
 const listeners = new ListenerSet();
 let stopping: Shutdown | null = null;
+initFanout(() => listeners.apps());
 
 listeners.apply(first, (failed) => {
   if (failed.length > 0) {
@@ -122,6 +124,7 @@ function waitForEnd(deadline: number): void {
     listeners.closeAll();
     clearInterval(check);
     clearInterval(heartbeat);
+    stopFanout();
     loopDelay.disable();
     flushAccessLog();
     port.close();
@@ -144,6 +147,9 @@ port.on('message', (message: PrimaryToWorker) => {
       return;
     case 'drain-backend':
       if (stopping === null) drainBackend(message.backend, message.windowMs, message.reason, message.untilUp);
+      return;
+    case 'fanout-publish':
+      deliverBatch(message.batch);
       return;
   }
 });

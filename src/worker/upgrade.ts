@@ -22,6 +22,7 @@ import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackend
 import { connectNative, destroyNative, nativeAvailable, startNativeFraming } from './native-leg.js';
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
 import { buildForwardedHead, type ClientRequestInfo } from './forwarded-request.js';
+import { gripOffer, takeGripExtension } from './fanout-grip.js';
 
 /** Bytes of a backend's answer head we accept before calling it invalid. */
 const MAX_HEAD = 16 * 1024;
@@ -133,7 +134,7 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   const { key, accept } = newHandshakeKey();
   h.acceptExpected = accept;
   h.head = null;
-  h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}Sec-WebSocket-Key: ${key}\r\n\r\n`;
+  h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}${gripOffer(snapshot.fanout)}Sec-WebSocket-Key: ${key}\r\n\r\n`;
   if (!spec.tls && nativeAvailable && net.isIP(host) !== 0) {
     // Plain backend by address: the native leg (native-leg.ts) sends the request once connected.
     if (connectNative(t, host, spec.port, transport.dialTimeoutMs)) return;
@@ -240,8 +241,10 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     failHandshake(t, 502, `backend chose subprotocol '${protocol}' that the client did not offer`);
     return;
   }
-  if (head.headers.has('sec-websocket-extensions')) {
-    failHandshake(t, 502, 'backend negotiated an extension Sluice did not offer');
+  // GRIP (fanout-grip.ts) is taken out here and never reaches the client; nothing else was offered.
+  const extensions = takeGripExtension(t, head);
+  if (extensions !== '') {
+    failHandshake(t, 502, extensions === null ? 'backend sent an invalid Sec-WebSocket-Extensions header' : 'backend negotiated an extension Sluice did not offer');
     return;
   }
   if (context().closing.has(t.gen.snapshot.entryPoints[t.entryPoint]!.name)) {
