@@ -42,6 +42,8 @@ export interface AdminContext {
   backendHealth?(backend: number): BackendStatus;
   /** Live configuration (absent in contexts without reloads). */
   reloadStatus?(): ReloadStatus;
+  /** Fan-out (absent when off): totals for /api/overview, and the /api/fanout document. */
+  readonly fanout?: { overview(): object; document(): object };
 }
 
 type Outcomes = Record<(typeof CONN_OUTCOMES)[number], number>;
@@ -197,5 +199,6 @@ export function overviewDocument(ctx: AdminContext): object {
     ...traffic(view, allBackends),
     errors: errors(view, allBackends),
     unroutedRequests: view.totals[Total.NoRoute],
+    ...(ctx.fanout === undefined ? {} : { fanout: ctx.fanout.overview() }),
   };
 }

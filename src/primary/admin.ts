@@ -124,6 +124,10 @@ export function startAdmin(
       case '/api/backends':
         sendJson(res, 200, backendsDocument(ctx));
         return;
+      case '/api/fanout':
+        if (ctx.fanout === undefined) sendJson(res, 404, { error: 'fan-out is off (no fanout section in the config)' });
+        else sendJson(res, 200, ctx.fanout.document());
+        return;
       case '/':
       case '/dashboard/':
         // The page fetches 'api/…' relative to itself, which only resolves to /api/… from /dashboard.
@@ -134,7 +138,7 @@ export function startAdmin(
         send(res, 200, 'text/html; charset=utf-8', DASHBOARD_HTML);
         return;
       default:
-        sendJson(res, 404, { error: `no such page '${path}' (expected /metrics, /health, /ready, /api/overview, /api/routers, /api/services, /api/backends or /dashboard)` });
+        sendJson(res, 404, { error: `no such page '${path}' (expected /metrics, /health, /ready, /api/overview, /api/routers, /api/services, /api/backends, /api/fanout or /dashboard)` });
     }
   });
   server.keepAliveTimeout = 65_000;

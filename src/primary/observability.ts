@@ -44,6 +44,8 @@ export interface ObservabilityOptions {
   reload?: (trigger: string) => Promise<ReloadOutcome>;
   readonly reloads: { success: number; failure: number };
   readonly deferAdmin: boolean;
+  /** Fan-out's admin documents (absent when fan-out is off). */
+  readonly fanout?: AdminContext['fanout'];
 }
 
 export async function startObservability(options: ObservabilityOptions): Promise<Observability> {
@@ -63,6 +65,7 @@ export async function startObservability(options: ObservabilityOptions): Promise
     adminAddress,
     ...(options.backendHealth === undefined ? {} : { backendHealth: options.backendHealth }),
     ...(options.reloadStatus === undefined ? {} : { reloadStatus: options.reloadStatus }),
+    ...(options.fanout === undefined ? {} : { fanout: options.fanout }),
   };
   const metrics = createRegistry(store, { snapshot: options.snapshot, reloads: options.reloads });
   let admin: http.Server | null = null;
