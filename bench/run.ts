@@ -13,6 +13,7 @@ import { FD_RESERVE, openFileLimit } from '../loadtest/options.js';
 import { cpuMicros, machineBusyMicros } from './procstat.js';
 import { FULL, QUICK, measureTarget, type BenchSettings } from './measure.js';
 import { renderJson, renderMarkdown, type BenchResults, type TargetResult } from './report.js';
+import { FANOUT_FULL, FANOUT_QUICK, renderFanoutMarkdown, runFanoutBench, type FanoutResult } from './fanout.js';
 import {
   REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, removeSnapshot, snapshotSluice, startBackends, startTarget, versions,
   type Pinning, type Running, type TargetName,
@@ -21,7 +22,8 @@ import {
 const HELP = `usage: npm run bench -- [options]
 
   --quick            one run, 2 s per figure, 2,000 held connections instead of 8,000 (under 2 min)
-  --only LIST        targets to run, comma-separated: ${TARGETS.join(',')} [all]
+  --only LIST        targets to run, comma-separated: ${TARGETS.join(',')},fanout [all]
+  --no-fanout        skip the fan-out row (Sluice vs Pushpin vs a backend sending each copy through HAProxy)
   --runs N           runs per target; each figure reports the median and min–max [3, --quick 1]
   --out DIR          where the .md and .json go [bench/results]
   --no-pin           do not pin with taskset (proxy on CPU 0, generator and backends on CPU 1)
@@ -35,10 +37,12 @@ interface BenchArgs {
   out: string;
   pin: boolean;
   install: boolean;
+  /** The fan-out row (bench/fanout.ts). */
+  fanout: boolean;
 }
 
 function parseArgs(argv: readonly string[]): BenchArgs | null {
-  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true };
+  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true, fanout: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const value = (): string => {
@@ -49,6 +53,7 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
     if (arg === '--quick') a.quick = true;
     else if (arg === '--no-pin') a.pin = false;
     else if (arg === '--no-install') a.install = false;
+    else if (arg === '--no-fanout') a.fanout = false;
     else if (arg === '--help' || arg === '-h') return null;
     else if (arg === '--out') a.out = value();
     else if (arg === '--runs') {
@@ -59,9 +64,10 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
       const v = value();
       const names = v.split(',').map((n) => n.trim());
       for (const n of names) {
-        if (!(TARGETS as readonly string[]).includes(n)) throw new Error(`invalid --only '${v}': unknown target '${n}' (expected ${TARGETS.join(', ')})`);
+        if (!(TARGETS as readonly string[]).includes(n) && n !== 'fanout') throw new Error(`invalid --only '${v}': unknown target '${n}' (expected ${TARGETS.join(', ')}, fanout)`);
       }
       a.only = TARGETS.filter((t) => names.includes(t));
+      a.fanout = names.includes('fanout');
     } else throw new Error(`unknown option '${arg}' (see --help)`);
   }
   if (a.runs === 0) a.runs = a.quick ? 1 : 3;
@@ -160,7 +166,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const settings: BenchSettings = { ...base, generatorThreads: canPin ? 1 : Math.min(2, availableParallelism()) };
 
   const live = new Set<Running>();
-  const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) ? snapshotSluice() : null;
+  const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) || args.fanout ? snapshotSluice() : null;
   const backends = await startBackends(pin);
   let interrupted = false;
   process.on('SIGINT', () => {
@@ -203,6 +209,22 @@ async function main(argv: readonly string[]): Promise<number> {
     }
   } finally {
     await backends.stop();
+  }
+
+  let fanout: FanoutResult[] = [];
+  const fanoutSettings = args.quick ? FANOUT_QUICK : FANOUT_FULL;
+  try {
+    if (args.fanout) {
+      if (args.install) {
+        try {
+          ensureInstalled(log, [['pushpin', 'pushpin'], ['zurl', 'zurl'], ['haproxy', 'haproxy']]);
+        } catch (err) {
+          log(`bench: apt-get failed: ${(err as Error).message}`);
+        }
+      }
+      fanout = await runFanoutBench(fanoutSettings, pin, sluiceRoot ?? REPO_ROOT, log);
+    }
+  } finally {
     removeSnapshot(sluiceRoot);
   }
 
@@ -227,9 +249,10 @@ async function main(argv: readonly string[]): Promise<number> {
   mkdirSync(args.out, { recursive: true });
   const stamp = date.toISOString().slice(0, 16).replace('T', '-').replace(':', '');
   const name = `${stamp}${args.quick ? '-quick' : ''}`;
-  const md = renderMarkdown(bench);
+  const md = renderMarkdown(bench) + (args.fanout ? `\n${renderFanoutMarkdown(fanout, fanoutSettings)}` : '');
   writeFileSync(join(args.out, `${name}.md`), md);
-  writeFileSync(join(args.out, `${name}.json`), renderJson(bench));
+  const json = renderJson(bench);
+  writeFileSync(join(args.out, `${name}.json`), args.fanout ? `${JSON.stringify({ ...(JSON.parse(json) as object), fanout: { settings: fanoutSettings, results: fanout } }, null, 2)}\n` : json);
   process.stdout.write(`${md}\nwritten: ${join(args.out, name)}.md and .json\n`);
   return 0;
 }
