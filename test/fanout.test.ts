@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { WebSocket } from 'ws';
 import { FANOUT_FIELDS, FanoutCounter } from '../src/shared/fanout-wire.js';
+import { formatExtension, parseExtensions } from '../src/worker/ws-extensions.js';
 import { freePort, startSluice, type SluiceProcess } from './helpers/sluice.js';
 import { startInProcess, type InProcessSluice } from './helpers/in-process.js';
 import { get, parsePrometheus, sampleValue } from './helpers/admin.js';
@@ -119,6 +120,37 @@ describe('fan-out: 2,000 subscribers on two workers', () => {
     const doc = JSON.parse((await get(`${sluice.adminUrl}/api/fanout`)).text) as { busiestChannels: { channel: string; subscribers: number }[]; channels: number };
     assert.deepEqual(doc.busiestChannels[0], { channel: 'everyone', subscribers: 2000 });
     assert.deepEqual(doc.busiestChannels.slice(1).map((c) => c.subscribers), [500, 500, 500, 500]);
+  });
+});
+
+describe('fan-out: the grip extension and its message prefix', () => {
+  it('passes every message when the backend announces an empty prefix, and a custom one is stripped', async () => {
+    for (const [prefix, sent, expected] of [['', 'plain', 'echo plain'], ['x:', 'x:echo', 'echo x:echo']] as const) {
+      const backend = await startGripBackend(prefix);
+      const publishPort = await freePort();
+      const sluice = await startSluice(fanoutConfig(backend.url, publishPort), { workers: 1 });
+      try {
+        const c = await listen(sluice.url, ['p']);
+        c.ws.send(sent);
+        await publishText(gripPublisher(publishPort), 'p', 'published');
+        await waitFor('the echo and the publication', () => c.received.length === 2, () => c.received.join(' | '));
+        assert.deepEqual(c.received.slice().sort(), [expected, 'published'].sort(), `prefix '${prefix}'`);
+        c.ws.close();
+      } finally {
+        await sluice.stop();
+        await backend.close();
+      }
+    }
+  });
+
+  it('parses the extension header as RFC 6455 writes it', () => {
+    assert.deepEqual(parseExtensions('grip; message-prefix="m:", permessage-deflate; client_max_window_bits'), [
+      { name: 'grip', params: new Map([['message-prefix', 'm:']]) },
+      { name: 'permessage-deflate', params: new Map([['client_max_window_bits', '']]) },
+    ]);
+    assert.deepEqual(parseExtensions('grip; message-prefix=""'), [{ name: 'grip', params: new Map([['message-prefix', '']]) }]);
+    assert.equal(parseExtensions('grip; message-prefix="unclosed'), null);
+    assert.equal(formatExtension({ name: 'grip', params: new Map([['message-prefix', 'a b']]) }), 'grip; message-prefix="a b"');
   });
 });
 
