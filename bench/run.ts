@@ -14,6 +14,7 @@ import { cpuMicros, machineBusyMicros } from './procstat.js';
 import { FULL, QUICK, measureTarget, type BenchSettings } from './measure.js';
 import { renderJson, renderMarkdown, type BenchResults, type TargetResult } from './report.js';
 import { COMPRESSION_FULL, COMPRESSION_QUICK, runCompressionBench } from './compression.js';
+import { FANOUT_FULL, FANOUT_QUICK, renderFanoutMarkdown, runFanoutBench, type FanoutResult } from './fanout.js';
 import {
   REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, removeSnapshot, snapshotSluice, startBackends, startHttpBackends, startTarget, versions,
   type Pinning, type Running, type TargetName,
@@ -22,14 +23,16 @@ import {
 const HELP = `usage: npm run bench -- [options]
 
   --quick            one run, 2 s per figure, 2,000 held connections instead of 8,000 (under 2 min)
-  --only LIST        targets to run, comma-separated: ${TARGETS.join(',')},compression [all]
-                     (compression: the 2 KiB JSON rows with compression off/shared/dedicated and HAProxy)
+  --only LIST        targets to run, comma-separated: ${TARGETS.join(',')},compression,fanout [all]
+                     (compression: the 2 KiB JSON rows with compression off/shared/dedicated and HAProxy;
+                     fanout: Sluice vs Pushpin vs a backend sending each copy through HAProxy)
   --runs N           runs per target; each figure reports the median and min–max [3, --quick 1]
   --out DIR          where the .md and .json go [bench/results]
   --no-pin           do not pin with taskset (proxy on CPU 0, generator and backends on CPU 1)
   --no-install       do not apt-get install NGINX and HAProxy when missing (skip them instead)
   --http-only        only the plain HTTP figures (autocannon), for a short check of that row
   --no-compression   leave out the compression rows
+  --no-fanout        leave out the fan-out row
   -h, --help         this text`;
 
 interface BenchArgs {
@@ -41,10 +44,12 @@ interface BenchArgs {
   install: boolean;
   httpOnly: boolean;
   compression: boolean;
+  /** The fan-out row (bench/fanout.ts). */
+  fanout: boolean;
 }
 
 function parseArgs(argv: readonly string[]): BenchArgs | null {
-  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true, httpOnly: false, compression: true };
+  const a: BenchArgs = { quick: false, only: [...TARGETS], runs: 0, out: join(REPO_ROOT, 'bench/results'), pin: true, install: true, httpOnly: false, compression: true, fanout: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const value = (): string => {
@@ -57,6 +62,7 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
     else if (arg === '--no-install') a.install = false;
     else if (arg === '--http-only') a.httpOnly = true;
     else if (arg === '--no-compression') a.compression = false;
+    else if (arg === '--no-fanout') a.fanout = false;
     else if (arg === '--help' || arg === '-h') return null;
     else if (arg === '--out') a.out = value();
     else if (arg === '--runs') {
@@ -67,12 +73,13 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
       const v = value();
       const names = v.split(',').map((n) => n.trim());
       for (const n of names) {
-        if (!(TARGETS as readonly string[]).includes(n) && n !== 'compression') {
-          throw new Error(`invalid --only '${v}': unknown target '${n}' (expected ${TARGETS.join(', ')}, compression)`);
+        if (!(TARGETS as readonly string[]).includes(n) && n !== 'compression' && n !== 'fanout') {
+          throw new Error(`invalid --only '${v}': unknown target '${n}' (expected ${TARGETS.join(', ')}, compression, fanout)`);
         }
       }
       a.only = TARGETS.filter((t) => names.includes(t));
       a.compression = names.includes('compression');
+      a.fanout = names.includes('fanout');
     } else throw new Error(`unknown option '${arg}' (see --help)`);
   }
   if (a.runs === 0) a.runs = a.quick ? 1 : 3;
@@ -171,7 +178,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const settings: BenchSettings = { ...base, httpOnly: args.httpOnly, generatorThreads: canPin ? 1 : Math.min(2, availableParallelism()) };
 
   const live = new Set<Running>();
-  const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) || args.compression ? snapshotSluice() : null;
+  const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) || args.compression || args.fanout ? snapshotSluice() : null;
   const backends = await startBackends(pin);
   const httpBackends = await startHttpBackends(pin);
   let interrupted = false;
@@ -222,6 +229,22 @@ async function main(argv: readonly string[]): Promise<number> {
   } finally {
     await backends.stop();
     await httpBackends.stop();
+  }
+
+  let fanout: FanoutResult[] = [];
+  const fanoutSettings = args.quick ? FANOUT_QUICK : FANOUT_FULL;
+  try {
+    if (args.fanout) {
+      if (args.install) {
+        try {
+          ensureInstalled(log, [['pushpin', 'pushpin'], ['zurl', 'zurl'], ['haproxy', 'haproxy']]);
+        } catch (err) {
+          log(`bench: apt-get failed: ${(err as Error).message}`);
+        }
+      }
+      fanout = await runFanoutBench(fanoutSettings, pin, sluiceRoot ?? REPO_ROOT, log);
+    }
+  } finally {
     removeSnapshot(sluiceRoot);
   }
 
@@ -248,9 +271,10 @@ async function main(argv: readonly string[]): Promise<number> {
   mkdirSync(args.out, { recursive: true });
   const stamp = date.toISOString().slice(0, 16).replace('T', '-').replace(':', '');
   const name = `${stamp}${args.quick ? '-quick' : ''}${args.httpOnly ? '-http' : ''}`;
-  const md = renderMarkdown(bench);
+  const md = renderMarkdown(bench) + (args.fanout ? `\n${renderFanoutMarkdown(fanout, fanoutSettings)}` : '');
   writeFileSync(join(args.out, `${name}.md`), md);
-  writeFileSync(join(args.out, `${name}.json`), renderJson(bench));
+  const json = renderJson(bench);
+  writeFileSync(join(args.out, `${name}.json`), args.fanout ? `${JSON.stringify({ ...(JSON.parse(json) as object), fanout: { settings: fanoutSettings, results: fanout } }, null, 2)}\n` : json);
   process.stdout.write(`${md}\nwritten: ${join(args.out, name)}.md and .json\n`);
   return 0;
 }

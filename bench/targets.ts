@@ -139,11 +139,14 @@ export function commandExists(command: string): boolean {
 }
 
 /** NGINX and HAProxy come from apt when missing, so a fresh machine or CI can run the bench unattended. */
-export function ensureInstalled(log: (line: string) => void): void {
-  const missing = [
+export function ensureInstalled(
+  log: (line: string) => void,
+  wanted: readonly (readonly [command: string, pkg: string])[] = [
     ['nginx', 'nginx-light'],
     ['haproxy', 'haproxy'],
-  ].filter(([command]) => !commandExists(command as string));
+  ],
+): void {
+  const missing = wanted.filter(([command]) => !commandExists(command));
   if (missing.length === 0) return;
   const packages = missing.map(([, pkg]) => pkg as string);
   log(`installing ${packages.join(', ')} with apt-get (once)`);

@@ -254,7 +254,10 @@ describe('the client offer Sluice lets uWebSockets.js answer', () => {
       { name: 'x', params: [] },
     ]);
     assert.deepEqual(parseExtensions(''), []);
-    for (const bad of ['permessage-deflate;', 'a b', 'x; y="unterminated', 'x; y="not a token"', 'x; =1']) assert.equal(parseExtensions(bad), null, bad);
+    for (const bad of ['permessage-deflate;', 'a b', 'x; y="unterminated', 'x; =1']) assert.equal(parseExtensions(bad), null, bad);
+    // RFC 6455 wants a token inside the quotes, but GRIP's message-prefix is "m:" or "": any quoted-string
+    // is read, and each extension judges its own values.
+    assert.deepEqual(parseExtensions('grip; message-prefix="m:"'), [{ name: 'grip', params: [['message-prefix', 'm:']] }]);
   });
 
   test('the first offer uWS honours as asked wins; every other offer is declined', () => {

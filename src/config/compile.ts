@@ -28,6 +28,7 @@ import {
 } from './snapshot.js';
 import { defaultsOf, type CertificateFiles, type CheckedConfig } from './validate.js';
 import { compileCompression } from './compile-compression.js';
+import { compileFanout } from './compile-fanout.js';
 import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
 import { NO_TLS_ENTRY_POINT, addDefaultCertificate, assignTlsOptions, compileTlsOptionSets, decideTlsEntryPoints } from './compile-tls.js';
 import { compileMiddlewares, type MiddlewareTable } from './compile-middlewares.js';
@@ -114,6 +115,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
       filePath: config.accessLog?.filePath !== undefined ? resolve(baseDirOf(context, 'accessLog.filePath'), config.accessLog.filePath) : '',
       format: 'json',
     },
+    fanout: compileFanout(config, problems),
   };
 }
 

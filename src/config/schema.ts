@@ -10,6 +10,7 @@ import { accessLogSchema, adminSchema, logSchema } from './schema-observability.
 import { kubernetesManifestsSchema, tlsOptionsRef, tlsOptionsSchema } from './schema-tls.js';
 import { middlewareSchema } from './schema-middlewares.js';
 import { backendCompressionField, entryPointWebSocketSchema, globalCompressionFields } from './schema-compression.js';
+import { fanoutSchema } from './schema-fanout.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { Checked, DefaultEntries, ObjectSchema, Schema } from './schema-types.js';
@@ -500,6 +501,7 @@ export const CONFIG_SCHEMA = {
     admin: adminSchema,
     log: logSchema,
     accessLog: accessLogSchema,
+    fanout: fanoutSchema,
     shutdown: {
       kind: 'object',
       doc: 'Deprecated: graceful shutdown is per entry point, `entryPoints.<name>.transport.lifeCycle`.',

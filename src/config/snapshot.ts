@@ -223,6 +223,23 @@ export interface AccessLogSettings {
   readonly format: 'json';
 }
 
+/** Fan-out (GRIP), compiled from the `fanout` section; null when the section is absent. */
+export interface FanoutSettings {
+  /** Publish listener ('' host = all interfaces). Read at start, like the admin listener. */
+  readonly publishHost: string;
+  readonly publishPort: number;
+  /** HS256 key publishers' JWTs are checked against, as base64 of its bytes; '' = none (allowed on
+   *  loopback only). A string, not bytes: the snapshot is deep-frozen and typed arrays cannot be. */
+  readonly keyBase64: string;
+  readonly maxBodySize: number;
+  readonly slowConsumer: 'drop' | 'close';
+  readonly slowConsumerBuffer: number;
+  readonly maxSubscriptions: number;
+  /** '' = no Redis: one Sluice alone. */
+  readonly redisUrl: string;
+  readonly redisChannel: string;
+}
+
 export interface Snapshot {
   readonly version: number;
   /** The config file this came from (for messages). */
@@ -250,4 +267,5 @@ export interface Snapshot {
   readonly admin: AdminSettings;
   readonly logLevel: LogLevel;
   readonly accessLog: AccessLogSettings;
+  readonly fanout: FanoutSettings | null;
 }

@@ -49,6 +49,8 @@ export interface AdminContext {
   reloadStatus?(): ReloadStatus;
   /** The dashboard's recent samples (history.ts), served as /api/history. Absent in contexts without it. */
   readonly history?: HistoryRing;
+  /** Fan-out (absent when off): totals for /api/overview, and the /api/fanout document. */
+  readonly fanout?: { overview(): object; document(): object };
 }
 
 type Outcomes = Record<(typeof CONN_OUTCOMES)[number], number>;
@@ -209,6 +211,7 @@ export function overviewDocument(ctx: AdminContext): object {
     errors: errors(view, allBackends),
     http: httpSummary(view, ctx.store.shared, plan.routes, allBackends),
     unroutedRequests: view.totals[Total.NoRoute],
+    ...(ctx.fanout === undefined ? {} : { fanout: ctx.fanout.overview() }),
   };
 }
 

@@ -133,6 +133,10 @@ export function startAdmin(
         else send(res, 200, JSON_TYPE, JSON.stringify(ctx.history.since(Number(since))));
         return;
       }
+      case '/api/fanout':
+        if (ctx.fanout === undefined) sendJson(res, 404, { error: 'fan-out is off (no fanout section in the config)' });
+        else sendJson(res, 200, ctx.fanout.document());
+        return;
       case '/':
       case '/dashboard/':
         // The page fetches 'api/…' relative to itself, which only resolves to /api/… from /dashboard.
@@ -148,7 +152,7 @@ export function startAdmin(
           send(res, 200, asset.type, asset.body);
           return;
         }
-        sendJson(res, 404, { error: `no such page '${path}' (expected /metrics, /health, /ready, /api/overview, /api/routers, /api/services, /api/backends, /api/history or /dashboard)` });
+        sendJson(res, 404, { error: `no such page '${path}' (expected /metrics, /health, /ready, /api/overview, /api/routers, /api/services, /api/backends, /api/history, /api/fanout or /dashboard)` });
       }
     }
   });

@@ -46,6 +46,8 @@ export interface ObservabilityOptions {
   reload?: (trigger: string) => Promise<ReloadOutcome>;
   readonly reloads: { success: number; failure: number };
   readonly deferAdmin: boolean;
+  /** Fan-out's admin documents (absent when fan-out is off). */
+  readonly fanout?: AdminContext['fanout'];
 }
 
 export async function startObservability(options: ObservabilityOptions): Promise<Observability> {
@@ -67,6 +69,7 @@ export async function startObservability(options: ObservabilityOptions): Promise
     history: ring,
     ...(options.backendHealth === undefined ? {} : { backendHealth: options.backendHealth }),
     ...(options.reloadStatus === undefined ? {} : { reloadStatus: options.reloadStatus }),
+    ...(options.fanout === undefined ? {} : { fanout: options.fanout }),
   };
   const metrics = createRegistry(store, { snapshot: options.snapshot, reloads: options.reloads });
   // The dashboard's charts: sampled from the admin API's totals, once per second, in this thread.

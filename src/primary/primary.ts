@@ -9,6 +9,10 @@ import { formatProblem } from '../config/errors.js';
 import { describeEntryPointRouting } from '../config/compile-tls.js';
 import { createShared, type SharedViews } from '../shared/layout.js';
 import type { EntryPointStop } from '../shared/messages.js';
+import type http from 'node:http';
+import { FanoutHub } from './fanout-hub.js';
+import { fanoutDocument, fanoutOverview, registerFanoutMetrics } from './fanout-metrics.js';
+import { startPublishListener } from './fanout-publish.js';
 import { manageBackends, type BackendManagement } from './backend-health.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { LiveConfig, type ReloadOutcome } from './live-config.js';
@@ -33,6 +37,8 @@ export interface Primary {
   readonly live: LiveConfig;
   readonly backends: BackendManagement;
   readonly observability: Observability;
+  /** Fan-out (GRIP publish/subscribe); null when the config has no `fanout` section at start. */
+  readonly fanout: FanoutHub | null;
   /** Resolve discovery, start checks and workers; rejects when an entry point cannot be opened. */
   start(): Promise<void>;
   reload(trigger: string): Promise<ReloadOutcome>;
@@ -56,7 +62,14 @@ export async function createPrimary(configFile: string, options: PrimaryOptions 
   const metrics = store.addGeneration(1, first);
   let live: LiveConfig | null = null;
   const supervisor = new Supervisor({ id: 1, snapshot: first, metricsBuffer: metrics.buffer }, shared);
-  supervisor.onWorkerExit = (index) => store.foldWorker(index);
+  // Fan-out's publish listener and Redis link are fixed by the config Sluice started with, like the admin listener.
+  const fanout = first.fanout === null ? null : new FanoutHub(first.fanout, shared, supervisor);
+  supervisor.onWorkerExit = (index) => {
+    fanout?.foldWorker(index);
+    store.foldWorker(index);
+  };
+  if (fanout !== null) supervisor.onFanoutChannels = (index, counts) => fanout.channelCounts(index, counts);
+  let publishListener: http.Server | null = null;
   const backends = manageBackends(first, shared, supervisor);
   live = new LiveConfig(configFile, options.workers, loaded, slots, shared, store, supervisor, backends);
   const liveConfig = live;
@@ -70,7 +83,9 @@ export async function createPrimary(configFile: string, options: PrimaryOptions 
     reload: (trigger) => liveConfig.reload(trigger),
     reloads: liveConfig.reloads,
     deferAdmin: options.deferAdmin ?? false,
+    ...(fanout === null ? {} : { fanout: { overview: () => fanoutOverview(fanout), document: () => fanoutDocument(fanout) } }),
   });
+  if (fanout !== null) registerFanoutMetrics(observability.metrics.registry, fanout);
   supervisor.onDrainProgress = (worker, entryPoint, closed, remaining) => {
     if (remaining === 0) log.info(`entry point '${entryPoint}' (worker ${worker}): closed its ${closed} connection(s)`);
     else log.info(`entry point '${entryPoint}' (worker ${worker}): draining, ${closed} closed, ${remaining} left`);
@@ -91,9 +106,14 @@ export async function createPrimary(configFile: string, options: PrimaryOptions 
     live: liveConfig,
     backends,
     observability,
+    fanout,
     async start() {
       await backends.start();
       await supervisor.start();
+      if (fanout !== null) {
+        await fanout.start();
+        publishListener = await startPublishListener(fanout.settings, fanout);
+      }
       watcher?.update(liveConfig.watch);
       observability.markStarted();
     },
@@ -106,7 +126,12 @@ export async function createPrimary(configFile: string, options: PrimaryOptions 
       watcher?.close();
       observability.markDraining();
       backends.stop();
-      stopping = supervisor.shutdown(entryPointStops(liveConfig.snapshot, acceptGrace), immediate).then(() => observability.close());
+      publishListener?.close();
+      publishListener?.closeAllConnections();
+      stopping = supervisor.shutdown(entryPointStops(liveConfig.snapshot, acceptGrace), immediate).then(() => {
+        fanout?.close();
+        observability.close();
+      });
       return stopping;
     },
   };

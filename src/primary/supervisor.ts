@@ -64,6 +64,8 @@ export class Supervisor {
   onDrainEnded: ((worker: number, backend: number, closed: number, kept: number) => void) | null = null;
   /** Shutdown progress of one entry point in one worker. */
   onDrainProgress: ((worker: number, entryPoint: string, closed: number, remaining: number) => void) | null = null;
+  /** Fan-out: a worker's subscriber counts of the channels that changed (fanout-hub.ts). */
+  onFanoutChannels: ((index: number, counts: readonly (string | number)[]) => void) | null = null;
   /** Messages every newly started worker gets first (the discovered address table). */
   welcomeMessages: (() => readonly PrimaryToWorker[]) | null = null;
   private firstStart: { resolve: () => void; reject: (error: Error) => void } | null = null;
@@ -184,6 +186,9 @@ export class Supervisor {
         return;
       case 'crashed':
         log.error(`worker ${index} crashed: ${message.stack || message.message}`);
+        return;
+      case 'fanout-channels':
+        this.onFanoutChannels?.(index, message.counts);
         return;
     }
   }

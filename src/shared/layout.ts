@@ -21,6 +21,8 @@
  *   backendUpSince  Float64[backendSlots]          Date.now() when the backend last came up, 0 =   (primary writes when it sets backendUp to 1;
  *                                                  up from the start (no slow start ramp)          workers read on each pick of a service
  *                                                                                                  with slowStart)
+ *   workerFanout    Float64[workerSlots*FANOUT_FIELDS] fan-out deliveries, drops, subscriptions,  (one writer: that worker; primary sums, folds and
+ *                                                  publish-to-send histogram (fanout-wire.ts)     zeroes a dead worker's slot: fanout-hub.ts)
  *   backendHttpActive Int32[backendSlots]          plain HTTP requests in flight per backend,   (every worker: Atomics.add/sub around each
  *                                                  all workers (least outstanding requests)      upstream attempt; workers read on each HTTP
  *                                                                                                pick; the primary shows it)
@@ -39,8 +41,10 @@
  * metrics. Atomics has no Float64 and BigInt64 would allocate a BigInt per increment on the hot path.
  */
 
+import { FANOUT_FIELDS } from './fanout-wire.js';
+
 export const LAYOUT_MAGIC = 0x534c4345; // 'SLCE'
-export const LAYOUT_VERSION = 6;
+export const LAYOUT_VERSION = 7;
 const HEADER_INTS = 4;
 
 /** Per-worker event counters (workerTotals), one Float64 each. */
@@ -88,12 +92,13 @@ export interface SharedViews {
   readonly backendUpSince: Float64Array;
   readonly backendHttpActive: Int32Array;
   readonly workerHttpActive: Int32Array;
+  readonly workerFanout: Float64Array;
 }
 
 function byteLength(backendSlots: number, workerSlots: number): { ints: number; floatsOffset: number; total: number } {
   const ints = HEADER_INTS + backendSlots * 2 + workerSlots * backendSlots + backendSlots + workerSlots * backendSlots;
   const floatsOffset = Math.ceil((ints * 4) / 8) * 8;
-  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + backendSlots;
+  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + backendSlots + workerSlots * FANOUT_FIELDS;
   return { ints, floatsOffset, total: floatsOffset + floats * 8 };
 }
 
@@ -130,8 +135,10 @@ export function attachShared(buffer: SharedArrayBuffer, backendSlots: number, wo
   const workerTotals = new Float64Array(buffer, floatsOffset, workerSlots * TOTALS);
   const trafficOffset = floatsOffset + workerSlots * TOTALS * 8;
   const workerTraffic = new Float64Array(buffer, trafficOffset, workerSlots * backendSlots * TRAFFIC);
-  const backendUpSince = new Float64Array(buffer, trafficOffset + workerSlots * backendSlots * TRAFFIC * 8, backendSlots);
-  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince, backendHttpActive, workerHttpActive };
+  const upSinceOffset = trafficOffset + workerSlots * backendSlots * TRAFFIC * 8;
+  const backendUpSince = new Float64Array(buffer, upSinceOffset, backendSlots);
+  const workerFanout = new Float64Array(buffer, upSinceOffset + backendSlots * 8, workerSlots * FANOUT_FIELDS);
+  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince, workerFanout, backendHttpActive, workerHttpActive };
 }
 
 /**

@@ -55,7 +55,10 @@ export type PrimaryToWorker =
   /** Close the backend's tunnels with 1012, paced over windowMs (health check down with onDown:
    *  drain, an address gone from DNS, a backend removed by a reload). `untilUp`: stop if the backend
    *  comes back up meanwhile (a health drain; never for a slot whose address left, which may be reused). */
-  | { readonly type: 'drain-backend'; readonly backend: number; readonly windowMs: number; readonly reason: string; readonly untilUp: boolean };
+  | { readonly type: 'drain-backend'; readonly backend: number; readonly windowMs: number; readonly reason: string; readonly untilUp: boolean }
+  /** Fan-out: publications, packed once by the primary for every worker (fanout-wire.ts encodeBatch); at
+   *  most one message per worker per event-loop turn of the primary, whatever the number of publications. */
+  | { readonly type: 'fanout-publish'; readonly batch: Uint8Array };
 
 export type WorkerToPrimary =
   | { readonly type: 'listening' }
@@ -77,7 +80,10 @@ export type WorkerToPrimary =
   /** Shutdown progress of one entry point (logged by the primary, so the pace is visible). */
   | { readonly type: 'drain-progress'; readonly entryPoint: string; readonly closed: number; readonly remaining: number }
   /** An uncaught exception: the worker is closing its connections and will exit; restart it. */
-  | { readonly type: 'crashed'; readonly message: string; readonly stack: string };
+  | { readonly type: 'crashed'; readonly message: string; readonly stack: string }
+  /** Fan-out: subscriber counts in this worker of the channels that changed (channel, count, channel, count…),
+   *  at most one message a second per worker. */
+  | { readonly type: 'fanout-channels'; readonly counts: readonly (string | number)[] };
 
 /**
  * One access-log record: a closed WebSocket connection, in this order (the primary's reader depends on

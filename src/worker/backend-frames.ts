@@ -197,6 +197,7 @@ function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length:
 
 /** The backend sent a close frame: answer it, and close the client with the same code and reason. */
 function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number): void {
+  if (t.grip?.detached === true) return; // GRIP detach: the client outlives its backend leg
   t.closeFromBackend = true;
   t.state = TunnelState.Closing;
   let code = 0;

@@ -291,6 +291,15 @@ export class ListenerSet {
     this.retired.push(listener);
   }
 
+  /** Every app that may hold connections (serving or retired): fan-out publishes to each, since uWS
+   *  topics belong to one app. */
+  apps(): uWS.TemplatedApp[] {
+    const apps: uWS.TemplatedApp[] = [];
+    for (const listener of this.active.values()) apps.push(listener.app);
+    for (const listener of this.retired) apps.push(listener.app);
+    return apps;
+  }
+
   /** Stop accepting on entry point `name` (or on every one); open connections are left alone. */
   stopAccepting(name?: string): void {
     for (const listener of this.active.values()) {

@@ -23,6 +23,7 @@ import { httpRequestsInFlight } from './http-proxy.js';
 import { initMetrics } from './metrics.js';
 import { initAccessLog, flushAccessLog } from './access-log.js';
 import { shutdownEntryPoints, type Shutdown } from './shutdown.js';
+import { deliverBatch, initFanout, stopFanout } from './fanout-delivery.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -65,6 +66,7 @@ const heartbeat = setInterval(() => {
 
 const listeners = new ListenerSet();
 let stopping: Shutdown | null = null;
+initFanout(() => listeners.apps());
 
 listeners.apply(first, (failed) => {
   if (failed.length > 0) {
@@ -124,6 +126,7 @@ function waitForEnd(deadline: number): void {
     for (const generation of ctx.live) generation.closeHttp();
     clearInterval(check);
     clearInterval(heartbeat);
+    stopFanout();
     loopDelay.disable();
     flushAccessLog();
     port.close();
@@ -146,6 +149,9 @@ port.on('message', (message: PrimaryToWorker) => {
       return;
     case 'drain-backend':
       if (stopping === null) drainBackend(message.backend, message.windowMs, message.reason, message.untilUp);
+      return;
+    case 'fanout-publish':
+      deliverBatch(message.batch);
       return;
   }
 });

@@ -28,6 +28,8 @@ import nativeUpstream from '#native';
 import { pumpFromBackend } from './backend-frames.js';
 import { compressedWireBytes } from './compression.js';
 import type { BackendInflater } from './backend-inflate.js';
+import { dropSession, type GripSession } from './fanout-delivery.js';
+import { gripFilter } from './fanout-grip.js';
 
 export const enum TunnelState {
   /** Upgrade in progress (connect, handshake). */
@@ -94,6 +96,8 @@ export class Tunnel {
   clientAddress = '';
   /** The generation's reference was given back (released exactly once). */
   released = false;
+  /** GRIP fan-out on this connection (fanout-grip.ts): null unless its backend's 101 turned it on. */
+  grip: GripSession | null = null;
 
   /** `gen`: the config generation current when the request arrived; the tunnel keeps it (and its router,
    *  service, limits and counters) until it ends, whatever reloads happen meanwhile. */
@@ -226,6 +230,7 @@ export function onClientDrain(ws: uWS.WebSocket<TunnelRef>): void {
 /** uWS `close`: pass the client's close (code and reason) on to the backend, then let go. */
 export function onClientClose(ws: uWS.WebSocket<TunnelRef>, code: number, reason: ArrayBuffer): void {
   const t = ws.getUserData().tunnel;
+  if (t.grip !== null) dropSession(t.grip);
   t.ws = null;
   liveTunnels.delete(t);
   tunnelsByBackend[t.backend]?.delete(t);
@@ -275,15 +280,18 @@ export function checkClientBackpressure(t: Tunnel): void {
 // ---- backend → client (both legs; the Node socket leg's frame reader is backend-frames.ts) ------
 
 /** One data frame from the backend (either leg kind) to the client: a whole message, or a fragment
- *  passed on as a fragment. `payload` is only valid during the call (uWS copies it). `wire`: its size on
- *  the backend's wire (differs for a message the backend compressed: backend-inflate.ts). A whole message
- *  of at least `compressMin` bytes goes compressed when the client negotiated it; fragments always go plain,
- *  as compressing them would need the whole message first. */
-export function deliverData(t: Tunnel, opcode: number, fin: boolean, payload: Uint8Array, wire = payload.byteLength): void {
+ *  passed on as a fragment. `data` is only valid during the call (uWS copies it). `wire`: its size on
+ *  the backend's wire (differs for a message the backend compressed: backend-inflate.ts). On a GRIP
+ *  connection the message goes through fanout-grip.ts first (control messages, the prefix). A whole
+ *  message of at least `compressMin` bytes goes compressed when the client negotiated it; fragments always
+ *  go plain, as compressing them would need the whole message first. */
+export function deliverData(t: Tunnel, opcode: number, fin: boolean, data: Uint8Array, wire = data.byteLength): void {
   const ws = t.ws;
   if (ws === null || t.state !== TunnelState.Open) return;
-  const length = payload.byteLength;
   countBackendWire(t, wire);
+  const payload = t.grip === null ? data : gripFilter(t, opcode, fin, data);
+  if (payload === null) return;
+  const length = payload.byteLength;
   if (opcode !== Opcode.Continuation) {
     if (t.fragmentOpcode !== 0) {
       failFromBackend(t, 1002, 'backend started a message inside a fragmented one');
@@ -363,6 +371,23 @@ export function backendGone(t: Tunnel): void {
     }
   }
   if (t.ws === null) t.state = TunnelState.Closed;
+}
+
+/** GRIP `detach`: the backend leg gets a 1000 close and leaves the tunnel (its live count and its drains);
+ *  the client stays open, fed by publications. Whatever the backend still sends is ignored. */
+export function detachBackend(t: Tunnel): void {
+  if (!backendOpen(t) || t.closeToBackend) return;
+  t.closeFromBackend = true;
+  sendCloseToBackend(t, 1000, '');
+  tunnelsByBackend[t.backend]?.delete(t);
+  uncount(t);
+  const socket = t.socket;
+  if (socket !== null) {
+    // The socket finishes the closing handshake on its own (5 s at most), with no tunnel to report to.
+    socket.tunnel = null;
+    t.socket = null;
+    socket.resume();
+  }
 }
 
 /** Called by the upgrade once uWS opened the client: start pumping (and flush what came early). */

@@ -32,6 +32,7 @@ import { extensionsHeaderOf, parseExtensions } from './ws-extensions.js';
 /** Extensions Sluice offers a backend, by whether its transport has websocketCompression. */
 const OFFERED_WITH_DEFLATE: readonly string[] = [PERMESSAGE_DEFLATE];
 const OFFERED_NONE: readonly string[] = [];
+import { gripOffer, takeGripExtension } from './fanout-grip.js';
 
 /** Bytes of a backend's answer head we accept before calling it invalid. */
 const MAX_HEAD = 16 * 1024;
@@ -151,7 +152,7 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   h.acceptExpected = accept;
   h.head = null;
   const deflate = transport.websocketCompression ? BACKEND_DEFLATE_OFFER : '';
-  h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}${deflate}Sec-WebSocket-Key: ${key}\r\n\r\n`;
+  h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}${deflate}${gripOffer(snapshot.fanout)}Sec-WebSocket-Key: ${key}\r\n\r\n`;
   // The native leg has no inflater: a backend that may compress stays on the Node socket leg.
   if (!spec.tls && nativeAvailable && net.isIP(host) !== 0 && !transport.websocketCompression) {
     // Plain backend by address: the native leg (native-leg.ts) sends the request once connected.
@@ -260,7 +261,10 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     return;
   }
   const transport = t.gen.snapshot.transports[t.gen.service(t.service).transport]!;
-  const extensions = parseExtensions(extensionsHeaderOf(head.raw));
+  const parsed = parseExtensions(extensionsHeaderOf(head.raw));
+  // GRIP (fanout-grip.ts) is taken out here and never reaches the client; what is left must be what
+  // Sluice offered (permessage-deflate, when the transport has websocketCompression).
+  const extensions = parsed === null ? null : takeGripExtension(t, parsed);
   const problem = backendExtensionsProblem(extensions, transport.websocketCompression ? OFFERED_WITH_DEFLATE : OFFERED_NONE);
   if (problem !== '') {
     failHandshake(t, 502, problem);

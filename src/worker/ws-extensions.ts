@@ -60,8 +60,9 @@ export function parseExtensions(header: string): WsExtension[] | null {
           }
           if (at >= n) return null; // unterminated quoted-string
           at++;
-          // RFC 6455 §9.1: a quoted value must still be a token once unquoted.
-          if (!TOKEN.test(text)) return null;
+          // RFC 6455 §9.1 wants a token once unquoted, but GRIP's message-prefix is `"m:"` or `""`: any
+          // quoted-string is read here, and each extension checks its own values (permessage-deflate's
+          // in compression.ts and backend-inflate.ts).
           value = text;
         } else {
           value = token();
@@ -90,6 +91,9 @@ export function extensionsHeaderOf(raw: readonly (readonly [string, string])[]):
 /** The extension as a header value, e.g. `permessage-deflate; client_max_window_bits=10`. */
 export function formatExtension(extension: WsExtension): string {
   let text = extension.name;
-  for (const [name, value] of extension.params) text += value === true ? `; ${name}` : `; ${name}=${value}`;
+  for (const [name, value] of extension.params) {
+    if (value === true) text += `; ${name}`;
+    else text += TOKEN.test(value) ? `; ${name}=${value}` : `; ${name}="${value.replace(/["\\]/g, '\\$&')}"`;
+  }
   return text;
 }
