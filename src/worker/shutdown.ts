@@ -58,8 +58,9 @@ export function shutdownEntryPoints(stops: readonly EntryPointStop[], listeners:
     ctx.draining.set(stop.entryPoint, Date.now() + stop.graceMs);
     listeners.stopAccepting(stop.entryPoint);
     ctx.shuttingDown = true;
-    // Past the window, what still arrives on open HTTP connections is told to go elsewhere (503).
-    timers.push(setTimeout(() => ctx.closing.add(stop.entryPoint), stop.graceMs));
+    // Past the window, what still arrives on open HTTP connections is told to go elsewhere (503). Unref'd:
+    // a worker with nothing left to close must not wait for it to end.
+    timers.push(setTimeout(() => ctx.closing.add(stop.entryPoint), stop.graceMs).unref());
     const victims: Tunnel[] = [];
     for (const t of tunnels()) if (t.state === TunnelState.Open && entryPointName(t) === stop.entryPoint) victims.push(t);
     let reportedAt = 0;
