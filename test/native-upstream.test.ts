@@ -16,6 +16,11 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { CloseKind as CloseKindType, UpstreamCallbacks } from '../native/index.js';
 import { waitFor } from './helpers/wait.js';
 
+/** Resolves after `n` full turns of this thread's event loop (each through its poll phase). */
+async function loopTurns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 type NativeModule = typeof import('../native/index.js');
 // Compiled to dist/test/, the addon's loader stays at <repo>/native/.
 const nativeUrl = new URL('../../native/index.js', import.meta.url).href;
@@ -383,8 +388,10 @@ describe('native upstream addon', { skip }, () => {
     // Not reading, the addon only learns of the reset when the flush of the next message fails.
     native!.pause(u.id);
     await waitFor('the backend socket', () => backendSocket !== null);
+    // Once the reset socket has closed, its RST is in the addon's socket (loopback delivers at once).
+    const reset = new Promise((resolve) => backendSocket!.once('close', resolve));
     backendSocket!.resetAndDestroy();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await reset;
     native!.sendMessage(u.id, 1, Buffer.from('into the void'));
     await waitFor('onClose', () => u.closed !== null);
     assert.equal(u.closed!.kind, CloseKind.Error);
@@ -483,8 +490,10 @@ describe('native upstream addon', { skip }, () => {
   test('pause stops delivery until resume', async () => {
     const { u, backend } = await driven('/pause');
     assert.equal(native!.pause(u.id), true);
-    for (let i = 0; i < 5; i++) backend.send(`m${i}`);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    // Every message handed to the kernel (send callbacks), then a full turn of this thread's loop (its
+    // poll phase reads what loopback delivered): a connection still read would have delivered by then.
+    await Promise.all(Array.from({ length: 5 }, (_, i) => new Promise((resolve) => backend.send(`m${i}`, resolve))));
+    await loopTurns(2);
     assert.equal(u.messages.length, 0, 'delivered while paused');
     native!.resume(u.id);
     await waitFor('five messages', () => u.messages.length === 5);
@@ -500,7 +509,8 @@ describe('native upstream addon', { skip }, () => {
     (backend as unknown as { _socket: net.Socket })._socket.pause();
     let queued = 0;
     for (let i = 0; i < 64 && queued < 8 * MiB; i++) queued = native!.sendMessage(u.id, 2, Buffer.alloc(256 * KiB));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The addon flushes on the loop; after a full turn whatever the kernel could not take is still queued.
+    await loopTurns(2);
     assert.ok(native!.queuedBytes(u.id) > 0, 'nothing waited although the backend does not read');
     (backend as unknown as { _socket: net.Socket })._socket.resume();
     await waitFor('onDrain', () => u.drains > 0, () => `queued ${native!.queuedBytes(u.id)}`);
