@@ -253,9 +253,12 @@ http:
   });
 
   test('the SNI name is the Host header\'s, or --servername when given', () => {
-    // uWebSockets.js prints each wildcard name it registers for a client's SNI (on stderr, see README).
-    assert.match(sluice.stderr(), /^Browsed to SNI: a\.wild\.test$/m);
-    assert.match(sluice.stderr(), /^Browsed to SNI: b\.wild\.test$/m);
+    // uWebSockets.js prints each wildcard name it registers for a client's SNI. Which stream it lands on is
+    // output-streams.test's business: with SLUICE_NATIVE=0 the test's socket-pair stdout cannot be reopened,
+    // so the prints stay on stdout there. Here only the names matter.
+    const output = `${sluice.stderr()}\n${sluice.stdout()}`;
+    assert.match(output, /^Browsed to SNI: a\.wild\.test$/m);
+    assert.match(output, /^Browsed to SNI: b\.wild\.test$/m);
   });
 
   test('the router matches the Host header: without --host-header nothing routes (404)', () => {
