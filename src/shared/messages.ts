@@ -72,8 +72,9 @@ export type WorkerToPrimary =
   /** Generation `id` is no longer current and its last connection in this worker closed. */
   | { readonly type: 'generation-released'; readonly id: number }
   /** Passive health: a connect to `backend` failed, timed out, or its upgrade answer was 5xx or
-   *  invalid. One message per failed attempt (a clean close is never one). */
-  | { readonly type: 'backend-failed'; readonly backend: number }
+   *  invalid. One message per failed attempt (a clean close is never one). `reason`: a fixed word,
+   *  maybe followed by a detail (worker/backend-failures.ts), shown by the admin API. */
+  | { readonly type: 'backend-failed'; readonly backend: number; readonly reason: string }
   /** A backend drain ended in this worker: all its connections closed, or `kept` of them spared because
    *  the backend passed its checks again (logged by the primary). */
   | { readonly type: 'drain-ended'; readonly backend: number; readonly closed: number; readonly kept: number }
@@ -126,3 +127,4 @@ export type HttpAccessRecord = [
   requestBytes: number,
   responseBytes: number,
 ];
+
