@@ -34,6 +34,7 @@ const OFFERED_WITH_DEFLATE: readonly string[] = [PERMESSAGE_DEFLATE];
 const OFFERED_NONE: readonly string[] = [];
 import { gripOffer, takeGripExtension } from './fanout-grip.js';
 import { backendFailed, Failure } from './backend-failures.js';
+import { logRefusedUpgrade } from './refusals.js';
 
 /** Bytes of a backend's answer head we accept before calling it invalid. */
 const MAX_HEAD = 16 * 1024;
@@ -333,6 +334,7 @@ export function finishRelay(t: HandshakeTunnel, h: Handshake): void {
   if (response.chunked) body = dechunk(body);
   if (response.contentLength >= 0 && body.length > response.contentLength) body = body.subarray(0, response.contentLength);
   t.handshake = null;
+  logRefusedUpgrade(t, h.client, response.status, `the backend answered the upgrade with ${response.status}`);
   abandonBackend(t);
   h.aborted = true;
   relayBackendResponse(h.res, response, body, h.responseHeaders);
@@ -389,6 +391,7 @@ function failHandshake(t: HandshakeTunnel, status: number, reason: string): void
 function answer(t: HandshakeTunnel, status: number, message: string, headers?: readonly (readonly [string, string])[]): void {
   const h = t.handshake!;
   t.handshake = null;
+  if (!h.aborted) logRefusedUpgrade(t, h.client, status, message);
   abandonBackend(t);
   if (h.aborted) return;
   h.aborted = true;
