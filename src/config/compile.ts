@@ -234,7 +234,8 @@ function compileServices(
     const passive = compilePassiveHealthCheck(lb.passiveHealthCheck);
     // A client refused because every backend is down is told to come back about when the next check
     // (or the end of an ejection) could bring one back.
-    const retryAfterMs = healthCheck !== null ? healthCheck.unhealthyIntervalMs : passive !== null ? passive.failureWindowMs : 1000;
+    // (Not the implied passive default's window: it never ejects a service's last backend up.)
+    const retryAfterMs = healthCheck !== null ? healthCheck.unhealthyIntervalMs : passive !== null && lb.passiveHealthCheck !== undefined ? passive.failureWindowMs : 1000;
     services.push({
       name,
       strategy,

@@ -145,7 +145,8 @@ export type RejectedRecord = [
   /** 1: a WebSocket upgrade; 0: a plain HTTP request. */
   upgrade: number,
   method: string,
-  /** Host header as sent, and path and query as sent (each cut to a bounded length). */
+  /** The Host header's name without port (Traefik's RequestHost), and path and query as sent (each
+   *  cut to a bounded length). */
   host: string,
   path: string,
   status: number,

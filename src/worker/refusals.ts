@@ -13,10 +13,12 @@ import { countTotal } from './context.js';
 import type { Generation } from './generation.js';
 import { sendError } from './http-responses.js';
 import type { Tunnel } from './tunnel.js';
+import { hostnameOf } from './listeners.js';
 
 /** What a refusal's record says about the request (listeners.ts keeps one per request it routes). */
 export interface RefusedRequest {
   readonly method: string;
+  /** The Host header's name, without port (Traefik's RequestHost). */
   readonly host: string;
   readonly path: string;
   readonly query: string;
@@ -25,6 +27,7 @@ export interface RefusedRequest {
 
 /** The upgrade's client request as upgrade.ts and http-upgrade.ts hold it. */
 export interface RefusedUpgrade {
+  /** Host header as sent. */
   readonly host: string;
   /** Path and query as sent. */
   readonly path: string;
@@ -66,13 +69,13 @@ export function refuseRequest(
 export function logRefusedUpgrade(t: Tunnel, client: RefusedUpgrade, status: number, reason: string): void {
   if (!accessLogEnabled()) return;
   const durationMs = t.startedAt === 0 ? 0 : Math.round(performance.now() - t.startedAt);
-  record(t.gen, t.entryPoint, t.router, t.service, t.backend, true, 'GET', client.host, client.path, client.clientIp, status, reason, durationMs);
+  record(t.gen, t.entryPoint, t.router, t.service, t.backend, true, 'GET', hostnameOf(client.host), client.path, client.clientIp, status, reason, durationMs);
 }
 
 /** A middleware answered an upgrade (http-upgrade.ts) instead of letting it go on to a backend. */
 export function logMiddlewareAnswer(gen: Generation, entryPoint: number, router: number, client: RefusedUpgrade, status: number): void {
   if (!accessLogEnabled()) return;
-  record(gen, entryPoint, router, gen.snapshot.routers[router]!.service, -1, true, 'GET', client.host, client.path, client.clientIp, status, `a middleware of router '${gen.snapshot.routers[router]!.name}' answered`, 0);
+  record(gen, entryPoint, router, gen.snapshot.routers[router]!.service, -1, true, 'GET', hostnameOf(client.host), client.path, client.clientIp, status, `a middleware of router '${gen.snapshot.routers[router]!.name}' answered`, 0);
 }
 
 function pathOf(request: RefusedRequest): string {
