@@ -41,10 +41,10 @@ export abstract class PoolPolicy implements Balancer {
   protected readonly backends: Int32Array;
   /** Weight per pool position. */
   protected readonly weights: Float64Array;
+  /** state.backendCoolUntil, or null when the state has none. */
+  private readonly coolUntil: Float64Array | null;
   protected readonly slowStartMs: number;
   protected cursor = 0;
-  /** Date.now() of the current pick, read only once some backend has a cool-down time (0 = not read). */
-  private clock = 0;
   /** This pass passed over a backend that is cooling down. */
   private passedCooling = false;
   /** False during the second pass of a pick, when every backend left was cooling down. */
@@ -58,13 +58,13 @@ export abstract class PoolPolicy implements Balancer {
     this.backends = Int32Array.from(backends);
     this.weights = Float64Array.from(backends, (_, i) => options.weights?.[i] ?? 1);
     this.slowStartMs = options.slowStartMs ?? 0;
+    this.coolUntil = state.backendCoolUntil ?? null;
   }
 
   /** The policy's choice among the eligible backends (eligible() applies the cool-down). */
   protected abstract choose(tried: Int32Array, triedCount: number, request?: PickRequest): number;
 
   pick(tried: Int32Array, triedCount: number, request?: PickRequest): number {
-    this.clock = 0;
     this.passedCooling = false;
     const backend = this.choose(tried, triedCount, request);
     if (backend >= 0 || !this.passedCooling) return backend;
@@ -79,10 +79,15 @@ export abstract class PoolPolicy implements Balancer {
   protected eligible(backend: number, tried: Int32Array, triedCount: number): boolean {
     if (Atomics.load(this.state.backendUp, backend) === 0) return false;
     for (let i = 0; i < triedCount; i++) if (tried[i] === backend) return false;
-    const until = this.honourCoolDown && this.state.backendCoolUntil !== undefined ? this.state.backendCoolUntil[backend]! : 0;
-    if (until === 0) return true;
-    if (this.clock === 0) this.clock = Date.now();
-    if (until <= this.clock) return true;
+    // The common case (never failed) costs one load; the rest is kept out of line.
+    return this.coolUntil === null || this.coolUntil[backend] === 0 || this.notCooling(backend);
+  }
+
+  /** The clock is read per backend with a cool-down time (rarely more than one a pick), not cached in a
+   *  field: storing a Date.now() double in a field allocated a number box on every pick. */
+  private notCooling(backend: number): boolean {
+    if (!this.honourCoolDown) return true;
+    if (this.coolUntil![backend]! <= Date.now()) return true;
     this.passedCooling = true;
     return false;
   }
