@@ -87,12 +87,15 @@ describe('roundrobin', () => {
 });
 
 describe('sticky', () => {
-  test('the cookie\'s backend wins while it is up and untried; otherwise the wrapped policy picks', () => {
+  test('the cookie\'s backend wins while it is up, untried and not cooling down; otherwise the wrapped policy picks', () => {
     const { balancer, shared } = makePool((b, s) => new StickyBalancer(new LeastConnections(b, s), b, s), 3);
     shared.backendActive.set([0, 0, 9]);
     const toTwo = { hashKey: -1, stickyBackend: 2 };
     for (let i = 0; i < 4; i++) assert.equal(balancer.pick(new Int32Array(0), 0, toTwo), 2);
     assert.notEqual(balancer.pick(Int32Array.of(2), 1, toTwo), 2, 'tried: not again');
+    shared.backendCoolUntil[2] = Date.now() + 60_000;
+    assert.notEqual(balancer.pick(new Int32Array(0), 0, toTwo), 2, 'cooling down after a failed connect: not picked');
+    shared.backendCoolUntil[2] = 0;
     Atomics.store(shared.backendUp, 2, 0);
     assert.notEqual(balancer.pick(new Int32Array(0), 0, toTwo), 2, 'down: not picked');
     assert.notEqual(balancer.pick(new Int32Array(0), 0, { hashKey: -1, stickyBackend: 7 }), 7, 'not in the pool');

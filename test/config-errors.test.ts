@@ -195,13 +195,29 @@ describe('loader', () => {
       clientMaxBuffer: 32 * 1024 * 1024,
       upstreamWriteBudget: 32 * 1024 * 1024,
       idleTimeoutSeconds: 120,
-      handshakeTimeoutMs: 10_000,
+      handshakeTimeoutMs: 5_000,
     });
     assert.deepEqual(snapshot.entryPoints.map((ep) => ep.lifeCycle), snapshot.entryPoints.map(() => ({ acceptGraceMs: 0, graceMs: 10_000 })));
     assert.deepEqual(snapshot.transports, [
       { name: 'default', insecureSkipVerify: false, rootCAs: '', serverName: '', dialTimeoutMs: 5000, responseHeaderTimeoutMs: 0, idleConnTimeoutMs: 90_000, maxIdleConnsPerHost: 200, websocketCompression: false },
     ]);
     assert.deepEqual(snapshot.entryPoints[0]!.compression, { mode: 'off', threshold: 1024, dedicatedCompressor: '32KB', decompressor: 'shared' });
+  });
+
+  test('passive health checks are on without passiveHealthCheck; maxFailedAttempts: 0 turns them off', () => {
+    const services = (lines: string): string => `entryPoints: { web: { address: ":8080" } }
+http:
+  routers: { r: { rule: "PathPrefix(\`/\`)", service: s } }
+  services:
+    s:
+      loadBalancer:
+        servers: [ { url: "ws://127.0.0.1:9001" } ]
+${lines}`;
+    const passive = (lines: string): unknown => loadConfigText(services(lines), 'yaml', 'x', workDir).services[0]!.passiveHealthCheck;
+    assert.deepEqual(passive(''), { maxFailedAttempts: 3, failureWindowMs: 10_000, maxEjectionMs: 300_000 });
+    assert.equal(passive('        passiveHealthCheck: { maxFailedAttempts: 0 }'), null);
+    // Written out, it takes Traefik's defaults (one failure).
+    assert.deepEqual(passive('        passiveHealthCheck: {}'), { maxFailedAttempts: 1, failureWindowMs: 10_000, maxEjectionMs: 300_000 });
   });
 
   test('an entry point\'s compression keys override the global ones, one by one', () => {

@@ -1,9 +1,10 @@
 /**
  * Backends that fail and come back: active checks (rise/fall, onDown keep|drain, 503 with
- * Retry-After when every backend is down), a backend killed under steady connection churn (no
- * failed upgrade once it is detected; back after `rise`, ramping with slow start), passive
- * ejection with backoff and probation, retries that never try a backend twice, and one probe's
- * rules (method, path, headers, status, timeout, TLS trust).
+ * Retry-After when every backend is down, failures logged with their reason and shown by the API), a
+ * backend killed under steady connection churn (no failed upgrade once it is detected; back after
+ * `rise`, ramping with slow start), dead and frozen backends with no health configuration at all (the
+ * cool-down and the default passive check), passive ejection with backoff and probation, retries that
+ * never try a backend twice, and one probe's rules (method, path, headers, status, timeout, TLS trust).
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
@@ -11,6 +12,7 @@ import { freePort, startSluice, type SluiceProcess } from './helpers/sluice.js';
 import { reach, reachBackend, startPoolBackend, tally, type PoolBackend, type Reached } from './helpers/pool.js';
 import { waitFor } from './helpers/wait.js';
 import { parsePrometheus, sampleSum } from './helpers/admin.js';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -52,6 +54,28 @@ async function start(config: string): Promise<SluiceProcess> {
   return sluice;
 }
 
+/** The backend rows of /api/backends. */
+interface BackendRow {
+  url: string;
+  health: {
+    passingChecks: boolean;
+    lastCheck: { time: string; result: string; reason: string } | null;
+    ejections: number;
+    lastPassiveFailure: { time: string; reason: string } | null;
+    coolingDownUntil: string | null;
+  };
+}
+
+async function backendRow(sluice: SluiceProcess, url: string): Promise<BackendRow> {
+  const rows = (await (await fetch(`${sluice.adminUrl}/api/backends`)).json()) as BackendRow[];
+  return rows.find((b) => b.url === url)!;
+}
+
+/** A sum of /metrics samples. */
+async function metric(sluice: SluiceProcess, name: string, labels: Record<string, string>): Promise<number> {
+  return sampleSum(parsePrometheus(await (await fetch(`${sluice.adminUrl}/metrics`)).text()), name, labels);
+}
+
 /** Terminate `r` when the test ends. */
 function keep(r: Reached): Reached {
   cleanup.push(async () => r.ws.terminate());
@@ -82,6 +106,37 @@ healthCheck: { path: /health, interval: 50ms, timeout: 200ms, rise: 2, fall: 3 }
     assert.ok(back, 'a never came back');
     assert.match(sluice.stderr(), /backend ws:\/\/127\.0\.0\.1:\d+ is down/);
     assert.match(sluice.stderr(), /backend ws:\/\/127\.0\.0\.1:\d+ is up/);
+  });
+
+  test('a failing check is logged at warn with its reason once per change, and the API shows the last check', async () => {
+    const backends = await startBackends(['a', 'b']);
+    const [a] = backends as [PoolBackend, PoolBackend];
+    const sluice = await start(poolConfig(backends, 'healthCheck: { path: /health, interval: 50ms, timeout: 200ms, rise: 2, fall: 3 }'));
+    await waitFor('a first check', () => a.healthChecks >= 1);
+    const passing = (await backendRow(sluice, a.url)).health.lastCheck!;
+    assert.equal(passing.result, 'pass');
+    assert.equal(passing.reason, '');
+    assert.ok(Math.abs(Date.parse(passing.time) - Date.now()) < 5000);
+    a.healthStatus = 503;
+    await waitFor('a to be marked down', () => /is down/.test(sluice.stderr()));
+    const failedFrom = a.healthChecks;
+    await waitFor('two more failing checks', () => a.healthChecks >= failedFrom + 2);
+    const lines = sluice.stderr().split('\n').filter((l) => l.includes(a.url)).map((l) => JSON.parse(l) as { level: string; msg: string });
+    const failing = lines.filter((l) => l.msg.includes('failed its health check'));
+    assert.equal(failing.length, 1, `one line when the check starts failing: ${JSON.stringify(lines)}`);
+    assert.equal(failing[0]!.level, 'warn');
+    assert.match(failing[0]!.msg, /failed its health check: status 503 \(expected 2xx or 3xx\) \(1 of fall 3\)/);
+    const down = lines.filter((l) => /is down/.test(l.msg));
+    assert.equal(down.length, 1);
+    assert.equal(down[0]!.level, 'warn');
+    assert.match(down[0]!.msg, /is down: 3 health check\(s\) in a row failed, the last: status 503/);
+    const row = await backendRow(sluice, a.url);
+    assert.equal(row.health.passingChecks, false);
+    assert.deepEqual({ result: row.health.lastCheck!.result, reason: row.health.lastCheck!.reason }, { result: 'fail', reason: 'status 503 (expected 2xx or 3xx)' });
+    // Recovery is logged once too, at info.
+    a.healthStatus = 200;
+    await waitFor('a to be up again', () => /is up: 2 health check\(s\) in a row passed/.test(sluice.stderr()));
+    assert.equal(sluice.stderr().split('\n').filter((l) => l.includes('passed its health check again')).length, 1);
   });
 
   test('every backend down: 503 with Retry-After (the unhealthy interval), no connect attempted', async () => {
@@ -201,6 +256,102 @@ healthCheck: { path: /health, interval: 50ms, timeout: 100ms, rise: 2, fall: 2 }
     assert.ok((ramp.a ?? 0) + (ramp.b ?? 0) >= 10, `first 20 after c came back: ${JSON.stringify(ramp)}`);
     assert.equal(ramp.refused, undefined);
     assert.ok(c.healthChecks >= 2);
+  });
+});
+
+/** A TCP server in a stopped process (SIGSTOP): the kernel accepts connections, nothing answers. */
+async function frozenBackend(): Promise<{ url: string }> {
+  const child = spawn(process.execPath, ['-e', "const s = require('net').createServer(() => {}).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+  cleanup.push(async () => {
+    child.kill('SIGKILL');
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+    child.once('exit', (code) => reject(new Error(`the frozen backend exited with ${code}`)));
+  });
+  process.kill(child.pid!, 'SIGSTOP');
+  return { url: `ws://127.0.0.1:${port}` };
+}
+
+describe('dead and frozen backends with no health configuration', () => {
+  test('a dead backend of three: at most 3 of 50 new connections try it, and it is ejected after 3 failures', async () => {
+    const backends = await startBackends(['a', 'b', 'dead']);
+    const dead = backends[2]!;
+    await dead.kill();
+    const sluice = await startSluice(poolConfig(backends, 'strategy: leastconn'), { workers: 2 });
+    cleanup.push(() => sluice.stop());
+    const refused = (): Promise<number> => metric(sluice, 'websocket_errors_total', { backend: dead.url, reason: 'connect_refused' });
+    // Kept open: the live backends fill up, so least connections would prefer the empty dead one.
+    for (let i = 0; i < 50; i++) assert.notEqual(keep(await reachBackend(sluice.url)).backend, 'dead');
+    const tried = await refused();
+    assert.ok(tried >= 1 && tried <= 3, `the dead backend was tried ${tried} times in 50 upgrades`);
+    // Once each cool-down ends it is tried again; the third failure in the window ejects it.
+    const deadline = Date.now() + 15_000;
+    while (!/ejected for 10000 ms/.test(sluice.stderr()) && Date.now() < deadline) {
+      keep(await reachBackend(sluice.url));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(sluice.stderr(), /ejected for 10000 ms: 3 failed attempt\(s\) within 10000 ms, the last: connect_refused/);
+    assert.equal(await refused(), 3);
+    const row = await backendRow(sluice, dead.url);
+    assert.equal(row.health.ejections, 1);
+    assert.equal(row.health.lastPassiveFailure!.reason, 'connect_refused');
+  });
+
+  test('passiveHealthCheck: { maxFailedAttempts: 0 } turns it off: least connections keeps trying the dead backend', async () => {
+    const backends = await startBackends(['a', 'b', 'dead']);
+    const dead = backends[2]!;
+    await dead.kill();
+    const sluice = await start(poolConfig(backends, 'strategy: leastconn\npassiveHealthCheck: { maxFailedAttempts: 0 }'));
+    for (let i = 0; i < 30; i++) keep(await reachBackend(sluice.url));
+    const tried = await metric(sluice, 'websocket_errors_total', { backend: dead.url, reason: 'connect_refused' });
+    assert.ok(tried >= 25, `without passive checks the dead backend was tried only ${tried} times in 30 upgrades`);
+    assert.equal((await backendRow(sluice, dead.url)).health.coolingDownUntil, null);
+  });
+
+  test('a frozen backend (SIGSTOP) costs one handshakeTimeout, then is avoided', async () => {
+    const backends = await startBackends(['a', 'b']);
+    const frozen = await frozenBackend();
+    const config = poolConfig([...backends, frozen as PoolBackend], 'strategy: leastconn');
+    const sluice = await start(`${config}websocket:\n  handshakeTimeout: 1s\n`);
+    const waits: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const started = Date.now();
+      assert.notEqual(keep(await reachBackend(sluice.url)).backend, undefined);
+      waits.push(Date.now() - started);
+    }
+    const slow = waits.filter((ms) => ms >= 1000);
+    assert.equal(slow.length, 1, `upgrades that waited for the frozen backend: ${JSON.stringify(waits)}`);
+    assert.ok(waits.indexOf(slow[0]!) < 3, 'least connections tries the empty frozen backend among the first');
+    assert.equal(await metric(sluice, 'websocket_errors_total', { backend: frozen.url, reason: 'connect_timeout' }), 1);
+    const row = await backendRow(sluice, frozen.url);
+    assert.equal(row.health.lastPassiveFailure!.reason, 'timeout');
+  });
+
+  test('plain HTTP requests avoid a dead backend the same way', async () => {
+    const backends = await startBackends(['a', 'b', 'dead']);
+    const dead = backends[2]!;
+    await dead.kill();
+    const sluice = await start(poolConfig(backends, 'strategy: leastconn'));
+    const answers: string[] = [];
+    for (let i = 0; i < 30; i++) answers.push((await (await fetch(`http://127.0.0.1:${sluice.port}/health`)).text()).trim());
+    assert.deepEqual(Object.keys(tally(answers)).sort(), ['a', 'b']);
+    const tried = await metric(sluice, 'http_errors_total', { backend: dead.url, reason: 'connect_refused' });
+    assert.ok(tried >= 1 && tried <= 3, `the dead backend was tried ${tried} times in 30 requests`);
+  });
+
+  test('the last backend up of a service is never ejected by passive checks: clients keep getting 502, not 503', async () => {
+    const backends = await startBackends(['only']);
+    await backends[0]!.kill();
+    const sluice = await start(poolConfig(backends, ''));
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const attempt = await reach(sluice.url);
+      statuses.push('status' in attempt ? attempt.status : 101);
+    }
+    assert.deepEqual(statuses, [502, 502, 502, 502, 502]);
+    await waitFor('the spared ejection to be logged', () => /not ejected although failing \(3 failed attempt\(s\)[^)]*\): it is the last backend of service 'pool' that is up/.test(sluice.stderr()));
+    assert.doesNotMatch(sluice.stderr(), /ejected for/);
   });
 });
 

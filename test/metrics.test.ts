@@ -111,6 +111,10 @@ http:
     Atomics.store(s.shared.backendUp, downIndex, 0);
     const none = await tryUpgrade(`${s.url}/down`);
     assert.equal(none.kind === 'refused' && none.status, 503);
+    // Requests no router matches, counted by the entry point they came in on.
+    assert.equal((await fetch(`http://127.0.0.1:${s.port}/nowhere`)).status, 404);
+    const stray = await tryUpgrade(`${s.url}/nowhere`);
+    assert.equal(stray.kind === 'refused' && stray.status, 404);
     // A backend that dies under an open connection: the client gets 1011.
     const orphan = await connect(`${s.url}/fragile`);
     clients.push(orphan);
@@ -179,6 +183,8 @@ http:
     assert.equal(v('sluice_backend_up', { service: 'down', backend: idle.url }), 0);
     assert.equal(v('sluice_backend_up', { service: 'echo', backend: echoA.url }), 1);
     assert.equal(v('sluice_config_reloads_total', { result: 'success' }), 0);
+    assert.equal(v('sluice_unrouted_requests_total', { entrypoint: 'web' }), 2);
+    assert.equal(sum('sluice_unrouted_requests_total'), 2);
     assert.equal(samples.filter((x) => x.name === 'sluice_worker_event_loop_lag_seconds').length, 2);
     assert.ok(v('process_cpu_user_seconds_total') > 0);
   });
@@ -292,5 +298,38 @@ describe('counters survive a worker crash', () => {
     assert.equal(sampleSum(after, 'websocket_connections_total', { outcome: 'upgraded' }), echo.length, 'upgrades are not forgotten');
     assert.equal(sampleSum(after, 'websocket_messages_total', { direction: 'client_to_backend' }), echo.length, 'messages are not forgotten');
     assert.equal(sampleSum(after, 'websocket_bytes_total', { direction: 'backend_to_client' }), echo.length * PAYLOAD.length);
+  });
+});
+
+describe('unrouted requests by entry point', () => {
+  test('sluice_unrouted_requests_total counts each entry point apart, and shows 0 for one with none', async () => {
+    const backend = await startBackend();
+    const [webPort, altPort, quietPort] = [await freePort(), await freePort(), await freePort()];
+    const s = await startWithAdmin(
+      `entryPoints:
+  web: { address: "127.0.0.1:${webPort}" }
+  alt: { address: "127.0.0.1:${altPort}" }
+  quiet: { address: "127.0.0.1:${quietPort}" }
+http:
+  routers:
+    chat: { rule: "PathPrefix(\`/chat\`)", service: chat, entryPoints: [ web ] }
+  services:
+    chat: { loadBalancer: { servers: [ { url: "${backend.url}" } ] } }
+`,
+      1,
+    );
+    try {
+      for (const [port, path] of [[webPort, '/nowhere'], [altPort, '/chat'], [altPort, '/x']] as const) {
+        assert.equal((await fetch(`http://127.0.0.1:${port}${path}`)).status, 404);
+      }
+      const stray = await tryUpgrade(`ws://127.0.0.1:${altPort}/chat`);
+      assert.equal(stray.kind === 'refused' && stray.status, 404);
+      const samples = parsePrometheus((await get(`${s.adminUrl}/metrics`)).text);
+      const unrouted = samples.filter((x) => x.name === 'sluice_unrouted_requests_total').map((x) => [x.labels.entrypoint, x.value]);
+      assert.deepEqual(unrouted.sort(), [['alt', 3], ['quiet', 0], ['web', 1]]);
+    } finally {
+      await s.stop();
+      await backend.close();
+    }
   });
 });

@@ -20,6 +20,8 @@ export interface BackendState {
   readonly backendUp: Int32Array;
   /** Date.now() when the backend last came up; 0 = up from the start. Absent: no slow start. */
   readonly backendUpSince?: Float64Array;
+  /** Date.now() until which the backend is passed over after a failed connect (pool.ts). Absent: never. */
+  readonly backendCoolUntil?: Float64Array;
 }
 
 /**

@@ -67,7 +67,7 @@ export class HashRing extends PoolPolicy {
     return weight / -Math.log((h + 0.5) / TWO_32);
   }
 
-  pick(tried: Int32Array, triedCount: number, request?: PickRequest): number {
+  protected choose(tried: Int32Array, triedCount: number, request?: PickRequest): number {
     const n = this.backends.length;
     const key = request?.hashKey ?? -1;
     const now = this.now();

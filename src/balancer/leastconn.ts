@@ -9,7 +9,7 @@
 import { PoolPolicy } from './pool.js';
 
 export class LeastConnections extends PoolPolicy {
-  pick(tried: Int32Array, triedCount: number): number {
+  protected choose(tried: Int32Array, triedCount: number): number {
     return this.leastLoaded(tried, triedCount, this.now());
   }
 }

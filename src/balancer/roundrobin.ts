@@ -7,7 +7,7 @@
 import { PoolPolicy } from './pool.js';
 
 export class RoundRobin extends PoolPolicy {
-  pick(tried: Int32Array, triedCount: number): number {
+  protected choose(tried: Int32Array, triedCount: number): number {
     const n = this.backends.length;
     for (let i = 0; i < n; i++) {
       const at = this.cursor;

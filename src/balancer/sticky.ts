@@ -4,12 +4,13 @@
  * backend without revealing its address, cannot be forged without the secret, and is the same in
  * every Sluice replica that shares the secret, so a client keeps its backend whichever replica it
  * reaches. A cookie that names no backend of the pool (forged, stale, from another secret) or a
- * backend that is down or already tried is ignored: the wrapped policy picks, and the upgrade
- * sets a new cookie.
+ * backend that is down, cooling down after a failed connect, or already tried is ignored: the wrapped
+ * policy picks, and the upgrade sets a new cookie.
  */
 import { createHmac } from 'node:crypto';
 import type { BackendSpec, ServiceSpec } from '../config/snapshot.js';
 import type { Balancer, BackendState, PickRequest } from './balancer.js';
+import { coolingDown } from './pool.js';
 
 export class StickyBalancer implements Balancer {
   private readonly inPool: Set<number>;
@@ -24,7 +25,7 @@ export class StickyBalancer implements Balancer {
 
   pick(tried: Int32Array, triedCount: number, request?: PickRequest): number {
     const sticky = request?.stickyBackend ?? -1;
-    if (sticky >= 0 && this.inPool.has(sticky) && Atomics.load(this.state.backendUp, sticky) !== 0) {
+    if (sticky >= 0 && this.inPool.has(sticky) && Atomics.load(this.state.backendUp, sticky) !== 0 && !coolingDown(this.state.backendCoolUntil, sticky)) {
       let fresh = true;
       for (let i = 0; i < triedCount; i++) if (tried[i] === sticky) fresh = false;
       if (fresh) return sticky;

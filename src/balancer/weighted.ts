@@ -17,7 +17,7 @@ export class WeightedRoundRobin extends PoolPolicy {
     this.credit = new Float64Array(backends.length);
   }
 
-  pick(tried: Int32Array, triedCount: number): number {
+  protected choose(tried: Int32Array, triedCount: number): number {
     const n = this.backends.length;
     const now = this.now();
     let total = 0;

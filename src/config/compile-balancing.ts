@@ -6,9 +6,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 
 import { Problems, indexPath, keyPath } from './errors.js';
-import { hashSchema, stickySchema } from './schema-balancing.js';
-import type { HashSpec, HealthCheckSpec, ServiceSpec, StickySpec } from './snapshot.js';
-import { defaultsOf, type CheckedConfig, type HealthCheckConfig, type StickyCookieConfig } from './validate.js';
+import { DEFAULT_PASSIVE_HEALTH_CHECK, hashSchema, stickySchema } from './schema-balancing.js';
+import type { HashSpec, HealthCheckSpec, PassiveHealthSpec, ServiceSpec, StickySpec } from './snapshot.js';
+import { defaultsOf, type CheckedConfig, type HealthCheckConfig, type PassiveHealthCheckConfig, type StickyCookieConfig } from './validate.js';
 
 /** What a service gets for the sections it leaves out: `strategy: hash` without `hash`, `sticky: {}`. */
 const DEFAULT_HASH = defaultsOf(hashSchema);
@@ -71,6 +71,13 @@ export function compileHealthCheck(check: HealthCheckConfig | undefined): Health
     fall: check.fall,
     onDown: check.onDown,
   };
+}
+
+/** Passive checks are on unless asked off: absent gives Sluice's default, `maxFailedAttempts: 0` null. */
+export function compilePassiveHealthCheck(passive: PassiveHealthCheckConfig | undefined): PassiveHealthSpec | null {
+  const settings = passive ?? DEFAULT_PASSIVE_HEALTH_CHECK;
+  if (settings.maxFailedAttempts === 0) return null;
+  return { maxFailedAttempts: settings.maxFailedAttempts, failureWindowMs: settings.failureWindow, maxEjectionMs: settings.maxEjectionTime };
 }
 
 /** Traefik's default cookie name: '_' and the first 6 hex digits of SHA-1 of the service name. */

@@ -29,7 +29,7 @@ import {
 import { defaultsOf, type CertificateFiles, type CheckedConfig } from './validate.js';
 import { compileCompression } from './compile-compression.js';
 import { compileFanout } from './compile-fanout.js';
-import { compileDnsServers, compileHash, compileHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
+import { compileDnsServers, compileHash, compileHealthCheck, compilePassiveHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
 import { NO_TLS_ENTRY_POINT, addDefaultCertificate, assignTlsOptions, compileTlsOptionSets, decideTlsEntryPoints } from './compile-tls.js';
 import { compileMiddlewares, type MiddlewareTable } from './compile-middlewares.js';
 
@@ -231,16 +231,11 @@ function compileServices(
       problems.add(keyPath(lbPath, 'hash'), `hash settings need strategy: hash (the service's strategy is '${strategy}')`);
     }
     const healthCheck = compileHealthCheck(lb.healthCheck);
-    const passive = lb.passiveHealthCheck === undefined
-      ? null
-      : {
-          maxFailedAttempts: lb.passiveHealthCheck.maxFailedAttempts,
-          failureWindowMs: lb.passiveHealthCheck.failureWindow,
-          maxEjectionMs: lb.passiveHealthCheck.maxEjectionTime,
-        };
+    const passive = compilePassiveHealthCheck(lb.passiveHealthCheck);
     // A client refused because every backend is down is told to come back about when the next check
     // (or the end of an ejection) could bring one back.
-    const retryAfterMs = healthCheck !== null ? healthCheck.unhealthyIntervalMs : passive !== null ? passive.failureWindowMs : 1000;
+    // (Not the implied passive default's window: it never ejects a service's last backend up.)
+    const retryAfterMs = healthCheck !== null ? healthCheck.unhealthyIntervalMs : passive !== null && lb.passiveHealthCheck !== undefined ? passive.failureWindowMs : 1000;
     services.push({
       name,
       strategy,

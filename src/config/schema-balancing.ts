@@ -122,19 +122,27 @@ export const healthCheckSchema = {
   },
 } as const satisfies ObjectSchema;
 
+/**
+ * What a service without `passiveHealthCheck` gets: Sluice's own default (Traefik has none). Three
+ * failures, not Traefik's one, because it applies to every service unasked: one refused connect (a
+ * backend restarting, a full accept queue) only cools the backend down for a moment; three in a window
+ * mean it is gone.
+ */
+export const DEFAULT_PASSIVE_HEALTH_CHECK = { maxFailedAttempts: 3, failureWindow: 10_000, maxEjectionTime: 300_000 } as const;
+
 export const passiveHealthCheckSchema = {
   kind: 'object',
   optIn: true,
-  doc: "Traefik's passive checks: failed connects, dial or handshake timeouts, invalid or `5xx` answers to the upgrade (never a clean WebSocket close) are counted by every worker.",
-  defaultText: 'absent (off)',
+  doc: "Traefik's passive checks: failed connects, dial or handshake timeouts, invalid or `5xx` answers to the upgrade (never a clean WebSocket close) are counted by every worker, and a refused or timed-out connect also passes the backend over for a 2-second cool-down at once. Unlike Traefik, Sluice checks passively when the key is absent: a dead backend holds no connections, so least connections would otherwise send it every new client until an active check (if any) marks it down.",
+  defaultText: '`{ maxFailedAttempts: 3, failureWindow: 10s }` when absent; `{ maxFailedAttempts: 0 }` turns passive checks off',
   fields: {
     maxFailedAttempts: {
       kind: 'scalar',
       type: 'integer',
-      min: 1,
+      min: 0,
       max: 1000,
       defaultValue: 1,
-      doc: 'Failures within `failureWindow` that eject the backend.',
+      doc: 'Failures within `failureWindow` that eject the backend (Traefik\'s default, when the section is written). `0` turns passive checks off: failures are neither counted nor cooled down.',
     },
     failureWindow: {
       kind: 'scalar',

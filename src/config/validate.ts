@@ -13,7 +13,7 @@ import { QuantityError, formatDuration, formatSize, parseDuration, parseSize } f
 import { Problems, closest, describeValue, indexPath, keyPath, unknownName } from './errors.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import type { CheckedConfig, ListSchema, MapSchema, ObjectSchema, ScalarSchema, Schema } from './schema.js';
-import type { healthCheckSchema, stickySchema } from './schema-balancing.js';
+import type { healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
 import type { BackendUrl, Checked, ListenAddress } from './schema-types.js';
 import type { entryPointWebSocketSchema } from './schema-compression.js';
 
@@ -22,6 +22,7 @@ export type { CheckedConfig } from './schema.js';
 
 /** The checked shapes compile.ts takes apart by section. */
 export type HealthCheckConfig = Checked<typeof healthCheckSchema>;
+export type PassiveHealthCheckConfig = Checked<typeof passiveHealthCheckSchema>;
 export type StickyCookieConfig = Checked<typeof stickySchema.fields.cookie>;
 export type CertificateFiles = NonNullable<CheckedConfig['tls']['certificates']>[number];
 /** The compression keys of an entry point (`entryPoints.<name>.websocket`) or of `websocket`. */

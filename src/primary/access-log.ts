@@ -1,6 +1,8 @@
 /**
  * The primary's half of the access log: unpacks the batches workers send (worker/access-log.ts) and
- * appends one JSON line per closed connection and per plain HTTP request to accessLog.filePath (or
+ * appends one JSON line per closed connection, per plain HTTP request and per refused request (a
+ * WebSocket upgrade Sluice or the backend refused: kind `websocket_rejected`; an unrouted plain request:
+ * kind `http` with a RejectReason) to accessLog.filePath (or
  * standard output) through an asynchronous sonic-boom stream (pino.destination), so a slow disk never
  * blocks the primary. Field names follow Traefik's JSON access log where one exists. "Standard output" is
  * the descriptor stdout.ts kept for it, free of uWebSockets.js's debug prints.
@@ -8,7 +10,7 @@
 import { Unpackr } from 'msgpackr';
 import pino from 'pino';
 import type { Snapshot } from '../config/snapshot.js';
-import type { AccessRecord, HttpAccessRecord } from '../shared/messages.js';
+import type { AccessRecord, HttpAccessRecord, RejectedRecord } from '../shared/messages.js';
 import { SIDES } from '../shared/metrics-plan.js';
 import { log } from './log.js';
 import { operatorStdout, stdoutSharedBecause } from './stdout.js';
@@ -28,11 +30,15 @@ export function openAccessLog(snapshot: Snapshot): AccessLogWriter | null {
   const unpackr = new Unpackr({ useRecords: false });
   return {
     write(worker, packed) {
-      const records = unpackr.unpack(packed) as (AccessRecord | HttpAccessRecord)[];
+      const records = unpackr.unpack(packed) as (AccessRecord | HttpAccessRecord | RejectedRecord)[];
       let lines = '';
       for (const record of records) {
         if (record[0] === 'http') {
           lines += httpLine(record as HttpAccessRecord, worker);
+          continue;
+        }
+        if (record[0] === 'rejected') {
+          lines += rejectedLine(record as RejectedRecord, worker);
           continue;
         }
         const [endedAt, client, entryPoint, router, service, backend, durationMs, mIn, bIn, mOut, bOut, code, side] = record as AccessRecord;
@@ -83,6 +89,28 @@ function httpLine(record: HttpAccessRecord, worker: number): string {
     DownstreamStatus: status,
     RequestContentSize: requestBytes,
     DownstreamContentSize: responseBytes,
+    Duration: durationMs * 1e6,
+    DurationMs: durationMs,
+    worker,
+  })}\n`;
+}
+
+/** A refused request: Traefik's field names, plus RejectReason (Sluice's own) saying why. */
+function rejectedLine(record: RejectedRecord, worker: number): string {
+  const [, endedAt, client, entryPoint, router, service, backend, upgrade, method, host, path, status, reason, durationMs] = record;
+  return `${JSON.stringify({
+    time: new Date(endedAt).toISOString(),
+    kind: upgrade === 1 ? 'websocket_rejected' : 'http',
+    ClientHost: client,
+    EntryPointName: entryPoint,
+    RouterName: router,
+    ServiceName: service,
+    ServiceURL: backend,
+    RequestMethod: method,
+    RequestHost: host,
+    RequestPath: path,
+    DownstreamStatus: status,
+    RejectReason: reason,
     Duration: durationMs * 1e6,
     DurationMs: durationMs,
     worker,

@@ -114,7 +114,7 @@ export function backendsDocument(ctx: AdminContext, view = ctx.store.read()): ob
       state: up ? 'up' : 'down',
       healthy: up,
       held: Atomics.load(store.shared.backendActive, b),
-      ...(ctx.backendHealth === undefined ? {} : { health: healthDetails(ctx.backendHealth(b)) }),
+      ...(ctx.backendHealth === undefined ? {} : { health: healthDetails(ctx.backendHealth(b), store.shared.backendCoolUntil[b]!) }),
       ...routeTotals(view, routes, b),
       ...traffic(view, [b]),
       errors: errors(view, [b]),
@@ -123,12 +123,18 @@ export function backendsDocument(ctx: AdminContext, view = ctx.store.read()): ob
   });
 }
 
-/** The reasons behind `state`, as the JSON API shows them. */
-function healthDetails(status: BackendStatus): object {
+/** The reasons behind `state`, as the JSON API shows them (times as ISO strings, null when none). */
+function healthDetails(status: BackendStatus, coolUntil: number): object {
+  const check = status.lastCheck;
+  const failure = status.lastFailure;
   return {
     passingChecks: status.healthy,
+    lastCheck: check === null ? null : { time: new Date(check.at).toISOString(), result: check.ok ? 'pass' : 'fail', reason: check.reason },
     ejectedUntil: status.ejectedUntil === 0 ? null : new Date(status.ejectedUntil).toISOString(),
     ejections: status.ejections,
+    lastPassiveFailure: failure === null ? null : { time: new Date(failure.at).toISOString(), reason: failure.reason },
+    // Picks pass the backend over until then (a refused or timed-out connect, balancer/pool.ts).
+    coolingDownUntil: coolUntil > Date.now() ? new Date(coolUntil).toISOString() : null,
     address: status.address,
   };
 }

@@ -9,6 +9,13 @@
  * failures within failureWindow eject the backend for failureWindow, doubled for each ejection in a
  * row up to maxEjectionTime. It then comes back on probation for one failureWindow: a single
  * failure ejects it again (for twice as long); a probation without failure forgives the history.
+ * Passive checks never eject the last backend of a service that is up (Envoy's panic threshold has the
+ * same intent): with nowhere else to go, refusing every client with 503 would be worse than trying it,
+ * and a lone backend that restarts would stay out for a whole window after it came back. Active checks
+ * have no such limit: they ask the backend itself.
+ *
+ * What an operator needs in an incident is kept per backend and shown by the admin API: the last active
+ * check (time, result, reason) and the last failure a worker reported (time, reason).
  *
  * State is kept per backend slot (backend-slots.ts), so a reload keeps the verdicts, ejections and
  * slow-start clocks of every backend that stays; a backend a reload adds joins with slow start, one it
@@ -33,6 +40,17 @@ export interface BackendStatus {
   readonly ejections: number;
   /** A discovery slot's address ('' when empty); the static host otherwise. */
   readonly address: string;
+  /** The last active check (null before the first, or without active checks). */
+  readonly lastCheck: CheckResult | null;
+  /** The last failed attempt a worker reported (null when none). */
+  readonly lastFailure: { readonly at: number; readonly reason: string } | null;
+}
+
+/** One active check's outcome: when it ended, whether it passed, and why not ('' when it passed). */
+export interface CheckResult {
+  readonly at: number;
+  readonly ok: boolean;
+  readonly reason: string;
 }
 
 interface State {
@@ -50,6 +68,10 @@ interface State {
   up: boolean;
   /** No longer in the config in force (a reload removed it); down for good. */
   removed: boolean;
+  lastCheck: CheckResult | null;
+  lastFailure: { at: number; reason: string } | null;
+  /** When "not ejected: last backend up" was last logged (once per failureWindow at most). */
+  sparedLoggedAt: number;
 }
 
 export interface HealthHooks {
@@ -98,6 +120,9 @@ export class BackendHealth {
         timer: null,
         up: present,
         removed: false,
+        lastCheck: null,
+        lastFailure: null,
+        sparedLoggedAt: 0,
       });
       // A backend a reload adds has no connections: without a ramp it would take every new one.
       this.shared.backendUpSince[spec.index] = present && !first ? now : 0;
@@ -124,6 +149,9 @@ export class BackendHealth {
     this.states.delete(slot);
     Atomics.store(this.shared.backendUp, slot, 0);
     this.shared.backendUpSince[slot] = 0;
+    // The next backend in this slot must not inherit a cool-down (no worker writes it now: no live
+    // generation names the slot).
+    this.shared.backendCoolUntil[slot] = 0;
   }
 
   /** Label for logs: `service 'chat' backend ws://10.0.0.1:9000`, or `… ws://chat:9000#2 (10.0.0.7)`. */
@@ -134,12 +162,12 @@ export class BackendHealth {
     return `service '${state.service.name}' backend ${state.spec.url}${address === '' ? '' : ` (${address})`}`;
   }
 
-  /** Active check verdict (health-check.ts, after rise/fall). */
-  setHealthy(backend: number, healthy: boolean): void {
+  /** Active check verdict (health-check.ts, after rise/fall); `why` is logged with it. */
+  setHealthy(backend: number, healthy: boolean, why = ''): void {
     const state = this.states.get(backend);
     if (state === undefined || state.removed || state.healthy === healthy) return;
     state.healthy = healthy;
-    this.update(backend, state, true);
+    this.update(backend, state, true, why);
     if (!healthy && state.service.healthCheck?.onDown === 'drain') {
       this.hooks.drain(backend, state.service.drainWindowMs, 'backend failed its health check', true);
     }
@@ -160,27 +188,49 @@ export class BackendHealth {
       if (state.timer !== null) clearTimeout(state.timer);
       state.timer = null;
     }
-    this.update(backend, state, rampUp);
+    this.update(backend, state, rampUp, present ? 'its address is back' : 'its address left DNS');
   }
 
-  /** Passive: a worker saw an attempt on `backend` fail. */
-  reportFailure(backend: number): void {
+  /** One active check ended (health-check.ts): kept for the admin API. */
+  recordCheck(backend: number, result: CheckResult): void {
+    const state = this.states.get(backend);
+    if (state !== undefined) state.lastCheck = result;
+  }
+
+  /** Passive: a worker saw an attempt on `backend` fail (`reason` from worker/backend-failures.ts). */
+  reportFailure(backend: number, reason = ''): void {
     const state = this.states.get(backend);
     const passive = state?.service.passiveHealthCheck ?? null;
-    if (state === undefined || state.removed || passive === null || !state.present || state.ejectedUntil !== 0) return;
+    if (state === undefined || state.removed) return;
     const now = Date.now();
+    state.lastFailure = { at: now, reason };
+    if (passive === null || !state.present || state.ejectedUntil !== 0) return;
     if (state.probationUntil !== 0 && now >= state.probationUntil) {
       state.probationUntil = 0;
       state.ejections = 0;
     }
     if (state.probationUntil !== 0) {
-      this.eject(backend, state, now, 'failed on probation');
+      if (this.spare(backend, state, now, 'failed on probation')) return;
+      this.eject(backend, state, now, `failed on probation (${reason})`);
       return;
     }
     const failures = state.failures;
     failures.push(now);
     while (failures.length > 0 && failures[0]! <= now - passive.failureWindowMs) failures.shift();
-    if (failures.length >= passive.maxFailedAttempts) this.eject(backend, state, now, `${failures.length} failed attempt(s) within ${passive.failureWindowMs} ms`);
+    if (failures.length < passive.maxFailedAttempts) return;
+    const why = `${failures.length} failed attempt(s) within ${passive.failureWindowMs} ms, the last: ${reason}`;
+    if (!this.spare(backend, state, now, why)) this.eject(backend, state, now, why);
+  }
+
+  /** The last backend up of its service is not ejected (see the file comment); say so once a window. */
+  private spare(backend: number, state: State, now: number, why: string): boolean {
+    for (const other of state.service.backends) if (other !== backend && this.states.get(other)?.up === true) return false;
+    const windowMs = state.service.passiveHealthCheck!.failureWindowMs;
+    if (now - state.sparedLoggedAt >= windowMs) {
+      state.sparedLoggedAt = now;
+      log.warn(`${this.describe(backend)} not ejected although failing (${why}): it is the last backend of service '${state.service.name}' that is up`);
+    }
+    return true;
   }
 
   private eject(backend: number, state: State, now: number, why: string): void {
@@ -191,32 +241,38 @@ export class BackendHealth {
     state.failures.length = 0;
     state.probationUntil = 0;
     log.warn(`${this.describe(backend)} ejected for ${ms} ms: ${why}`);
-    this.update(backend, state, false);
+    this.update(backend, state, false, null);
     state.timer = setTimeout(() => {
       state.timer = null;
       state.ejectedUntil = 0;
       state.probationUntil = Date.now() + (state.service.passiveHealthCheck?.failureWindowMs ?? 0);
       log.info(`${this.describe(backend)} back on probation`);
-      this.update(backend, state, true);
+      this.update(backend, state, true, null);
     }, ms);
     state.timer.unref();
   }
 
-  /** Write the bit (and, when it turns on with rampUp, the slow start clock). */
-  private update(backend: number, state: State, rampUp: boolean): void {
+  /**
+   * Write the bit (and, when it turns on with rampUp, the slow start clock). A change is logged with
+   * `why`, down at warn (an operator wants it seen), up at info; null: the caller logged it already.
+   */
+  private update(backend: number, state: State, rampUp: boolean, why: string | null): void {
     const up = !state.removed && state.present && state.healthy && state.ejectedUntil === 0;
     if (up === state.up) return;
     state.up = up;
     if (up) this.shared.backendUpSince[backend] = rampUp ? Date.now() : 0;
     Atomics.store(this.shared.backendUp, backend, up ? 1 : 0);
-    if (state.present) log.info(`${this.describe(backend)} is ${up ? 'up' : 'down'}`);
+    if (!state.present || why === null) return;
+    const line = `${this.describe(backend)} is ${up ? 'up' : 'down'}${why === '' ? '' : `: ${why}`}`;
+    if (up) log.info(line);
+    else log.warn(line);
   }
 
   status(backend: number): BackendStatus {
     const s = this.states.get(backend);
-    if (s === undefined) return { backend, up: false, present: false, healthy: false, ejectedUntil: 0, ejections: 0, address: '' };
+    if (s === undefined) return { backend, up: false, present: false, healthy: false, ejectedUntil: 0, ejections: 0, address: '', lastCheck: null, lastFailure: null };
     const address = s.spec.dnsName === '' ? s.spec.host : this.addressOf(backend);
-    return { backend, up: s.up, present: s.present, healthy: s.healthy, ejectedUntil: s.ejectedUntil, ejections: s.ejections, address };
+    return { backend, up: s.up, present: s.present, healthy: s.healthy, ejectedUntil: s.ejectedUntil, ejections: s.ejections, address, lastCheck: s.lastCheck, lastFailure: s.lastFailure };
   }
 
   stop(): void {
@@ -250,7 +306,7 @@ export function manageBackends(snapshot: Snapshot, shared: SharedViews, supervis
   });
   health.addressOf = (backend) => discovery.addressOf(backend);
   const checker = new HealthChecker(snapshot, health, (spec) => (spec.dnsName === '' ? spec.host : discovery.addressOf(spec.index)));
-  supervisor.onBackendFailed = (backend) => health.reportFailure(backend);
+  supervisor.onBackendFailed = (backend, reason) => health.reportFailure(backend, reason);
   supervisor.onDrainEnded = (worker, backend, closed, kept) => {
     if (kept > 0) log.info(`${health.describe(backend)}: drain stopped in worker ${worker}, the backend is up again: ${closed} closed, ${kept} kept`);
     else log.info(`${health.describe(backend)}: drain done in worker ${worker}: ${closed} closed`);

@@ -5,6 +5,11 @@
  * 2xx/3xx) within `timeout` is a success. `fall` failures in a row mark an up backend down, `rise`
  * successes in a row bring a down one back; the verdict goes to BackendHealth, which owns the
  * shared bits. Probes are spread over the first interval so a large pool is not checked in a burst.
+ *
+ * Logs follow the state, not the probes: the first failing check after a passing one is a warning with
+ * its reason (the status, the error, the timeout), the first passing one after failures an info line,
+ * and the verdicts (down, up) are logged by BackendHealth with the last reason; a backend that keeps
+ * failing writes nothing more. Every result is also kept for /api/backends (lastCheck).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -12,6 +17,7 @@ import net from 'node:net';
 import type { BackendSpec, HealthCheckSpec, Snapshot, TransportSpec } from '../config/snapshot.js';
 import { bracketHost } from '../shared/address.js';
 import type { BackendHealth } from './backend-health.js';
+import { log } from './log.js';
 
 interface Probe {
   spec: BackendSpec;
@@ -121,24 +127,40 @@ export class HealthChecker {
       this.schedule(probe, probe.check.intervalMs);
       return;
     }
-    checkOnce(probe.spec, probe.check, probe.transport, host, (ok) => {
+    checkOnce(probe.spec, probe.check, probe.transport, host, (ok, reason) => {
       if (this.stopped || probe.stopped || probe.host !== host) return;
-      this.record(probe, ok);
+      this.record(probe, ok, reason);
       this.schedule(probe, probe.healthy ? probe.check.intervalMs : probe.check.unhealthyIntervalMs);
     });
   }
 
-  private record(probe: Probe, ok: boolean): void {
+  private record(probe: Probe, ok: boolean, reason: string): void {
+    const index = probe.spec.index;
+    this.health.recordCheck(index, { at: Date.now(), ok, reason });
+    const changed = ok ? probe.streak < 0 : probe.streak >= 0;
     probe.streak = ok ? Math.max(probe.streak, 0) + 1 : Math.min(probe.streak, 0) - 1;
-    if (probe.healthy && probe.streak <= -probe.check.fall) probe.healthy = false;
-    else if (!probe.healthy && probe.streak >= probe.check.rise) probe.healthy = true;
-    else return;
-    this.health.setHealthy(probe.spec.index, probe.healthy);
+    let verdict = '';
+    if (probe.healthy && probe.streak <= -probe.check.fall) {
+      probe.healthy = false;
+      verdict = `${-probe.streak} health check(s) in a row failed, the last: ${reason}`;
+    } else if (!probe.healthy && probe.streak >= probe.check.rise) {
+      probe.healthy = true;
+      verdict = `${probe.streak} health check(s) in a row passed`;
+    } else if (changed) {
+      // A change the verdict does not log yet (fall or rise not reached).
+      const what = this.health.describe(index);
+      if (ok) log.info(`${what} passed its health check again (${probe.streak} of rise ${probe.check.rise})`);
+      else log.warn(`${what} failed its health check: ${reason} (${-probe.streak} of fall ${probe.check.fall})`);
+      return;
+    } else return;
+    this.health.setHealthy(index, probe.healthy, verdict);
   }
 }
 
-/** One probe; `done(true)` for a healthy answer. Never throws; every path calls done once. */
-export function checkOnce(spec: BackendSpec, check: HealthCheckSpec, transport: TransportSpec, host: string, done: (ok: boolean) => void): void {
+/** One probe; `done(true, '')` for a healthy answer, `done(false, why)` otherwise ('status 503
+ *  (expected 2xx or 3xx)', the error's message, 'no answer within 300 ms'). Never throws; every path
+ *  calls done once. */
+export function checkOnce(spec: BackendSpec, check: HealthCheckSpec, transport: TransportSpec, host: string, done: (ok: boolean, reason: string) => void): void {
   const secure = check.scheme === '' ? spec.tls : check.scheme === 'https';
   const port = check.port !== 0 ? check.port : spec.port;
   const headers: Record<string, string> = { 'user-agent': 'sluice-health-check', connection: 'close' };
@@ -146,11 +168,11 @@ export function checkOnce(spec: BackendSpec, check: HealthCheckSpec, transport: 
   headers.host = port === (secure ? 443 : 80) ? hostHeader : `${hostHeader}:${port}`;
   for (const [name, value] of check.headers) headers[name.toLowerCase()] = value;
   let finished = false;
-  const finish = (ok: boolean): void => {
+  const finish = (ok: boolean, reason: string): void => {
     if (finished) return;
     finished = true;
     clearTimeout(timer);
-    done(ok);
+    done(ok, reason);
   };
   const options = { host, port, method: check.method, path: check.path, headers, agent: false as const };
   const request = secure
@@ -163,14 +185,15 @@ export function checkOnce(spec: BackendSpec, check: HealthCheckSpec, transport: 
     : http.request(options);
   const timer = setTimeout(() => {
     request.destroy();
-    finish(false);
+    finish(false, `no answer within ${check.timeoutMs} ms`);
   }, check.timeoutMs);
   request.on('response', (response) => {
     const status = response.statusCode ?? 0;
     response.resume();
     request.destroy();
-    finish(check.status !== 0 ? status === check.status : status >= 200 && status < 400);
+    const ok = check.status !== 0 ? status === check.status : status >= 200 && status < 400;
+    finish(ok, ok ? '' : `status ${status} (expected ${check.status !== 0 ? check.status : '2xx or 3xx'})`);
   });
-  request.on('error', () => finish(false));
+  request.on('error', (error) => finish(false, error.message));
   request.end();
 }

@@ -267,6 +267,9 @@ export class MetricsStore {
       }
     });
     this.nameHttp(snapshot, plan, out);
+    snapshot.entryPoints.forEach((entryPoint, e) => {
+      out[plan.unroutedBase + e] = this.ref('sluice_unrouted_requests_total', { entrypoint: entryPoint.name }, false, true);
+    });
   }
 
   /** The plain-HTTP regions (metrics-plan.ts httpRequests, httpBackend). */

@@ -7,7 +7,6 @@
  */
 import client from 'prom-client';
 import type { Snapshot } from '../config/snapshot.js';
-import { Total } from '../shared/layout.js';
 import { CONNECTION_BUCKETS, HTTP_DURATION_BUCKETS, UPGRADE_BUCKETS } from '../shared/metrics-plan.js';
 import type { MetricsStore, MetricsView, Series } from './metrics-store.js';
 
@@ -137,7 +136,7 @@ export function createRegistry(store: MetricsStore, sources: RegistrySources): O
     const now = Date.now();
     return Array.from({ length: store.shared.workerSlots }, (_, w) => ({ labels: { worker: String(w) }, value: store.workerLag(w, now) }));
   });
-  add('sluice_unrouted_requests_total', 'Requests no router matched (answered 404), all entry points.', 'counter', () => [{ labels: {}, value: view.totals[Total.NoRoute]! }]);
+  add('sluice_unrouted_requests_total', 'Requests no router matched (answered 404), by the entry point they came in on.', 'counter', () => plain('sluice_unrouted_requests_total'));
 
   return {
     registry,

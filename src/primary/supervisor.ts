@@ -56,8 +56,8 @@ export class Supervisor {
   onWorkerExit: ((index: number) => void) | null = null;
   /** A batch of access-log records from worker `index` (msgpackr-packed, see worker/access-log.ts). */
   onAccessLog: ((index: number, records: Uint8Array) => void) | null = null;
-  /** Passive health: a worker saw an attempt on `backend` fail (backend-health.ts counts it). */
-  onBackendFailed: ((backend: number) => void) | null = null;
+  /** Passive health: a worker saw an attempt on `backend` fail, and why (backend-health.ts counts it). */
+  onBackendFailed: ((backend: number, reason: string) => void) | null = null;
   /** No worker holds generation `id` any more (it is not the current one). */
   onGenerationReleased: ((id: number) => void) | null = null;
   /** A backend drain ended in one worker (see WorkerToPrimary 'drain-ended'). */
@@ -173,7 +173,7 @@ export class Supervisor {
         this.unhold(message.id, index);
         return;
       case 'backend-failed':
-        this.onBackendFailed?.(message.backend);
+        this.onBackendFailed?.(message.backend, message.reason);
         return;
       case 'access-log':
         this.onAccessLog?.(index, message.records);

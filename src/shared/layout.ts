@@ -28,6 +28,10 @@
  *                                                                                                pick; the primary shows it)
  *   workerHttpActive Int32[workerSlots*backendSlots] HTTP requests in flight per worker per backend (one writer: that worker; the primary reads
  *                                                                                                it to give back a crashed worker's share)
+ *   backendCoolUntil Float64[backendSlots]         Date.now() until which picks pass the backend   (any worker, on a refused or timed-out connect
+ *                                                  over (a short cool-down after a connect failed   to it: worker/backend-failures.ts; every pick
+ *                                                  or timed out); 0 = never                         reads it: balancer/pool.ts; the primary zeroes
+ *                                                                                                a slot before reuse and shows it in the API)
  *
  * HTTP requests in flight are counted apart from the WebSocket connections (backendActive): a long-poll
  * or a REST call must not change what websocket_connections_active and least-connections mean.
@@ -39,12 +43,14 @@
  * Float64 counters are written without Atomics: each has exactly one writer, aligned 8-byte stores do
  * not tear on the 64-bit targets we run on, and a reader that sees a value one event old is fine for
  * metrics. Atomics has no Float64 and BigInt64 would allocate a BigInt per increment on the hot path.
+ * backendCoolUntil is the one Float64 with many writers: each writes "now + cool-down" with a plain store,
+ * so whichever store lands last is a cool-down that began a moment ago, which is all a pick needs.
  */
 
 import { FANOUT_FIELDS } from './fanout-wire.js';
 
 export const LAYOUT_MAGIC = 0x534c4345; // 'SLCE'
-export const LAYOUT_VERSION = 7;
+export const LAYOUT_VERSION = 8;
 const HEADER_INTS = 4;
 
 /** Per-worker event counters (workerTotals), one Float64 each. */
@@ -93,12 +99,13 @@ export interface SharedViews {
   readonly backendHttpActive: Int32Array;
   readonly workerHttpActive: Int32Array;
   readonly workerFanout: Float64Array;
+  readonly backendCoolUntil: Float64Array;
 }
 
 function byteLength(backendSlots: number, workerSlots: number): { ints: number; floatsOffset: number; total: number } {
   const ints = HEADER_INTS + backendSlots * 2 + workerSlots * backendSlots + backendSlots + workerSlots * backendSlots;
   const floatsOffset = Math.ceil((ints * 4) / 8) * 8;
-  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + backendSlots + workerSlots * FANOUT_FIELDS;
+  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + backendSlots + workerSlots * FANOUT_FIELDS + backendSlots;
   return { ints, floatsOffset, total: floatsOffset + floats * 8 };
 }
 
@@ -137,8 +144,10 @@ export function attachShared(buffer: SharedArrayBuffer, backendSlots: number, wo
   const workerTraffic = new Float64Array(buffer, trafficOffset, workerSlots * backendSlots * TRAFFIC);
   const upSinceOffset = trafficOffset + workerSlots * backendSlots * TRAFFIC * 8;
   const backendUpSince = new Float64Array(buffer, upSinceOffset, backendSlots);
-  const workerFanout = new Float64Array(buffer, upSinceOffset + backendSlots * 8, workerSlots * FANOUT_FIELDS);
-  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince, workerFanout, backendHttpActive, workerHttpActive };
+  const fanoutOffset = upSinceOffset + backendSlots * 8;
+  const workerFanout = new Float64Array(buffer, fanoutOffset, workerSlots * FANOUT_FIELDS);
+  const backendCoolUntil = new Float64Array(buffer, fanoutOffset + workerSlots * FANOUT_FIELDS * 8, backendSlots);
+  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince, workerFanout, backendHttpActive, workerHttpActive, backendCoolUntil };
 }
 
 /**

@@ -62,7 +62,7 @@ export type PrimaryToWorker =
 
 export type WorkerToPrimary =
   | { readonly type: 'listening' }
-  /** A batch of access-log records (msgpackr-packed (AccessRecord | HttpAccessRecord)[]), at most one message every 250 ms
+  /** A batch of access-log records (msgpackr-packed (AccessRecord | HttpAccessRecord | RejectedRecord)[]), at most one message every 250 ms
    *  per worker, never one per connection. */
   | { readonly type: 'access-log'; readonly records: Uint8Array }
   | { readonly type: 'listen-failed'; readonly addresses: readonly string[] }
@@ -72,8 +72,9 @@ export type WorkerToPrimary =
   /** Generation `id` is no longer current and its last connection in this worker closed. */
   | { readonly type: 'generation-released'; readonly id: number }
   /** Passive health: a connect to `backend` failed, timed out, or its upgrade answer was 5xx or
-   *  invalid. One message per failed attempt (a clean close is never one). */
-  | { readonly type: 'backend-failed'; readonly backend: number }
+   *  invalid. One message per failed attempt (a clean close is never one). `reason`: a fixed word,
+   *  maybe followed by a detail (worker/backend-failures.ts), shown by the admin API. */
+  | { readonly type: 'backend-failed'; readonly backend: number; readonly reason: string }
   /** A backend drain ended in this worker: all its connections closed, or `kept` of them spared because
    *  the backend passed its checks again (logged by the primary). */
   | { readonly type: 'drain-ended'; readonly backend: number; readonly closed: number; readonly kept: number }
@@ -125,4 +126,32 @@ export type HttpAccessRecord = [
   status: number,
   requestBytes: number,
   responseBytes: number,
+];
+
+/**
+ * One access-log record of a request Sluice answered without a WebSocket or a backend's response: a
+ * refused upgrade (no router, no backend, a bad handshake, every attempt failed, the backend's own refusal
+ * relayed, a middleware's answer) or an unrouted plain HTTP request. The leading 'rejected' tells it from
+ * the others. `router`, `service`, `backendUrl` are '' when none was reached.
+ */
+export type RejectedRecord = [
+  kind: 'rejected',
+  endedAtMs: number,
+  clientAddress: string,
+  entryPoint: string,
+  router: string,
+  service: string,
+  backendUrl: string,
+  /** 1: a WebSocket upgrade; 0: a plain HTTP request. */
+  upgrade: number,
+  method: string,
+  /** The Host header's name without port (Traefik's RequestHost), and path and query as sent (each
+   *  cut to a bounded length). */
+  host: string,
+  path: string,
+  status: number,
+  /** Why, in words (the text of Sluice's own answer, or who answered). */
+  reason: string,
+  /** From the request to the answer (0 for what is refused at once). */
+  durationMs: number,
 ];

@@ -14,6 +14,7 @@
  *   httpRequests [route][backend position + 1 ("none")][HTTP_METHODS][HTTP_CODES]   plain HTTP requests answered
  *   httpBackend  [backend (snapshot order)][HTTP_BACKEND_FIELDS]       request/response body bytes, HTTP errors by reason
  *   httpDuration [service][HTTP_DURATION_STRIDE]                       histogram of HTTP request durations
+ *   unrouted     [entry point]                                          requests no router matched (404)
  * A route is one (entry point, router) pair the router listens on.
  *
  * A counter's identity is its label set, never its offset: the primary (metrics-store.ts) sums every live
@@ -185,6 +186,8 @@ export interface MetricsPlan {
   readonly durationBase: number;
   readonly httpBackendBase: number;
   readonly httpDurationBase: number;
+  /** sluice_unrouted_requests_total, one counter per entry point (snapshot order). */
+  readonly unroutedBase: number;
 }
 
 export const UPGRADE_STRIDE = UPGRADE_BUCKETS.length + 3;
@@ -227,6 +230,8 @@ export function planMetrics(snapshot: Snapshot, slotCapacity = slotsNeeded(snaps
   offset += snapshot.backends.length * HTTP_BACKEND_FIELDS;
   const httpDurationBase = offset;
   offset += snapshot.services.length * HTTP_DURATION_STRIDE;
+  const unroutedBase = offset;
+  offset += snapshot.entryPoints.length;
   return {
     slabFloats: offset,
     routes,
@@ -240,6 +245,7 @@ export function planMetrics(snapshot: Snapshot, slotCapacity = slotsNeeded(snaps
     durationBase,
     httpBackendBase,
     httpDurationBase,
+    unroutedBase,
   };
 }
 

@@ -1,6 +1,6 @@
 /**
- * The worker's half of the access log: one record per closed WebSocket connection and per plain HTTP
- * request, kept in a batch and
+ * The worker's half of the access log: one record per closed WebSocket connection, per plain HTTP
+ * request and per request refused without either (refusals.ts), kept in a batch and
  * sent to the primary (which names the indexes and writes the JSON lines, src/primary/access-log.ts) at
  * most every FLUSH_MS, or sooner when MAX_BATCH records wait. Nothing is formatted or written on a worker.
  *
@@ -16,7 +16,7 @@
  * matters (a close storm). So: msgpackr, one transferred buffer per batch.
  */
 import { Packr } from 'msgpackr';
-import type { AccessRecord, HttpAccessRecord } from '../shared/messages.js';
+import type { AccessRecord, HttpAccessRecord, RejectedRecord } from '../shared/messages.js';
 import type { Tunnel } from './tunnel.js';
 import type { HttpExchange } from './http-proxy.js';
 
@@ -25,9 +25,11 @@ const MAX_BATCH = 2048;
 
 const packr = new Packr({ useRecords: false });
 let enabled = false;
-let pending: (AccessRecord | HttpAccessRecord)[] = [];
+let pending: (AccessRecord | HttpAccessRecord | RejectedRecord)[] = [];
 /** Longest path kept in an HTTP record: a log line must not grow with whatever a client sends. */
 const MAX_PATH = 2048;
+/** Longest Host header kept in a refusal record. */
+const MAX_HOST = 256;
 let timer: NodeJS.Timeout | null = null;
 let send: (packed: Uint8Array) => void = () => undefined;
 
@@ -81,6 +83,20 @@ export function logHttpRequest(x: HttpExchange, seconds: number, originalPath: s
     x.requestBytes,
     x.responseBytes,
   ]);
+  if (pending.length >= MAX_BATCH) flushAccessLog();
+  else if (timer === null) timer = setTimeout(flushAccessLog, FLUSH_MS);
+}
+
+/** Whether refusals are logged at all (refusals.ts skips building a record when not). */
+export function accessLogEnabled(): boolean {
+  return enabled;
+}
+
+/** Called once per refused request (refusals.ts); the caller checked accessLogEnabled(). */
+export function logRejected(record: RejectedRecord): void {
+  if (record[9].length > MAX_HOST) record[9] = record[9].slice(0, MAX_HOST);
+  if (record[10].length > MAX_PATH) record[10] = record[10].slice(0, MAX_PATH);
+  pending.push(record);
   if (pending.length >= MAX_BATCH) flushAccessLog();
   else if (timer === null) timer = setTimeout(flushAccessLog, FLUSH_MS);
 }

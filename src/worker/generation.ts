@@ -62,7 +62,8 @@ export class Generation {
     for (const spec of init.snapshot.backends) bySlot[spec.index] = spec;
     this.bySlot = bySlot;
     this.balancers = init.snapshot.services.map((service) => createBalancer(service, state, bySlot));
-    const httpState: BackendState = { backendActive: state.backendHttpActive ?? state.backendActive, backendUp: state.backendUp, ...(state.backendUpSince ? { backendUpSince: state.backendUpSince } : {}) };
+    // The same health bits, slow-start clocks and cool-downs; in-flight requests instead of connections.
+    const httpState: BackendState = { ...state, backendActive: state.backendHttpActive ?? state.backendActive };
     this.httpBalancers = init.snapshot.services.map((service) => createBalancer(service, httpState, bySlot));
     this.middlewares = buildMiddlewares(init.snapshot);
     this.chains = this.middlewares.chains;

@@ -39,6 +39,7 @@ import { readHttpRequest, type ProxyRequest } from './http-request.js';
 import { sendError } from './http-responses.js';
 import { logHttpRequest } from './access-log.js';
 import { requestHashKey } from './pick-request.js';
+import { backendFailed, Failure } from './backend-failures.js';
 
 /** Bodies of known length up to this size are collected before the request goes out (replayable). */
 const BUFFERED_BODY = 64 * 1024;
@@ -519,7 +520,9 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     const reason = classify(code, sent);
     this.countHttpError(reason);
     this.lastFailure = reason;
-    if (reason === HttpError.ConnectRefused || reason === HttpError.ConnectTimeout || reason === HttpError.BackendReset) this.backendFailed();
+    if (reason === HttpError.ConnectRefused || reason === HttpError.ConnectTimeout || reason === HttpError.BackendReset) {
+      backendFailed(this.gen, this.backend, reason === HttpError.ConnectRefused ? Failure.ConnectRefused : reason === HttpError.ConnectTimeout ? Failure.Timeout : Failure.Reset);
+    }
     const replayable = this.replayable();
     if ((reason === HttpError.ConnectRefused || reason === HttpError.ConnectTimeout) && replayable) {
       this.connectNext();
@@ -661,11 +664,6 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     if (this.backend < 0 || this.gen.plan.backendLocal[this.backend]! < 0) return;
     const g = this.gen;
     g.slab[g.slabBase + httpBackendOffset(g.plan, this.backend, HttpField.Errors + reason)]++;
-  }
-
-  /** Passive health: this backend failed to take the request. */
-  private backendFailed(): void {
-    if (this.backend >= 0 && this.gen.service(this.service).passiveHealthCheck !== null) context().post({ type: 'backend-failed', backend: this.backend });
   }
 }
 

@@ -17,6 +17,7 @@ import type { Generation } from './generation.js';
 import { upgradeClientInfo, upgradeRequest, type ProxyRequest } from './http-request.js';
 import type { CompressionSpec } from '../config/snapshot.js';
 import { beginUpgrade } from './upgrade.js';
+import { logMiddlewareAnswer } from './refusals.js';
 
 export class UpgradeExchange extends ChainedExchange {
   readonly kind = 'upgrade';
@@ -60,6 +61,7 @@ export class UpgradeExchange extends ChainedExchange {
     if (this.aborted || this.done) return;
     const pairs: HeaderPair[] = headers.map(([name, value]) => [name, value]);
     this.responseEdits?.apply(pairs);
+    logMiddlewareAnswer(this.gen, this.entryPoint, this.router, this.client, status);
     const res = this.res;
     res.cork(() => {
       res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`);

@@ -16,14 +16,13 @@ import uWS from 'uWebSockets.js';
 import type { CertificateSpec, EntryPointSpec, TlsOptionsSpec } from '../config/snapshot.js';
 import type { RouteInput } from '../config/rule-ast.js';
 import { formatHostPort } from '../shared/address.js';
-import { Total } from '../shared/layout.js';
-import { context, countTotal } from './context.js';
+import { context } from './context.js';
 import type { Generation } from './generation.js';
 import { formatAddress } from './client-address.js';
 import { lastRequestHeadBytes, readClientRequest } from './forwarded-request.js';
 import { beginUpgrade, onClientOpen } from './upgrade.js';
 import { onClientMessage, onClientDrain, onClientClose, type TunnelRef } from './tunnel.js';
-import { sendError } from './http-responses.js';
+import { answerUnrouted, refuseRequest } from './refusals.js';
 import { handleHttp } from './http-proxy.js';
 import { readClientForwarded } from './http-request.js';
 import { upgradeThroughChain } from './http-upgrade.js';
@@ -91,10 +90,7 @@ function route(gen: Generation, index: number, res: uWS.HttpResponse, req: uWS.H
   routeInput.set(req, formatAddress(res.getRemoteAddress()));
   const router = index < 0 ? -1 : gen.routes.match(index, routeInput);
   routeInput.req = null;
-  if (router < 0) {
-    countTotal(Total.NoRoute);
-    res.writeStatus('404 Not Found').end('404 page not found\n');
-  }
+  if (router < 0) answerUnrouted(res, req, routeInput, gen, index);
   return router;
 }
 
@@ -236,21 +232,21 @@ export class ListenerSet {
           const router = route(current, index, res, req);
           if (router < 0) return;
           if (ctx.closing.has(ref.name)) {
-            sendError(res, 503, 'Sluice is shutting down', [['retry-after', '1']]);
+            refuseRequest(res, routeInput, current, index, router, true, 503, 'Sluice is shutting down', [['retry-after', '1']]);
             return;
           }
           if (req.getHeader('sec-websocket-version') !== '13') {
-            sendError(res, 426, 'unsupported WebSocket version (expected Sec-WebSocket-Version: 13)', [['sec-websocket-version', '13']]);
+            refuseRequest(res, routeInput, current, index, router, true, 426, 'unsupported WebSocket version (expected Sec-WebSocket-Version: 13)', [['sec-websocket-version', '13']]);
             return;
           }
           if (!/^[A-Za-z0-9+/]{22}==$/.test(req.getHeader('sec-websocket-key'))) {
-            sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
+            refuseRequest(res, routeInput, current, index, router, true, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
             return;
           }
           const ep = current.snapshot.entryPoints[index]!;
           const client = readClientRequest(req, routeInput.clientIp, ep.tls);
           if (lastRequestHeadBytes() > ep.maxHeaderBytes) {
-            sendError(res, 431, `request header fields too large (the limit is ${ep.maxHeaderBytes} bytes)`);
+            refuseRequest(res, routeInput, current, index, router, true, 431, `request header fields too large (the limit is ${ep.maxHeaderBytes} bytes)`);
             return;
           }
           if (current.chains[router]!.length > 0) upgradeThroughChain(res, uwsContext, client, readClientForwarded(req), current, router, index, entryPoint.compression);
@@ -269,11 +265,11 @@ export class ListenerSet {
         // uWS hands a request to the ws route only when Sec-WebSocket-Key is 24 characters long, so a
         // WebSocket upgrade with a missing or short key lands here: it is a bad handshake, not plain HTTP.
         if (req.getHeader('upgrade').toLowerCase() === 'websocket') {
-          sendError(res, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
+          refuseRequest(res, routeInput, current, ref.index, router, true, 400, 'invalid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
           return;
         }
         if (ctx.closing.has(ref.name)) {
-          sendError(res, 503, 'Sluice is shutting down', [['retry-after', '1']]);
+          refuseRequest(res, routeInput, current, ref.index, router, false, 503, 'Sluice is shutting down', [['retry-after', '1']]);
           return;
         }
         handleHttp(res, req, current, router, ref.index, routeInput.clientIp);

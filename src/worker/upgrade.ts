@@ -33,6 +33,8 @@ import { extensionsHeaderOf, parseExtensions } from './ws-extensions.js';
 const OFFERED_WITH_DEFLATE: readonly string[] = [PERMESSAGE_DEFLATE];
 const OFFERED_NONE: readonly string[] = [];
 import { gripOffer, takeGripExtension } from './fanout-grip.js';
+import { backendFailed, Failure } from './backend-failures.js';
+import { logRefusedUpgrade } from './refusals.js';
 
 /** Bytes of a backend's answer head we accept before calling it invalid. */
 const MAX_HEAD = 16 * 1024;
@@ -81,11 +83,6 @@ export class Handshake {
 }
 
 export type HandshakeTunnel = Tunnel & { handshake: Handshake | null };
-
-/** Passive health: tell the primary an attempt on `backend` failed, when its service counts failures. */
-function backendFailed(gen: Generation, backend: number): void {
-  if (backend >= 0 && gen.service(gen.backend(backend).service).passiveHealthCheck !== null) context().post({ type: 'backend-failed', backend });
-}
 
 /** Start the backend side of an upgrade; the caller has routed and validated the client request in `gen`. */
 export function beginUpgrade(
@@ -229,7 +226,7 @@ export function handshakeData(t: HandshakeTunnel, chunk: Buffer, length: number)
     return;
   }
   if (parsed.status >= 500) {
-    backendFailed(t.gen, t.backend);
+    backendFailed(t.gen, t.backend, Failure.ServerError, String(parsed.status));
     // This backend cannot take the connection now: try another (never one already tried); the
     // last 5xx is relayed as it came when none is left.
     const next = h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
@@ -337,6 +334,7 @@ export function finishRelay(t: HandshakeTunnel, h: Handshake): void {
   if (response.chunked) body = dechunk(body);
   if (response.contentLength >= 0 && body.length > response.contentLength) body = body.subarray(0, response.contentLength);
   t.handshake = null;
+  logRefusedUpgrade(t, h.client, response.status, `the backend answered the upgrade with ${response.status}`);
   abandonBackend(t);
   h.aborted = true;
   relayBackendResponse(h.res, response, body, h.responseHeaders);
@@ -370,7 +368,7 @@ export function handshakeSocketClosed(t: HandshakeTunnel, timedOut: boolean): vo
   if (h.head === null) {
     // Nothing came back: a failed or timed-out connect. Retry on another backend.
     h.lastFailure = timedOut ? 'timeout' : 'refused';
-    backendFailed(t.gen, t.backend);
+    backendFailed(t.gen, t.backend, timedOut ? Failure.Timeout : Failure.ConnectRefused);
     countError(t.gen, t.backend, timedOut ? ErrorReason.ConnectTimeout : ErrorReason.ConnectRefused);
     connectNext(t);
     return;
@@ -378,12 +376,12 @@ export function handshakeSocketClosed(t: HandshakeTunnel, timedOut: boolean): vo
   countTotal(Total.ConnectFailed);
   countOutcome(t, Conn.ConnectFailed);
   countError(t.gen, t.backend, ErrorReason.HandshakeFailed);
-  backendFailed(t.gen, t.backend);
+  backendFailed(t.gen, t.backend, Failure.BadHandshake, 'closed during the upgrade');
   answer(t, 502, `backend of service '${h.serviceName}' closed the connection during the upgrade`);
 }
 
 function failHandshake(t: HandshakeTunnel, status: number, reason: string): void {
-  backendFailed(t.gen, t.backend);
+  backendFailed(t.gen, t.backend, Failure.BadHandshake, reason);
   countTotal(Total.ConnectFailed);
   countOutcome(t, Conn.ConnectFailed);
   countError(t.gen, t.backend, ErrorReason.HandshakeFailed);
@@ -393,6 +391,7 @@ function failHandshake(t: HandshakeTunnel, status: number, reason: string): void
 function answer(t: HandshakeTunnel, status: number, message: string, headers?: readonly (readonly [string, string])[]): void {
   const h = t.handshake!;
   t.handshake = null;
+  if (!h.aborted) logRefusedUpgrade(t, h.client, status, message);
   abandonBackend(t);
   if (h.aborted) return;
   h.aborted = true;

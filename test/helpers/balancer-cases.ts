@@ -79,6 +79,26 @@ export function runBalancerCases(name: string, newBalancer: NewBalancer): void {
       assert.ok(seen.has(0), 'backend 0 never picked after it came back up');
     });
 
+    test('passes over a backend cooling down, even the emptiest, and picks it again once the cool-down ends', () => {
+      const { balancer, shared } = makePool(newBalancer, 3);
+      Atomics.store(shared.backendActive, 0, 5);
+      Atomics.store(shared.backendActive, 1, 5);
+      shared.backendCoolUntil[2] = Date.now() + 60_000;
+      for (let i = 0; i < 30; i++) assert.notEqual(pickFresh(balancer), 2, `pick ${i}`);
+      shared.backendCoolUntil[2] = Date.now() - 1;
+      const seen = new Set(Array.from({ length: 6 }, () => pickFresh(balancer)));
+      assert.ok(seen.has(2), 'backend 2 never picked after its cool-down ended');
+    });
+
+    test('when every backend left is cooling down, one is picked anyway (never -1 for that)', () => {
+      const { balancer, shared, backends } = makePool(newBalancer, 3);
+      for (const b of backends) shared.backendCoolUntil[b] = Date.now() + 60_000;
+      assert.deepEqual(pickUntilExhausted(balancer, 5).sort(), backends);
+      // A down backend stays out: cooling never overrides health.
+      Atomics.store(shared.backendUp, 0, 0);
+      assert.ok(!pickUntilExhausted(balancer, 5).includes(0));
+    });
+
     test('never picks a backend already tried for this request, then -1', () => {
       const { balancer, backends } = makePool(newBalancer, 4);
       const picked = pickUntilExhausted(balancer, 10);
