@@ -28,6 +28,9 @@
  *                                                                                                pick; the primary shows it)
  *   workerHttpActive Int32[workerSlots*backendSlots] HTTP requests in flight per worker per backend (one writer: that worker; the primary reads
  *                                                                                                it to give back a crashed worker's share)
+ *   limitWords      Int32[TABLE_SLOTS*SLOT_WORDS]  the limits table: per key a lock, fingerprint    (every worker, under each slot's lock:
+ *                                                  and count (limit-table.ts)                        limit-table.ts; the primary only allocates)
+ *   limitTimes      Float64[TABLE_SLOTS*SLOT_TIMES] the limits table's token buckets (tat, horizon) (the same)
  *
  * HTTP requests in flight are counted apart from the WebSocket connections (backendActive): a long-poll
  * or a REST call must not change what websocket_connections_active and least-connections mean.
@@ -42,9 +45,10 @@
  */
 
 import { FANOUT_FIELDS } from './fanout-wire.js';
+import { SLOT_TIMES, SLOT_WORDS, TABLE_SLOTS } from './limit-table.js';
 
 export const LAYOUT_MAGIC = 0x534c4345; // 'SLCE'
-export const LAYOUT_VERSION = 7;
+export const LAYOUT_VERSION = 8;
 const HEADER_INTS = 4;
 
 /** Per-worker event counters (workerTotals), one Float64 each. */
@@ -61,8 +65,11 @@ export const enum Total {
   Heartbeat = 8,
   /** Event-loop delay (99th percentile) over the last heartbeat period, in seconds (a gauge, not a count). */
   EventLoopLag = 9,
+  /** A per-client limit found the limits table's probe window full and let a request through uncounted
+   *  (limit-table.ts UNTRACKED). */
+  LimitsUntracked = 10,
 }
-export const TOTALS = 10;
+export const TOTALS = 11;
 
 /** Per-worker per-backend traffic counters (workerTraffic). */
 export const enum Traffic {
@@ -93,12 +100,15 @@ export interface SharedViews {
   readonly backendHttpActive: Int32Array;
   readonly workerHttpActive: Int32Array;
   readonly workerFanout: Float64Array;
+  /** The limits table (limit-table.ts): lock, key and count words per slot, and two times per slot. */
+  readonly limitWords: Int32Array;
+  readonly limitTimes: Float64Array;
 }
 
 function byteLength(backendSlots: number, workerSlots: number): { ints: number; floatsOffset: number; total: number } {
-  const ints = HEADER_INTS + backendSlots * 2 + workerSlots * backendSlots + backendSlots + workerSlots * backendSlots;
+  const ints = HEADER_INTS + backendSlots * 2 + workerSlots * backendSlots + backendSlots + workerSlots * backendSlots + TABLE_SLOTS * SLOT_WORDS;
   const floatsOffset = Math.ceil((ints * 4) / 8) * 8;
-  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + backendSlots + workerSlots * FANOUT_FIELDS;
+  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + backendSlots + workerSlots * FANOUT_FIELDS + TABLE_SLOTS * SLOT_TIMES;
   return { ints, floatsOffset, total: floatsOffset + floats * 8 };
 }
 
@@ -132,13 +142,17 @@ export function attachShared(buffer: SharedArrayBuffer, backendSlots: number, wo
   const backendHttpActive = new Int32Array(buffer, offset, backendSlots);
   offset += backendSlots * 4;
   const workerHttpActive = new Int32Array(buffer, offset, workerSlots * backendSlots);
+  offset += workerSlots * backendSlots * 4;
+  const limitWords = new Int32Array(buffer, offset, TABLE_SLOTS * SLOT_WORDS);
   const workerTotals = new Float64Array(buffer, floatsOffset, workerSlots * TOTALS);
   const trafficOffset = floatsOffset + workerSlots * TOTALS * 8;
   const workerTraffic = new Float64Array(buffer, trafficOffset, workerSlots * backendSlots * TRAFFIC);
   const upSinceOffset = trafficOffset + workerSlots * backendSlots * TRAFFIC * 8;
   const backendUpSince = new Float64Array(buffer, upSinceOffset, backendSlots);
-  const workerFanout = new Float64Array(buffer, upSinceOffset + backendSlots * 8, workerSlots * FANOUT_FIELDS);
-  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince, workerFanout, backendHttpActive, workerHttpActive };
+  const fanoutOffset = upSinceOffset + backendSlots * 8;
+  const workerFanout = new Float64Array(buffer, fanoutOffset, workerSlots * FANOUT_FIELDS);
+  const limitTimes = new Float64Array(buffer, fanoutOffset + workerSlots * FANOUT_FIELDS * 8, TABLE_SLOTS * SLOT_TIMES);
+  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince, workerFanout, backendHttpActive, workerHttpActive, limitWords, limitTimes };
 }
 
 /**

@@ -14,6 +14,7 @@
  *   httpRequests [route][backend position + 1 ("none")][HTTP_METHODS][HTTP_CODES]   plain HTTP requests answered
  *   httpBackend  [backend (snapshot order)][HTTP_BACKEND_FIELDS]       request/response body bytes, HTTP errors by reason
  *   httpDuration [service][HTTP_DURATION_STRIDE]                       histogram of HTTP request durations
+ *   limited      [route][LIMIT_KINDS][LIMIT_REASONS]                  upgrades and requests refused by a limit
  * A route is one (entry point, router) pair the router listens on.
  *
  * A counter's identity is its label set, never its offset: the primary (metrics-store.ts) sums every live
@@ -52,6 +53,13 @@ export const enum ErrorReason {
   MessageTooBig = 5,
   /** The backend stopped reading past websocket.upstreamWriteBudget: the client is closed with 1013. */
   Backpressure = 6,
+  /** A client message over websocket.messageRate (closed with 1008, or dropped). */
+  MessageRate = 7,
+  /** Client pings and pongs over websocket.controlFrameRate: closed with 1008. */
+  ControlFrameRate = 8,
+  /** The client broke RFC 6455 in a way uWebSockets.js drops without a close frame (invalid UTF-8 in a text
+   *  message, which is also what an unmasked frame usually turns into): 1006. */
+  ClientProtocolError = 9,
 }
 export const ERROR_REASONS = [
   'connect_refused',
@@ -61,7 +69,35 @@ export const ERROR_REASONS = [
   'protocol_error',
   'message_too_big',
   'backpressure',
+  'message_rate',
+  'control_frame_rate',
+  'client_protocol_error',
 ] as const;
+
+/** What refused an upgrade or a request (`reason` of sluice_limited_total). */
+export const enum LimitReason {
+  /** inFlightReq: the source has `amount` requests or WebSockets in flight (429). */
+  InFlight = 0,
+  /** rateLimit: the source's bucket is empty (429). */
+  RateLimit = 1,
+  /** ipAllowList: the address is not in sourceRange (403). */
+  IpNotAllowed = 2,
+  /** websocket.allowedOrigins (403). */
+  OriginNotAllowed = 3,
+  /** entryPoints.<name>.websocket.maxConnections (503). */
+  EntryPointFull = 4,
+  /** Every backend holds loadBalancer.maxConnections (503). */
+  BackendsFull = 5,
+  /** No backend had an admission token (503 with a spread Retry-After). */
+  Admission = 6,
+}
+export const LIMIT_REASONS = ['in_flight', 'rate_limit', 'ip_not_allowed', 'origin_not_allowed', 'entrypoint_max_connections', 'backend_max_connections', 'backend_admission'] as const;
+/** `kind` label of sluice_limited_total: a WebSocket upgrade, or a plain HTTP request. */
+export const LIMIT_KINDS = ['websocket', 'http'] as const;
+export const enum LimitKind {
+  Upgrade = 0,
+  Http = 1,
+}
 
 /** Which leg started the close: the client, the backend, or Sluice itself (limits, shutdown, protocol). */
 export const enum Side {
@@ -185,6 +221,7 @@ export interface MetricsPlan {
   readonly durationBase: number;
   readonly httpBackendBase: number;
   readonly httpDurationBase: number;
+  readonly limitedBase: number;
 }
 
 export const UPGRADE_STRIDE = UPGRADE_BUCKETS.length + 3;
@@ -227,6 +264,8 @@ export function planMetrics(snapshot: Snapshot, slotCapacity = slotsNeeded(snaps
   offset += snapshot.backends.length * HTTP_BACKEND_FIELDS;
   const httpDurationBase = offset;
   offset += snapshot.services.length * HTTP_DURATION_STRIDE;
+  const limitedBase = offset;
+  offset += routes.length * LIMIT_KINDS.length * LIMIT_REASONS.length;
   return {
     slabFloats: offset,
     routes,
@@ -240,6 +279,7 @@ export function planMetrics(snapshot: Snapshot, slotCapacity = slotsNeeded(snaps
     durationBase,
     httpBackendBase,
     httpDurationBase,
+    limitedBase,
   };
 }
 
@@ -270,6 +310,11 @@ export function httpBackendOffset(plan: MetricsPlan, backend: number, field: num
 /** Offset of the error counter of backend slot `backend` (it must be in this plan's snapshot). */
 export function errorOffset(plan: MetricsPlan, backend: number, reason: ErrorReason): number {
   return plan.errorsBase + plan.backendLocal[backend]! * ERROR_REASONS.length + reason;
+}
+
+/** Offset of the sluice_limited_total counter of route number `route` (an index into plan.routes). */
+export function limitedOffset(plan: MetricsPlan, route: number, kind: LimitKind, reason: LimitReason): number {
+  return plan.limitedBase + (route * LIMIT_KINDS.length + kind) * LIMIT_REASONS.length + reason;
 }
 
 export function closeOffset(plan: MetricsPlan, service: number, side: Side, code: number): number {

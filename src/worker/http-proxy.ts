@@ -39,6 +39,9 @@ import { readHttpRequest, type ProxyRequest } from './http-request.js';
 import { sendError } from './http-responses.js';
 import { logHttpRequest } from './access-log.js';
 import { requestHashKey } from './pick-request.js';
+import { countLimited } from './limits.js';
+import { LimitKind, type LimitReason } from '../shared/metrics-plan.js';
+import type { TrustedForwarding } from './real-client.js';
 
 /** Bodies of known length up to this size are collected before the request goes out (replayable). */
 const BUFFERED_BODY = 64 * 1024;
@@ -76,9 +79,9 @@ export function httpRequestsInFlight(): number {
 }
 
 /** A plain HTTP request routed to `routerIndex` of `gen` (call synchronously in the uWS handler). */
-export function handleHttp(res: uWS.HttpResponse, req: uWS.HttpRequest, gen: Generation, routerIndex: number, entryPoint: number, clientIp: string): void {
+export function handleHttp(res: uWS.HttpResponse, req: uWS.HttpRequest, gen: Generation, routerIndex: number, entryPoint: number, clientIp: string, trusted: TrustedForwarding | null = null): void {
   const ep = gen.snapshot.entryPoints[entryPoint]!;
-  const head = readHttpRequest(req, clientIp, ep.tls, ep.port);
+  const head = readHttpRequest(req, clientIp, ep.tls, ep.port, trusted);
   if (head.headBytes > ep.maxHeaderBytes) {
     sendError(res, 431, `request header fields too large (the limit is ${ep.maxHeaderBytes} bytes)`);
     return;
@@ -253,6 +256,10 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     this.status = status;
     const pairs: HeaderPair[] = headers.map(([name, value]) => [name, value]);
     this.answer(status, STATUS_CODES[status] ?? '', pairs, body);
+  }
+
+  protected countRefusal(reason: LimitReason): void {
+    countLimited(this.gen, this.entryPoint, this.router, LimitKind.Http, reason);
   }
 
   protected proceed(): void {
