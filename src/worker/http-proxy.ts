@@ -174,6 +174,9 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   private retryScheduled = false;
   responseBytes = 0;
   private finished = false;
+  /** respondingTimeouts (readTimeout while the body arrives, writeTimeout until the response is out). */
+  private deadline: NodeJS.Timeout | null = null;
+  private timedOut = false;
 
   constructor(
     private readonly res: uWS.HttpResponse,
@@ -205,6 +208,8 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
       this.bodyDone = true;
     }
     res.onAborted(() => this.onClientAborted());
+    const guard = gen.limits.entryPoints[entryPoint];
+    if (guard !== undefined && ((this.bodyMode !== Body.None && guard.readTimeoutMs > 0) || guard.writeTimeoutMs > 0)) this.armDeadline();
     if (this.bodyMode !== Body.None) res.onData((chunk, last) => this.onClientData(chunk, last));
   }
 
@@ -511,6 +516,13 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
 
   /** undici: the attempt failed (connect, timeout, reset, invalid answer, or our own abort). */
   onError(error: Error): void {
+    if (this.timedOut) {
+      // Our own abort at a respondingTimeout: the client was already answered or cut.
+      this.upstreamDone = true;
+      this.releaseUpstream(false);
+      this.finish();
+      return;
+    }
     const sent = this.sent;
     this.upstreamDone = true;
     this.releaseUpstream(false);
@@ -633,6 +645,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     if (this.finished || !(this.out === Out.Done && (this.upstreamDone || this.aborted))) return;
     this.finished = true;
     inFlight--;
+    if (this.deadline !== null) clearTimeout(this.deadline);
     if (this.aborted && this.client !== null) {
       this.abortUpstream?.(new Error('the client went away'));
       this.releaseUpstream(false);
@@ -670,6 +683,40 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     g.slab[g.slabBase + httpBackendOffset(g.plan, this.backend, HttpField.Errors + reason)]++;
   }
 
+  // ---- respondingTimeouts (Traefik's readTimeout and writeTimeout; never on upgrades) ---------
+
+  /** Arm the timer for the next deadline still ahead: readTimeout while the body is not all in, writeTimeout
+   *  while the response is not all out. */
+  private armDeadline(): void {
+    const guard = this.gen.limits.entryPoints[this.entryPoint]!;
+    const elapsed = performance.now() - this.startedAt;
+    let next = Infinity;
+    if (!this.bodyDone && guard.readTimeoutMs > 0) next = guard.readTimeoutMs;
+    if (guard.writeTimeoutMs > 0) next = Math.min(next, guard.writeTimeoutMs);
+    if (next === Infinity) return;
+    this.deadline = setTimeout(respondingTimeout, Math.max(1, next - elapsed), this);
+  }
+
+  /** A respondingTimeout may have passed: a body still arriving after readTimeout gets 408 (or the connection
+   *  is cut when an answer has started); a response not out after writeTimeout is cut. */
+  onDeadline(): void {
+    this.deadline = null;
+    if (this.finished || this.aborted) return;
+    const guard = this.gen.limits.entryPoints[this.entryPoint]!;
+    const elapsed = performance.now() - this.startedAt;
+    const readLate = !this.bodyDone && guard.readTimeoutMs > 0 && elapsed >= guard.readTimeoutMs;
+    const writeLate = this.out !== Out.Done && guard.writeTimeoutMs > 0 && elapsed >= guard.writeTimeoutMs;
+    if (!readLate && !writeLate) {
+      this.armDeadline();
+      return;
+    }
+    this.timedOut = true;
+    if (!this.upstreamDone && this.abortUpstream !== null) this.abortUpstream(new Error('respondingTimeouts'));
+    else if (!this.upstreamDone) this.releaseUpstream(false);
+    if (readLate && this.out === Out.Nothing) this.answerError(408, 'the request body did not arrive within readTimeout');
+    else this.cut();
+  }
+
   /** Passive health: this backend failed to take the request. */
   private backendFailed(): void {
     if (this.backend >= 0 && this.gen.service(this.service).passiveHealthCheck !== null) context().post({ type: 'backend-failed', backend: this.backend });
@@ -677,6 +724,10 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function respondingTimeout(x: HttpExchange): void {
+  x.onDeadline();
+}
 
 /** End a response (chunked, or of length 0); `close` when the client's request body was not read to its end. */
 function endResponse(res: uWS.HttpResponse, close: boolean): void {
