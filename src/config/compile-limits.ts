@@ -22,9 +22,9 @@ type SourceConfig = Checked<typeof rateLimitSchema>['sourceCriterion'];
 export const UWS_HTTP_IDLE_SECONDS = 10;
 
 /** `average` per `period` (ms) as a token bucket; null when average is 0 (off). Burst defaults to average. */
-export function compileRate(config: RateConfig | undefined): RateSpec | null {
+export function compileRate(config: RateConfig | undefined, defaultBurstShare = 1): RateSpec | null {
   if (config === undefined || !(config.average > 0)) return null;
-  return { intervalMs: config.period / config.average, burst: config.burst ?? Math.max(1, Math.ceil(config.average)) };
+  return { intervalMs: config.period / config.average, burst: config.burst ?? Math.max(1, Math.ceil(config.average * defaultBurstShare)) };
 }
 
 /** A list of IPs and CIDR ranges, each checked; the valid ones, as written. */
@@ -115,7 +115,9 @@ export function compileEntryPointLimits(name: string, ep: EntryPointConfig, prob
 export function compileServiceLimits(lb: LoadBalancerConfig, config: CheckedConfig): ServiceLimits {
   return {
     maxConnections: lb?.maxConnections ?? config.loadBalancer.maxConnections,
-    admission: compileRate(lb?.admission ?? config.loadBalancer.admission),
+    // A tenth of the rate at once: upgrades beyond it wait for their token (up to a second), so the backend
+    // sees the rate itself rather than the bunches in which refused clients come back.
+    admission: compileRate(lb?.admission ?? config.loadBalancer.admission, 0.1),
   };
 }
 

@@ -189,7 +189,7 @@ export function admissionSchema<const D extends string>(doc: D) {
   return rate(
     doc,
     'Upgrades per `period` each backend takes on average; `0`: no admission control.',
-    { kind: 'scalar', type: 'integer', min: 1, max: 1_000_000_000, doc: 'Upgrades a backend takes at once (the bucket size).', defaultText: '`average`, at least 1' } as const,
+    { kind: 'scalar', type: 'integer', min: 1, max: 1_000_000_000, doc: 'Upgrades a backend takes at once (the bucket size).', defaultText: '`average` ÷ 10, at least 1' } as const,
   );
 }
 

@@ -153,6 +153,26 @@ export class LimitTable {
   }
 
   /**
+   * take() for a client that may wait: a token at most `maxWaitMs` away is reserved for it (the bucket moves on
+   * as if it were taken now). Returns the wait until the reserved token (0: now), or -1 when the next token is
+   * further than that (nothing reserved).
+   */
+  reserve(key: KeyHash, now: number, intervalMs: number, burst: number, maxWaitMs: number): number {
+    const slot = this.lockedSlot(key);
+    if (slot < 0) return 0;
+    const at = slot * SLOT_TIMES + TAT;
+    const tat = Math.max(this.times[at]!, now);
+    const wait = tat - now - (burst - 1) * intervalMs;
+    if (wait > maxWaitMs) {
+      this.unlock(slot);
+      return -1;
+    }
+    this.times[at] = tat + intervalMs;
+    this.unlock(slot);
+    return wait > 0 ? wait : 0;
+  }
+
+  /**
    * A client refused by `key`'s bucket is handed a turn: the first free one after the turns already handed
    * out, one interval apart, so the refused clients of a burst come back spread at the rate the bucket
    * admits. Returns the milliseconds until that turn (at least until the next token).

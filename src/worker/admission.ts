@@ -4,9 +4,13 @@
  *     entryPoints.<name>.websocket.maxConnections (503 with Retry-After; the listener keeps answering), and the
  *     per-connection limits object the tunnel will carry (limits-connection.ts);
  *  2. at each backend the balancer picks (admitBackend): loadBalancer.maxConnections (a full backend is skipped
- *     for the next one) and the upgrade admission bucket (a backend without a token is skipped too);
+ *     for the next one) and the upgrade admission bucket: an upgrade whose token comes within
+ *     ADMISSION_MAX_WAIT_MS waits for it (held in Sluice, so the backend sees the admitted rate, not the bursts
+ *     in which clients arrive); one whose token is further away skips the backend;
  *  3. when every backend was skipped (refuseForBackends): 503 with a Retry-After spread so that the refused
- *     clients of a reconnect wave come back at the rate the buckets admit (LimitTable.nextTurn).
+ *     clients of a reconnect wave come back at the rate the buckets admit (LimitTable.nextTurn). Retry-After
+ *     counts whole seconds, so clients come back in bunches; the one-second wait of step 2 smooths each bunch
+ *     out over the second that follows.
  * Every refusal counts in sluice_limited_total and websocket_connections_total{outcome="limited"}.
  *
  * maxConnections per backend reads the shared live count before the pick takes its slot, so workers picking
@@ -21,6 +25,9 @@ import { sendError } from './http-responses.js';
 import { ConnectionLimits } from './limits-connection.js';
 import { countLimited, countUntracked, jitteredRetryAfter, limitTable } from './limits.js';
 import type { Tunnel } from './tunnel.js';
+
+/** The longest an upgrade is held waiting for its backend's admission token. */
+export const ADMISSION_MAX_WAIT_MS = 1000;
 
 /** admitUpgrade: the upgrade was answered (refused); the caller stops. */
 export const REFUSED = false;
@@ -72,26 +79,40 @@ export interface BackendRefusals {
   reason: LimitReason.BackendsFull | LimitReason.Admission;
   /** The backend skipped for admission last, -1 when none (its bucket hands out the Retry-After turn). */
   admissionBackend: number;
+  /** The backend whose admission token this upgrade waited for (it goes there without asking again), -1. */
+  admitted: number;
 }
 
-/** Whether backend `slot` of the tunnel's service may take this upgrade now; takes its admission token. */
-export function admitBackend(t: Tunnel, refusals: BackendRefusals, slot: number): boolean {
+/**
+ * Whether backend `slot` of the tunnel's service may take this upgrade: -1 no (skip it), 0 now, or the
+ * milliseconds to wait for its admission token, reserved for this upgrade.
+ */
+export function admitBackend(t: Tunnel, refusals: BackendRefusals, slot: number): number {
+  if (refusals.admitted === slot) {
+    refusals.admitted = -1;
+    return 0;
+  }
   const gen = t.gen;
   const service = gen.service(t.service);
   const { maxConnections, admission } = service.limits;
   if (maxConnections > 0 && Atomics.load(context().shared.backendActive, slot) >= maxConnections) {
     refusals.skipped++;
     refusals.reason = LimitReason.BackendsFull;
-    return false;
+    return -1;
   }
-  if (admission === null) return true;
+  if (admission === null) return 0;
   const key = gen.limits.admissionKey(slot);
-  if (key === undefined) return true;
-  if (limitTable().take(key, nowMs(), admission.intervalMs, admission.burst) === 0) return true;
+  if (key === undefined) return 0;
+  const wait = limitTable().reserve(key, nowMs(), admission.intervalMs, admission.burst, ADMISSION_MAX_WAIT_MS);
+  if (wait >= 1) {
+    refusals.admitted = slot;
+    return wait;
+  }
+  if (wait >= 0) return 0;
   refusals.skipped++;
   refusals.reason = LimitReason.Admission;
   refusals.admissionBackend = slot;
-  return false;
+  return -1;
 }
 
 /**

@@ -69,7 +69,7 @@ export class Handshake {
   /** Response headers the router's middlewares set (http-upgrade.ts): written on the 101 or the answer. */
   responseHeaders: readonly (readonly [string, string])[] | null = null;
   /** Backends skipped for maxConnections or admission (admission.ts). */
-  readonly refusals: BackendRefusals = { skipped: 0, reason: LimitReason.BackendsFull, admissionBackend: -1 };
+  readonly refusals: BackendRefusals = { skipped: 0, reason: LimitReason.BackendsFull, admissionBackend: -1, admitted: -1 };
 
   constructor(
     readonly res: uWS.HttpResponse,
@@ -134,9 +134,15 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   let backend = chosen >= 0 ? chosen : h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
   // A discovery slot whose address this worker has not heard of yet, or a backend at a limit (admission.ts):
   // count it tried and move on.
-  while (backend >= 0 && (hostOf(backend) === '' || !admitBackend(t, h.refusals, backend))) {
+  let wait = 0;
+  while (backend >= 0 && (hostOf(backend) === '' || (wait = admitBackend(t, h.refusals, backend)) < 0)) {
     h.tried[h.attempts++] = backend;
     backend = h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
+  }
+  if (backend >= 0 && wait > 0) {
+    // Its admission token is reserved and comes within a second: come back then.
+    setTimeout(connectAdmitted, wait, t, backend);
+    return;
   }
   if (backend < 0) {
     if (h.attempts > 0 && h.attempts === h.refusals.skipped) {
@@ -201,6 +207,12 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   socket.on('error', onBackendError);
   socket.on('timeout', onBackendTimeout);
   socket.write(h.request);
+}
+
+/** The admission wait of connectNext is over (unless the client left meanwhile). */
+function connectAdmitted(t: HandshakeTunnel, backend: number): void {
+  if (t.handshake === null || t.handshake.aborted) return;
+  connectNext(t, backend);
 }
 
 function hostFor(t: Tunnel, h: Handshake): string {
