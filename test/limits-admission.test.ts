@@ -53,7 +53,7 @@ http:
     open: { loadBalancer: { servers: [ { url: "${backends[0]!.url}" } ] } }
     plain: { loadBalancer: { servers: [ { url: "${http.url}" } ] } }
 `,
-      { workers: 2, timeoutMs: 20_000 },
+      { workers: 2, timeoutMs: 20_000, env: { ...process.env, SLUICE_HISTORY_INTERVAL_MS: '100' } },
     );
   });
 
@@ -78,6 +78,14 @@ http:
       assert.equal(limited(samples) - limited(before), 2);
       const outcome = (s: typeof samples): number => sampleSum(s, 'websocket_connections_total', { router: 'web', outcome: 'limited' });
       assert.equal(outcome(samples) - outcome(before), 2);
+      // The dashboard charts the refusals.
+      let charted = false;
+      for (let i = 0; i < 60 && !charted; i++) {
+        const history = (await (await fetch(`${sluice!.adminUrl}/api/history`)).json()) as { series: { key: string; values: (number | null)[] }[] };
+        charted = history.series.some((s) => s.key === 'limited/websocket entrypoint_max_connections' && s.values.some((v) => v !== null && v > 0));
+        if (!charted) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(charted, 'a series on the dashboard\'s "limited" chart');
       release(open.find((a) => a.status === 101)!);
       const next = await eventually(() => attempt('upgrade', port, '/ws'), 101);
       assert.equal(next.status, 101, 'a close frees a place');
