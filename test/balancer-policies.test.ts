@@ -119,6 +119,7 @@ describe('createBalancer', () => {
     onRemove: 'drain',
     discovery: null,
     retryAfterSeconds: 1,
+    limits: { maxConnections: 0, admission: null },
   });
 
   test('builds the policy the service names, over the service\'s backends', () => {

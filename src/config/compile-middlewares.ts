@@ -14,6 +14,7 @@ import type {
 } from './middleware-spec.js';
 import { MIDDLEWARE_TYPES, middlewareSchema } from './schema-middlewares.js';
 import type { Checked } from './schema-types.js';
+import { compileInFlightReq, compileIpAllowList, compileRateLimit } from './compile-limits.js';
 
 /** One middleware as validate.ts hands it over: at most the keys of the schema, each checked (the type
  *  is computed from the schema, schema-types.ts Checked<>). */
@@ -220,6 +221,9 @@ function compileOne(name: string, config: MiddlewareConfig, path: string, readFi
   }
   if (config.basicAuth !== undefined) return compileBasicAuth(name, config.basicAuth, keyPath(path, 'basicAuth'), readFile, problems);
   if (config.forwardAuth !== undefined) return compileForwardAuth(name, config.forwardAuth, keyPath(path, 'forwardAuth'), readFile, problems);
+  if (config.inFlightReq !== undefined) return compileInFlightReq(name, config.inFlightReq, keyPath(path, 'inFlightReq'), problems);
+  if (config.rateLimit !== undefined) return compileRateLimit(name, config.rateLimit, keyPath(path, 'rateLimit'), problems);
+  if (config.ipAllowList !== undefined) return compileIpAllowList(name, config.ipAllowList, keyPath(path, 'ipAllowList'), problems);
   return undefined;
 }
 

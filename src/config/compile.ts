@@ -32,6 +32,7 @@ import { compileFanout } from './compile-fanout.js';
 import { compileDnsServers, compileHash, compileHealthCheck, compilePassiveHealthCheck, compileSticky, stickySecret } from './compile-balancing.js';
 import { NO_TLS_ENTRY_POINT, addDefaultCertificate, assignTlsOptions, compileTlsOptionSets, decideTlsEntryPoints } from './compile-tls.js';
 import { compileMiddlewares, type MiddlewareTable } from './compile-middlewares.js';
+import { compileConnectionLimits, compileEntryPointLimits, compileServiceLimits } from './compile-limits.js';
 
 export interface CompileContext {
   /** The config file as the user named it; becomes Snapshot.source. */
@@ -79,6 +80,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     },
     maxHeaderBytes: ep.http.maxHeaderBytes,
     compression: compileCompression(config.websocket, ep.websocket, name, problems),
+    limits: compileEntryPointLimits(name, ep, problems),
   }));
   checkPortsUnique(entryPoints, problems);
   if (config.entryPoints !== undefined && entryPoints.length === 0) {
@@ -105,6 +107,7 @@ export function compile(config: CheckedConfig, context: CompileContext, problems
     transports,
     middlewares: middlewares.specs,
     websocket: compileWebSocket(config, problems),
+    limits: compileConnectionLimits(config, problems),
     onRemove: config.loadBalancer.onRemove,
     ...stickySecret(config, services),
     dnsServers: compileDnsServers(config.dns?.servers ?? [], problems),
@@ -252,6 +255,7 @@ function compileServices(
       onRemove: lb.onRemove ?? config.loadBalancer.onRemove,
       discovery,
       retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
+      limits: compileServiceLimits(service.loadBalancer, config),
     });
   }
   return { services, backends };

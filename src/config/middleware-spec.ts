@@ -4,6 +4,9 @@
  * names lowercased, regular expressions translated to JavaScript syntax and files (htpasswd, TLS) already read.
  * Workers build one runtime middleware per spec per generation (src/middleware/).
  */
+import type { InFlightReqSpec, IpAllowListSpec, RateLimitSpec } from './limits-spec.js';
+
+export type { InFlightReqSpec, IpAllowListSpec, RateLimitSpec } from './limits-spec.js';
 
 /** A regular expression in JavaScript syntax (translated from Traefik's Go RE2 syntax by compile). */
 export interface RegexSpec {
@@ -134,6 +137,9 @@ export type MiddlewareSpec =
   | RedirectSchemeSpec
   | RedirectRegexSpec
   | BasicAuthSpec
-  | ForwardAuthSpec;
+  | ForwardAuthSpec
+  | InFlightReqSpec
+  | RateLimitSpec
+  | IpAllowListSpec;
 
 export type MiddlewareType = MiddlewareSpec['type'];

@@ -6,6 +6,7 @@
  */
 import type { ListSchema, MapSchema, ObjectSchema, ScalarSchema } from './schema-types.js';
 import { notYet } from './schema-types.js';
+import { inFlightReqSchema, ipAllowListSchema, rateLimitSchema } from './schema-limits.js';
 
 // Declarations are `as const satisfies …` (helpers are generic over their literal arguments) so that the
 // checked config type (schema-types.ts Checked<>) knows every middleware key and its value type.
@@ -220,25 +221,28 @@ const NOT_IMPLEMENTED = 'Sluice does not implement this middleware type';
 export const middlewareSchema = {
   kind: 'object',
   doc: 'One middleware: exactly one of the types below, with its options.',
-  fields: { headers, stripPrefix, stripPrefixRegex, replacePath, replacePathRegex, addPrefix, redirectScheme, redirectRegex, chain, basicAuth, forwardAuth },
-  refused: Object.fromEntries(
-    [
-      'buffering',
-      'circuitBreaker',
-      'compress',
-      'contentType',
-      'digestAuth',
-      'errors',
-      'grpcWeb',
-      'inFlightReq',
-      'ipAllowList',
-      'ipWhiteList',
-      'passTLSClientCert',
-      'plugin',
-      'rateLimit',
-      'retry',
-    ].map((type) => [type, NOT_IMPLEMENTED]),
-  ),
+  fields: {
+    headers,
+    stripPrefix,
+    stripPrefixRegex,
+    replacePath,
+    replacePathRegex,
+    addPrefix,
+    redirectScheme,
+    redirectRegex,
+    chain,
+    basicAuth,
+    forwardAuth,
+    inFlightReq: inFlightReqSchema,
+    rateLimit: rateLimitSchema,
+    ipAllowList: ipAllowListSchema,
+  },
+  refused: {
+    ...Object.fromEntries(
+      ['buffering', 'circuitBreaker', 'compress', 'contentType', 'digestAuth', 'errors', 'grpcWeb', 'passTLSClientCert', 'plugin', 'retry'].map((type) => [type, NOT_IMPLEMENTED]),
+    ),
+    ipWhiteList: 'renamed ipAllowList in Traefik v3 (same keys)',
+  },
   refusedAreKinds: true,
 } as const satisfies ObjectSchema;
 

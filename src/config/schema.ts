@@ -11,6 +11,7 @@ import { kubernetesManifestsSchema, tlsOptionsRef, tlsOptionsSchema } from './sc
 import { middlewareSchema } from './schema-middlewares.js';
 import { backendCompressionField, entryPointWebSocketSchema, globalCompressionFields } from './schema-compression.js';
 import { fanoutSchema } from './schema-fanout.js';
+import { admissionSchema, backendMaxConnections, entryPointMaxConnections, forwardedHeadersSchema, proxyProtocolSchema, respondingTimeoutsSchema, websocketLimitFields } from './schema-limits.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { Checked, DefaultEntries, ObjectSchema, Schema } from './schema-types.js';
@@ -87,13 +88,19 @@ const entryPoint = {
     transport: {
       kind: 'object',
       doc: 'Connection handling of this entry point.',
-      fields: { lifeCycle },
-      refused: notYet('respondingTimeouts', 'keepAliveMaxRequests', 'keepAliveMaxTime'),
+      fields: { lifeCycle, respondingTimeouts: respondingTimeoutsSchema },
+      refused: notYet('keepAliveMaxRequests', 'keepAliveMaxTime'),
     },
-    websocket: entryPointWebSocketSchema,
+    proxyProtocol: proxyProtocolSchema,
+    forwardedHeaders: forwardedHeadersSchema,
+    websocket: {
+      ...entryPointWebSocketSchema,
+      doc: "Sluice: this entry point's client-leg compression (each key defaults to the global websocket key) and connection limit.",
+      fields: { ...entryPointWebSocketSchema.fields, maxConnections: entryPointMaxConnections },
+    },
   },
   refused: {
-    ...notYet('proxyProtocol', 'forwardedHeaders', 'http2', 'http3', 'udp', 'allowACMEByPass'),
+    ...notYet('http2', 'http3', 'udp', 'allowACMEByPass'),
     ...notYet('reusePort', 'observability'),
     asDefault: 'routers without entryPoints attach to every entry point of their kind',
   },
@@ -236,6 +243,11 @@ const service = {
           defaultText: '`loadBalancer.onRemove`',
         },
         discovery: discoverySchema,
+        maxConnections: backendMaxConnections(
+          "Sluice's own key: WebSockets each backend of this pool may hold, all workers together; a full backend is skipped for the next one, and when all are full the client gets 503 with Retry-After.",
+          { defaultText: '`loadBalancer.maxConnections`' },
+        ),
+        admission: admissionSchema("Sluice's own key: upgrade admission per backend of this pool, a token bucket shared by all workers; an upgrade finding no token tries the next backend, and when none has one the client gets 503 with a Retry-After that spreads the retries at the admitted rate."),
       },
       refused: notYet('responseForwarding'),
     },
@@ -449,6 +461,8 @@ export const CONFIG_SCHEMA = {
           expects: "'drain' or 'keep'",
           doc: "Default of every service's `onRemove`, and what a reload does to the WebSockets of a service it removes altogether. The config being applied decides.",
         },
+        maxConnections: backendMaxConnections("Default of every service's `maxConnections` (WebSockets per backend).", { defaultValue: 0, defaultNote: '(no limit)' }),
+        admission: admissionSchema("Default of every service's `admission` (upgrades per backend)."),
         stickySecret: {
           kind: 'scalar',
           type: 'string',
@@ -496,6 +510,7 @@ export const CONFIG_SCHEMA = {
           doc: "Time the backend has to answer the upgrade once connected (the dial has `serversTransport`'s `dialTimeout`). Past it the attempt counts as a failure of that backend (passive checks, cool-down) and the upgrade goes on to another backend, or is answered `504`. A backend answers an upgrade in milliseconds; one that accepts the connection but says nothing for seconds is frozen (stopped, deadlocked, swapping), and every client sent there waits this long, so the default is 5s, not the 10s it used to be.",
         },
         ...globalCompressionFields,
+        ...websocketLimitFields,
       },
     },
     admin: adminSchema,

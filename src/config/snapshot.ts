@@ -5,8 +5,10 @@
  */
 import type { RuleNode } from './rule-ast.js';
 import type { MiddlewareSpec } from './middleware-spec.js';
+import type { ConnectionLimitsSpec, EntryPointLimits, ServiceLimits } from './limits-spec.js';
 
 export type { MiddlewareSpec } from './middleware-spec.js';
+export type { ConnectionLimitsSpec, EntryPointLimits, ServiceLimits } from './limits-spec.js';
 
 export const SNAPSHOT_VERSION = 4;
 
@@ -31,6 +33,8 @@ export interface EntryPointSpec {
   readonly maxHeaderBytes: number;
   /** permessage-deflate toward this entry point's clients (its own keys over the global ones). */
   readonly compression: CompressionSpec;
+  /** maxConnections, who the client is (PROXY protocol, X-Forwarded-*), HTTP timeouts (limits-spec.ts). */
+  readonly limits: EntryPointLimits;
 }
 
 /** Client-leg permessage-deflate of one entry point (src/worker/compression.ts maps it to uWS options). */
@@ -188,6 +192,8 @@ export interface ServiceSpec {
   readonly discovery: DiscoverySpec | null;
   /** Retry-After (seconds) of the 503 answered when every backend is down. */
   readonly retryAfterSeconds: number;
+  /** maxConnections and upgrade admission per backend (limits-spec.ts). */
+  readonly limits: ServiceLimits;
 }
 
 export interface WebSocketSettings {
@@ -255,6 +261,8 @@ export interface Snapshot {
   /** http.middlewares that do something (chains are flattened into RouterSpec.middlewares). */
   readonly middlewares: readonly MiddlewareSpec[];
   readonly websocket: WebSocketSettings;
+  /** Per-connection WebSocket limits: origins, message and control-frame rates, lifetime (limits-spec.ts). */
+  readonly limits: ConnectionLimitsSpec;
   /** loadBalancer.onRemove: what a reload does to the WebSockets of a backend whose service it removed
    *  altogether (a service that stays uses its own ServiceSpec.onRemove). */
   readonly onRemove: 'drain' | 'keep';

@@ -2,7 +2,7 @@
  * The middleware framework: how Traefik's middlewares (http.middlewares) run on plain HTTP requests and on
  * WebSocket upgrades alike.
  *
- * For the next engineer (inFlightReq, rateLimit, ipAllowList go here too):
+ * How to add one:
  *  - One file per middleware type in src/middleware/, exporting a class that implements `Middleware`, and one
  *    line in CONSTRUCTORS below. The config side is src/config/schema-middlewares.ts (keys, defaults, docs),
  *    src/config/middleware-spec.ts (the compiled, structured-clone-safe spec) and compile-middlewares.ts.
@@ -21,9 +21,13 @@
  *    backend's, a later middleware's, or Sluice's own error), for response headers and CORS.
  *  - `exchange.kind` is 'http' or 'upgrade'. Everything applies to both; a middleware that makes no sense for
  *    one kind decides so itself (CORS preflights only exist in HTTP).
- *  - `exchange.state` is per-request scratch space for middlewares that need to undo something when the
- *    request ends (inFlightReq's counter): `exchange.onEnd(fn)` runs once when the request is over, however it
- *    ended. It allocates, so only middlewares that need it use it.
+ *  - `exchange.onEnd(fn)` runs `fn` once when the request is over, however it ended, for middlewares that
+ *    undo something then (inFlightReq's count). For an upgrade that reaches its backend, "over" is when the
+ *    WebSocket closes: the hooks move to the tunnel (http-upgrade.ts) and run when it is released. It
+ *    allocates, so only middlewares that need it use it.
+ *  - A middleware that refuses for a limit (inFlightReq, rateLimit, ipAllowList) answers with
+ *    `exchange.refuse(reason, …)`: the same answer as respond(), counted in sluice_limited_total (and for an
+ *    upgrade in websocket_connections_total{outcome="limited"}).
  *  - A throw inside handle() answers 500 and is logged once per middleware; never let a promise reject
  *    unhandled.
  * Cost: a router without middlewares goes straight to the backend; with some, one array walk and whatever the
@@ -31,6 +35,7 @@
  */
 import type { MiddlewareSpec, Snapshot } from '../config/snapshot.js';
 import type { ProxyRequest } from '../worker/http-request.js';
+import type { LimitReason } from '../shared/metrics-plan.js';
 import { AddPrefix } from './add-prefix.js';
 import { BasicAuth } from './basic-auth.js';
 import { ForwardAuth } from './forward-auth.js';
@@ -42,6 +47,9 @@ import { ReplacePathRegex } from './replace-path-regex.js';
 import { StripPrefix } from './strip-prefix.js';
 import { StripPrefixRegex } from './strip-prefix-regex.js';
 import { ResponseHeaders } from './response-headers.js';
+import { InFlightReq } from './in-flight-req.js';
+import { RateLimit } from './rate-limit.js';
+import { IpAllowList } from './ip-allow-list.js';
 
 export { ResponseHeaders };
 
@@ -59,8 +67,10 @@ export interface Exchange {
   next(): void;
   /** Answer the client now; the request goes no further. `headers` names are lowercase. */
   respond(status: number, headers: HeaderList, body: string | Uint8Array): void;
-  /** Run `fn` once when the request is over (answered, proxied, failed or aborted). */
+  /** Run `fn` once when the request is over (answered, proxied, failed or aborted; an upgrade: closed). */
   onEnd(fn: () => void): void;
+  /** respond(), counted as a refusal by a limit. */
+  refuse(reason: LimitReason, status: number, headers: HeaderList, body: string): void;
 }
 
 export interface Middleware {
@@ -83,6 +93,9 @@ const CONSTRUCTORS: Record<MiddlewareSpec['type'], Constructor> = {
   redirectRegex: RedirectRegex,
   basicAuth: BasicAuth,
   forwardAuth: ForwardAuth,
+  inFlightReq: InFlightReq,
+  rateLimit: RateLimit,
+  ipAllowList: IpAllowList,
 };
 
 /** One generation's middlewares: an instance per spec, and each router's chain (empty when it has none). */
@@ -152,6 +165,19 @@ export abstract class ChainedExchange implements Exchange {
     (this.endHooks ??= []).push(fn);
   }
 
+  refuse(reason: LimitReason, status: number, headers: HeaderList, body: string): void {
+    if (this.aborted) return;
+    this.countRefusal(reason);
+    this.respond(status, headers, body);
+  }
+
+  /** The end hooks registered so far, handed over to whatever lives on after the exchange (a tunnel). */
+  protected takeEndHooks(): (() => void)[] | null {
+    const hooks = this.endHooks;
+    this.endHooks = null;
+    return hooks;
+  }
+
   /** Call once the request is over, however it ended. */
   protected runEndHooks(): void {
     const hooks = this.endHooks;
@@ -161,6 +187,8 @@ export abstract class ChainedExchange implements Exchange {
   }
 
   abstract respond(status: number, headers: HeaderList, body: string | Uint8Array): void;
+  /** Count a refusal by a limit (refuse() answers right after). */
+  protected abstract countRefusal(reason: LimitReason): void;
   /** Past the last middleware: forward the request. */
   protected abstract proceed(): void;
 }

@@ -240,6 +240,8 @@ export interface DashboardTotals {
   readonly upgradeBuckets: { readonly le: readonly number[]; readonly counts: readonly number[] };
   /** HTTP requests by code class (`2xx`…); absent until HTTP proxying exists. */
   readonly httpRequests?: Record<string, number>;
+  /** Upgrades and requests refused by a limit, by `kind reason` (sluice_limited_total). */
+  readonly limited?: Record<string, number>;
 }
 
 /**
@@ -265,6 +267,7 @@ export function dashboardTotals(ctx: AdminContext, view = ctx.store.read()): Das
   const closes: Record<string, Record<string, number>> = Object.fromEntries(SIDES.map((side) => [side, {}]));
   const counts = new Array<number>(UPGRADE_BUCKETS.length + 1).fill(0);
   const httpRequests: Record<string, number> = {};
+  const limited: Record<string, number> = {};
   let active = 0;
   let upgrades = 0;
   // Every series, whichever generation it was counted in: totals never drop at a reload.
@@ -303,7 +306,12 @@ export function dashboardTotals(ctx: AdminContext, view = ctx.store.read()): Das
       case 'http_requests_total':
         httpRequests[labels.code!] = (httpRequests[labels.code!] ?? 0) + value;
         break;
+      case 'sluice_limited_total': {
+        const key = `${labels.kind} ${labels.reason}`;
+        limited[key] = (limited[key] ?? 0) + value;
+        break;
+      }
     }
   }
-  return { active, activeByService, activeByBackend, backendUp, upgrades, messages, bytes, errors, closes, upgradeBuckets: { le: UPGRADE_BUCKETS, counts }, httpRequests };
+  return { active, activeByService, activeByBackend, backendUp, upgrades, messages, bytes, errors, closes, upgradeBuckets: { le: UPGRADE_BUCKETS, counts }, httpRequests, limited };
 }

@@ -96,6 +96,7 @@ const CHARTS = [
   { id: 'backend-connections', title: 'Live connections per backend' },
   // HTTP proxying lands later: its sampler line is in history.ts; its series will appear here as they come.
   { id: 'http-requests', title: 'HTTP requests/s by code class', empty: 'no HTTP requests: HTTP proxying is not in this build yet' },
+  { id: 'limited', title: 'Refused by a limit, per second (kind and reason)', empty: 'nothing refused by a limit in this window' },
 ];
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
 const UP = '#2da44e', DOWN = '#cf222e';

@@ -85,6 +85,7 @@ export const DASHBOARD_SERIES: readonly SeriesSpec[] = [
   { chart: 'backend-connections', kind: 'gauge', read: (t) => t.activeByBackend },
   // HTTP proxying is not built yet: dashboardTotals leaves httpRequests out and this chart stays empty.
   { chart: 'http-requests', kind: 'rate', sparse: true, read: (t) => t.httpRequests },
+  { chart: 'limited', kind: 'rate', sparse: true, read: (t) => t.limited },
 ];
 
 // ---- Rates and percentiles ---------------------------------------------------------------------------

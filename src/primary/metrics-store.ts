@@ -38,6 +38,8 @@ import {
   HttpField,
   planMetrics,
   type MetricsPlan,
+  LIMIT_KINDS,
+  LIMIT_REASONS,
 } from '../shared/metrics-plan.js';
 
 /** A worker whose heartbeat is older than this is stuck: /health fails and its lag shows it. */
@@ -269,6 +271,14 @@ export class MetricsStore {
     this.nameHttp(snapshot, plan, out);
     snapshot.entryPoints.forEach((entryPoint, e) => {
       out[plan.unroutedBase + e] = this.ref('sluice_unrouted_requests_total', { entrypoint: entryPoint.name }, false, true);
+    });
+    plan.routes.forEach((route, r) => {
+      const labels = { entrypoint: snapshot.entryPoints[route.entryPoint]!.name, router: snapshot.routers[route.router]!.name, service: snapshot.services[route.service]!.name };
+      LIMIT_KINDS.forEach((kind, k) => {
+        LIMIT_REASONS.forEach((reason, n) => {
+          out[plan.limitedBase + (r * LIMIT_KINDS.length + k) * LIMIT_REASONS.length + n] = this.ref('sluice_limited_total', { ...labels, kind, reason }, false, false);
+        });
+      });
     });
   }
 

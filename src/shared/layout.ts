@@ -32,6 +32,9 @@
  *                                                  over (a short cool-down after a connect failed   to it: worker/backend-failures.ts; every pick
  *                                                  or timed out); 0 = never                         reads it: balancer/pool.ts; the primary zeroes
  *                                                                                                a slot before reuse and shows it in the API)
+ *   limitWords      Int32[TABLE_SLOTS*SLOT_WORDS]  the limits table: per key a lock, fingerprint    (every worker, under each slot's lock:
+ *                                                  and count (limit-table.ts)                        limit-table.ts; the primary only allocates)
+ *   limitTimes      Float64[TABLE_SLOTS*SLOT_TIMES] the limits table's token buckets (tat, horizon) (the same)
  *
  * HTTP requests in flight are counted apart from the WebSocket connections (backendActive): a long-poll
  * or a REST call must not change what websocket_connections_active and least-connections mean.
@@ -48,9 +51,10 @@
  */
 
 import { FANOUT_FIELDS } from './fanout-wire.js';
+import { SLOT_TIMES, SLOT_WORDS, TABLE_SLOTS } from './limit-table.js';
 
 export const LAYOUT_MAGIC = 0x534c4345; // 'SLCE'
-export const LAYOUT_VERSION = 8;
+export const LAYOUT_VERSION = 9;
 const HEADER_INTS = 4;
 
 /** Per-worker event counters (workerTotals), one Float64 each. */
@@ -67,8 +71,11 @@ export const enum Total {
   Heartbeat = 8,
   /** Event-loop delay (99th percentile) over the last heartbeat period, in seconds (a gauge, not a count). */
   EventLoopLag = 9,
+  /** A per-client limit found the limits table's probe window full and let a request through uncounted
+   *  (limit-table.ts UNTRACKED). */
+  LimitsUntracked = 10,
 }
-export const TOTALS = 10;
+export const TOTALS = 11;
 
 /** Per-worker per-backend traffic counters (workerTraffic). */
 export const enum Traffic {
@@ -100,12 +107,15 @@ export interface SharedViews {
   readonly workerHttpActive: Int32Array;
   readonly workerFanout: Float64Array;
   readonly backendCoolUntil: Float64Array;
+  /** The limits table (limit-table.ts): lock, key and count words per slot, and two times per slot. */
+  readonly limitWords: Int32Array;
+  readonly limitTimes: Float64Array;
 }
 
 function byteLength(backendSlots: number, workerSlots: number): { ints: number; floatsOffset: number; total: number } {
-  const ints = HEADER_INTS + backendSlots * 2 + workerSlots * backendSlots + backendSlots + workerSlots * backendSlots;
+  const ints = HEADER_INTS + backendSlots * 2 + workerSlots * backendSlots + backendSlots + workerSlots * backendSlots + TABLE_SLOTS * SLOT_WORDS;
   const floatsOffset = Math.ceil((ints * 4) / 8) * 8;
-  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + backendSlots + workerSlots * FANOUT_FIELDS + backendSlots;
+  const floats = workerSlots * TOTALS + workerSlots * backendSlots * TRAFFIC + backendSlots + workerSlots * FANOUT_FIELDS + backendSlots + TABLE_SLOTS * SLOT_TIMES;
   return { ints, floatsOffset, total: floatsOffset + floats * 8 };
 }
 
@@ -139,6 +149,8 @@ export function attachShared(buffer: SharedArrayBuffer, backendSlots: number, wo
   const backendHttpActive = new Int32Array(buffer, offset, backendSlots);
   offset += backendSlots * 4;
   const workerHttpActive = new Int32Array(buffer, offset, workerSlots * backendSlots);
+  offset += workerSlots * backendSlots * 4;
+  const limitWords = new Int32Array(buffer, offset, TABLE_SLOTS * SLOT_WORDS);
   const workerTotals = new Float64Array(buffer, floatsOffset, workerSlots * TOTALS);
   const trafficOffset = floatsOffset + workerSlots * TOTALS * 8;
   const workerTraffic = new Float64Array(buffer, trafficOffset, workerSlots * backendSlots * TRAFFIC);
@@ -146,8 +158,10 @@ export function attachShared(buffer: SharedArrayBuffer, backendSlots: number, wo
   const backendUpSince = new Float64Array(buffer, upSinceOffset, backendSlots);
   const fanoutOffset = upSinceOffset + backendSlots * 8;
   const workerFanout = new Float64Array(buffer, fanoutOffset, workerSlots * FANOUT_FIELDS);
-  const backendCoolUntil = new Float64Array(buffer, fanoutOffset + workerSlots * FANOUT_FIELDS * 8, backendSlots);
-  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince, workerFanout, backendHttpActive, workerHttpActive, backendCoolUntil };
+  const coolOffset = fanoutOffset + workerSlots * FANOUT_FIELDS * 8;
+  const backendCoolUntil = new Float64Array(buffer, coolOffset, backendSlots);
+  const limitTimes = new Float64Array(buffer, coolOffset + backendSlots * 8, TABLE_SLOTS * SLOT_TIMES);
+  return { buffer, backendSlots, workerSlots, backendActive, backendUp, workerActive, workerTotals, workerTraffic, backendUpSince, workerFanout, backendHttpActive, workerHttpActive, backendCoolUntil, limitWords, limitTimes };
 }
 
 /**

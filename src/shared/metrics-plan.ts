@@ -15,6 +15,7 @@
  *   httpBackend  [backend (snapshot order)][HTTP_BACKEND_FIELDS]       request/response body bytes, HTTP errors by reason
  *   httpDuration [service][HTTP_DURATION_STRIDE]                       histogram of HTTP request durations
  *   unrouted     [entry point]                                          requests no router matched (404)
+ *   limited      [route][LIMIT_KINDS][LIMIT_REASONS]                  upgrades and requests refused by a limit
  * A route is one (entry point, router) pair the router listens on.
  *
  * A counter's identity is its label set, never its offset: the primary (metrics-store.ts) sums every live
@@ -53,6 +54,13 @@ export const enum ErrorReason {
   MessageTooBig = 5,
   /** The backend stopped reading past websocket.upstreamWriteBudget: the client is closed with 1013. */
   Backpressure = 6,
+  /** A client message over websocket.messageRate (closed with 1008, or dropped). */
+  MessageRate = 7,
+  /** Client pings and pongs over websocket.controlFrameRate: closed with 1008. */
+  ControlFrameRate = 8,
+  /** The client broke RFC 6455 in a way uWebSockets.js drops without a close frame (invalid UTF-8 in a text
+   *  message, which is also what an unmasked frame usually turns into): 1006. */
+  ClientProtocolError = 9,
 }
 export const ERROR_REASONS = [
   'connect_refused',
@@ -62,7 +70,35 @@ export const ERROR_REASONS = [
   'protocol_error',
   'message_too_big',
   'backpressure',
+  'message_rate',
+  'control_frame_rate',
+  'client_protocol_error',
 ] as const;
+
+/** What refused an upgrade or a request (`reason` of sluice_limited_total). */
+export const enum LimitReason {
+  /** inFlightReq: the source has `amount` requests or WebSockets in flight (429). */
+  InFlight = 0,
+  /** rateLimit: the source's bucket is empty (429). */
+  RateLimit = 1,
+  /** ipAllowList: the address is not in sourceRange (403). */
+  IpNotAllowed = 2,
+  /** websocket.allowedOrigins (403). */
+  OriginNotAllowed = 3,
+  /** entryPoints.<name>.websocket.maxConnections (503). */
+  EntryPointFull = 4,
+  /** Every backend holds loadBalancer.maxConnections (503). */
+  BackendsFull = 5,
+  /** No backend had an admission token (503 with a spread Retry-After). */
+  Admission = 6,
+}
+export const LIMIT_REASONS = ['in_flight', 'rate_limit', 'ip_not_allowed', 'origin_not_allowed', 'entrypoint_max_connections', 'backend_max_connections', 'backend_admission'] as const;
+/** `kind` label of sluice_limited_total: a WebSocket upgrade, or a plain HTTP request. */
+export const LIMIT_KINDS = ['websocket', 'http'] as const;
+export const enum LimitKind {
+  Upgrade = 0,
+  Http = 1,
+}
 
 /** Which leg started the close: the client, the backend, or Sluice itself (limits, shutdown, protocol). */
 export const enum Side {
@@ -188,6 +224,7 @@ export interface MetricsPlan {
   readonly httpDurationBase: number;
   /** sluice_unrouted_requests_total, one counter per entry point (snapshot order). */
   readonly unroutedBase: number;
+  readonly limitedBase: number;
 }
 
 export const UPGRADE_STRIDE = UPGRADE_BUCKETS.length + 3;
@@ -232,6 +269,8 @@ export function planMetrics(snapshot: Snapshot, slotCapacity = slotsNeeded(snaps
   offset += snapshot.services.length * HTTP_DURATION_STRIDE;
   const unroutedBase = offset;
   offset += snapshot.entryPoints.length;
+  const limitedBase = offset;
+  offset += routes.length * LIMIT_KINDS.length * LIMIT_REASONS.length;
   return {
     slabFloats: offset,
     routes,
@@ -246,6 +285,7 @@ export function planMetrics(snapshot: Snapshot, slotCapacity = slotsNeeded(snaps
     httpBackendBase,
     httpDurationBase,
     unroutedBase,
+    limitedBase,
   };
 }
 
@@ -276,6 +316,11 @@ export function httpBackendOffset(plan: MetricsPlan, backend: number, field: num
 /** Offset of the error counter of backend slot `backend` (it must be in this plan's snapshot). */
 export function errorOffset(plan: MetricsPlan, backend: number, reason: ErrorReason): number {
   return plan.errorsBase + plan.backendLocal[backend]! * ERROR_REASONS.length + reason;
+}
+
+/** Offset of the sluice_limited_total counter of route number `route` (an index into plan.routes). */
+export function limitedOffset(plan: MetricsPlan, route: number, kind: LimitKind, reason: LimitReason): number {
+  return plan.limitedBase + (route * LIMIT_KINDS.length + kind) * LIMIT_REASONS.length + reason;
 }
 
 export function closeOffset(plan: MetricsPlan, service: number, side: Side, code: number): number {

@@ -21,6 +21,7 @@ import type { GenerationInit } from '../shared/messages.js';
 import { RouterTable } from './router-table.js';
 import { buildMiddlewares, closeMiddlewares, type Middleware, type Middlewares } from '../middleware/chain.js';
 import { BackendPool } from './http-pool.js';
+import { GenerationLimits } from './limits.js';
 
 export class Generation {
   readonly id: number;
@@ -34,6 +35,8 @@ export class Generation {
   /** Per router: its middlewares, in order (empty when it has none). */
   readonly chains: readonly (readonly Middleware[])[];
   private readonly middlewares: Middlewares;
+  /** Entry point trust and connection limits, allowed origins, admission keys (limits.ts). */
+  readonly limits: GenerationLimits;
   /** Keep-alive connections per backend slot, made on first use. */
   private readonly pools = new Map<number, BackendPool>();
   readonly plan: MetricsPlan;
@@ -65,6 +68,7 @@ export class Generation {
     // The same health bits, slow-start clocks and cool-downs; in-flight requests instead of connections.
     const httpState: BackendState = { ...state, backendActive: state.backendHttpActive ?? state.backendActive };
     this.httpBalancers = init.snapshot.services.map((service) => createBalancer(service, httpState, bySlot));
+    this.limits = new GenerationLimits(init.snapshot);
     this.middlewares = buildMiddlewares(init.snapshot);
     this.chains = this.middlewares.chains;
     this.stickies = init.snapshot.services.map((service) => (service.sticky === null ? null : new StickyCookies(service, bySlot, init.snapshot.stickySecret)));

@@ -40,6 +40,9 @@ import { sendError } from './http-responses.js';
 import { logHttpRequest } from './access-log.js';
 import { requestHashKey } from './pick-request.js';
 import { backendFailed, Failure } from './backend-failures.js';
+import { countLimited } from './limits.js';
+import { LimitKind, type LimitReason } from '../shared/metrics-plan.js';
+import type { TrustedForwarding } from './real-client.js';
 
 /** Bodies of known length up to this size are collected before the request goes out (replayable). */
 const BUFFERED_BODY = 64 * 1024;
@@ -77,9 +80,9 @@ export function httpRequestsInFlight(): number {
 }
 
 /** A plain HTTP request routed to `routerIndex` of `gen` (call synchronously in the uWS handler). */
-export function handleHttp(res: uWS.HttpResponse, req: uWS.HttpRequest, gen: Generation, routerIndex: number, entryPoint: number, clientIp: string): void {
+export function handleHttp(res: uWS.HttpResponse, req: uWS.HttpRequest, gen: Generation, routerIndex: number, entryPoint: number, clientIp: string, trusted: TrustedForwarding | null = null): void {
   const ep = gen.snapshot.entryPoints[entryPoint]!;
-  const head = readHttpRequest(req, clientIp, ep.tls, ep.port);
+  const head = readHttpRequest(req, clientIp, ep.tls, ep.port, trusted);
   if (head.headBytes > ep.maxHeaderBytes) {
     sendError(res, 431, `request header fields too large (the limit is ${ep.maxHeaderBytes} bytes)`);
     return;
@@ -172,6 +175,9 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   private retryScheduled = false;
   responseBytes = 0;
   private finished = false;
+  /** respondingTimeouts (readTimeout while the body arrives, writeTimeout until the response is out). */
+  private deadline: NodeJS.Timeout | null = null;
+  private timedOut = false;
 
   constructor(
     private readonly res: uWS.HttpResponse,
@@ -203,6 +209,8 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
       this.bodyDone = true;
     }
     res.onAborted(() => this.onClientAborted());
+    const guard = gen.limits.entryPoints[entryPoint];
+    if (guard !== undefined && ((this.bodyMode !== Body.None && guard.readTimeoutMs > 0) || guard.writeTimeoutMs > 0)) this.armDeadline();
     if (this.bodyMode !== Body.None) res.onData((chunk, last) => this.onClientData(chunk, last));
   }
 
@@ -254,6 +262,10 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     this.status = status;
     const pairs: HeaderPair[] = headers.map(([name, value]) => [name, value]);
     this.answer(status, STATUS_CODES[status] ?? '', pairs, body);
+  }
+
+  protected countRefusal(reason: LimitReason): void {
+    countLimited(this.gen, this.entryPoint, this.router, LimitKind.Http, reason);
   }
 
   protected proceed(): void {
@@ -505,6 +517,13 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
 
   /** undici: the attempt failed (connect, timeout, reset, invalid answer, or our own abort). */
   onError(error: Error): void {
+    if (this.timedOut) {
+      // Our own abort at a respondingTimeout: the client was already answered or cut.
+      this.upstreamDone = true;
+      this.releaseUpstream(false);
+      this.finish();
+      return;
+    }
     const sent = this.sent;
     this.upstreamDone = true;
     this.releaseUpstream(false);
@@ -629,6 +648,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     if (this.finished || !(this.out === Out.Done && (this.upstreamDone || this.aborted))) return;
     this.finished = true;
     inFlight--;
+    if (this.deadline !== null) clearTimeout(this.deadline);
     if (this.aborted && this.client !== null) {
       this.abortUpstream?.(new Error('the client went away'));
       this.releaseUpstream(false);
@@ -665,9 +685,47 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     const g = this.gen;
     g.slab[g.slabBase + httpBackendOffset(g.plan, this.backend, HttpField.Errors + reason)]++;
   }
+
+  // ---- respondingTimeouts (Traefik's readTimeout and writeTimeout; never on upgrades) ---------
+
+  /** Arm the timer for the next deadline still ahead: readTimeout while the body is not all in, writeTimeout
+   *  while the response is not all out. */
+  private armDeadline(): void {
+    const guard = this.gen.limits.entryPoints[this.entryPoint]!;
+    const elapsed = performance.now() - this.startedAt;
+    let next = Infinity;
+    if (!this.bodyDone && guard.readTimeoutMs > 0) next = guard.readTimeoutMs;
+    if (guard.writeTimeoutMs > 0) next = Math.min(next, guard.writeTimeoutMs);
+    if (next === Infinity) return;
+    this.deadline = setTimeout(respondingTimeout, Math.max(1, next - elapsed), this);
+  }
+
+  /** A respondingTimeout may have passed: a body still arriving after readTimeout gets 408 (or the connection
+   *  is cut when an answer has started); a response not out after writeTimeout is cut. */
+  onDeadline(): void {
+    this.deadline = null;
+    if (this.finished || this.aborted) return;
+    const guard = this.gen.limits.entryPoints[this.entryPoint]!;
+    const elapsed = performance.now() - this.startedAt;
+    const readLate = !this.bodyDone && guard.readTimeoutMs > 0 && elapsed >= guard.readTimeoutMs;
+    const writeLate = this.out !== Out.Done && guard.writeTimeoutMs > 0 && elapsed >= guard.writeTimeoutMs;
+    if (!readLate && !writeLate) {
+      this.armDeadline();
+      return;
+    }
+    this.timedOut = true;
+    if (!this.upstreamDone && this.abortUpstream !== null) this.abortUpstream(new Error('respondingTimeouts'));
+    else if (!this.upstreamDone) this.releaseUpstream(false);
+    if (readLate && this.out === Out.Nothing) this.answerError(408, 'the request body did not arrive within readTimeout');
+    else this.cut();
+  }
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function respondingTimeout(x: HttpExchange): void {
+  x.onDeadline();
+}
 
 /** End a response (chunked, or of length 0); `close` when the client's request body was not read to its end. */
 function endResponse(res: uWS.HttpResponse, close: boolean): void {

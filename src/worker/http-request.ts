@@ -9,6 +9,7 @@
  */
 import type uWS from 'uWebSockets.js';
 import type { ClientRequestInfo } from './forwarded-request.js';
+import type { TrustedForwarding } from './real-client.js';
 
 /** Request headers never forwarded on a plain HTTP request: they describe this hop, or Sluice sets them. */
 const HOP_BY_HOP = new Set([
@@ -48,6 +49,9 @@ export class ProxyRequest {
   edited = false;
   /** The client sent `Connection: close` (among other tokens): close after the response. */
   closeAfter = false;
+  /** X-Forwarded-For as a trusted peer sent it (entryPoints.<name>.forwardedHeaders), '' otherwise: what
+   *  Traefik's ipStrategy (depth, excludedIPs) reads. */
+  trustedForwardedFor = '';
 
   constructor(
     method: string,
@@ -157,11 +161,19 @@ export interface HttpRequestHead {
   readonly chunked: boolean;
 }
 
+/** The first value of `name` among the client's forwarding headers (flat), '' when absent. */
+function forwardedValue(name: string): string {
+  for (let i = 0; i < forwarded.length; i += 2) if (forwarded[i] === name) return forwarded[i + 1]!;
+  return '';
+}
+
 /**
  * Copy a plain HTTP request out of uWS (call synchronously in the handler), with X-Forwarded-* and X-Real-Ip
- * set as for upgrades, so middlewares see (and may override) what the backend will get.
+ * set as for upgrades, so middlewares see (and may override) what the backend will get. `trusted`: the peer is
+ * trusted with X-Forwarded-* (real-client.ts): its chain goes on with the peer appended, and its
+ * X-Forwarded-Proto/-Host/-Port and X-Real-Ip as they came.
  */
-export function readHttpRequest(req: uWS.HttpRequest, clientIp: string, tls: boolean, port: number): HttpRequestHead {
+export function readHttpRequest(req: uWS.HttpRequest, clientIp: string, tls: boolean, port: number, trusted: TrustedForwarding | null = null): HttpRequestHead {
   collected = [];
   forwarded = [];
   connectionTokens = '';
@@ -178,12 +190,20 @@ export function readHttpRequest(req: uWS.HttpRequest, clientIp: string, tls: boo
     for (let i = 0; i < collected.length; i += 2) if (!named.has(collected[i]!)) headers.push(collected[i]!, collected[i + 1]!);
   }
   const host = req.getHeader('host');
-  headers.push('x-forwarded-for', clientIp, 'x-forwarded-proto', tls ? 'https' : 'http');
-  if (host !== '') headers.push('x-forwarded-host', host);
-  headers.push('x-forwarded-port', String(port), 'x-real-ip', clientIp);
+  if (trusted === null) {
+    headers.push('x-forwarded-for', clientIp, 'x-forwarded-proto', tls ? 'https' : 'http');
+    if (host !== '') headers.push('x-forwarded-host', host);
+    headers.push('x-forwarded-port', String(port), 'x-real-ip', clientIp);
+  } else {
+    headers.push('x-forwarded-for', trusted.chain, 'x-forwarded-proto', forwardedValue('x-forwarded-proto') || (tls ? 'https' : 'http'));
+    const forwardedHost = forwardedValue('x-forwarded-host') || host;
+    if (forwardedHost !== '') headers.push('x-forwarded-host', forwardedHost);
+    headers.push('x-forwarded-port', forwardedValue('x-forwarded-port') || String(port), 'x-real-ip', forwardedValue('x-real-ip') || clientIp);
+  }
   const lengthText = req.getHeader('content-length');
   const contentLength = lengthText === '' ? -1 : /^\d{1,15}$/.test(lengthText) ? Number(lengthText) : -2;
   const request = new ProxyRequest(method, url, query === undefined ? '' : `?${query}`, host, headers, forwarded, clientIp, tls, port, false);
+  if (trusted !== null) request.trustedForwardedFor = trusted.received;
   if (connectionTokens !== '' && /(^|,)\s*close\s*(,|$)/.test(connectionTokens)) request.closeAfter = true;
   return { request, headBytes, contentLength, chunked: req.getHeader('transfer-encoding') !== '', };
 }
@@ -204,7 +224,9 @@ export function upgradeRequest(client: ClientRequestInfo, clientForwarded: strin
   const q = client.path.indexOf('?');
   const path = q < 0 ? client.path : client.path.slice(0, q);
   const search = q < 0 ? '' : client.path.slice(q);
-  return new ProxyRequest('GET', path, search, client.host, [...client.headers], clientForwarded, client.clientIp, client.tls, port, true);
+  const request = new ProxyRequest('GET', path, search, client.host, [...client.headers], clientForwarded, client.clientIp, client.tls, port, true);
+  if (client.forwarded !== undefined) request.trustedForwardedFor = client.forwarded.received;
+  return request;
 }
 
 /** The upgrade as the chain left it, for beginUpgrade. */
@@ -220,5 +242,6 @@ export function upgradeClientInfo(original: ClientRequestInfo, request: ProxyReq
     tls: original.tls,
     headers: request.headers,
     edited: true,
+    ...(original.forwarded === undefined ? {} : { forwarded: original.forwarded }),
   };
 }

@@ -5,8 +5,10 @@
  * instead of a 101; the response headers middlewares set go out with the 101 or the backend's refusal.
  * Routers without middlewares never come here.
  *
- * For middlewares that count (onEnd), an upgrade's exchange ends when it is handed to the backend leg or
- * answered, not when the WebSocket closes.
+ * For middlewares that count (onEnd: inFlightReq), a WebSocket is in flight for its whole life: when the
+ * upgrade goes on to a backend, the end hooks move to the connection's limits object (limits-connection.ts)
+ * and run when the tunnel is released (the upgrade failed, or the WebSocket closed); when a middleware answers
+ * or the client leaves first, they run then.
  */
 import { STATUS_CODES } from 'node:http';
 import type uWS from 'uWebSockets.js';
@@ -18,6 +20,10 @@ import { upgradeClientInfo, upgradeRequest, type ProxyRequest } from './http-req
 import type { CompressionSpec } from '../config/snapshot.js';
 import { beginUpgrade } from './upgrade.js';
 import { logMiddlewareAnswer } from './refusals.js';
+import type { ConnectionLimits } from './limits-connection.js';
+import { newConnectionLimits } from './admission.js';
+import { countLimited } from './limits.js';
+import { LimitKind, type LimitReason } from '../shared/metrics-plan.js';
 
 export class UpgradeExchange extends ChainedExchange {
   readonly kind = 'upgrade';
@@ -34,6 +40,8 @@ export class UpgradeExchange extends ChainedExchange {
     private readonly router: number,
     private readonly entryPoint: number,
     private readonly compression: CompressionSpec | null,
+    /** What the entry point's limits hold for this upgrade (admission.ts); given to the tunnel or released. */
+    private limits: ConnectionLimits | null,
   ) {
     super();
     gen.acquire();
@@ -52,9 +60,18 @@ export class UpgradeExchange extends ChainedExchange {
     const edits = this.responseEdits;
     const extra = edits === null ? null : (edits.apply([]) as [string, string][]);
     const client = upgradeClientInfo(this.client, this.request);
-    // beginUpgrade takes its own reference on the generation and replaces the abort handler.
-    beginUpgrade(this.res, this.uwsContext, client, this.gen, this.router, this.entryPoint, this.compression, extra);
+    const hooks = this.takeEndHooks();
+    let limits = this.limits;
+    if (hooks !== null) (limits ??= newConnectionLimits(this.gen)).addHooks(hooks);
+    this.limits = null;
+    // beginUpgrade takes its own reference on the generation and replaces the abort handler; the tunnel
+    // releases the limits when it ends.
+    beginUpgrade(this.res, this.uwsContext, client, this.gen, this.router, this.entryPoint, this.compression, extra, limits);
     this.end();
+  }
+
+  protected countRefusal(reason: LimitReason): void {
+    countLimited(this.gen, this.entryPoint, this.router, LimitKind.Upgrade, reason);
   }
 
   respond(status: number, headers: HeaderList, body: string | Uint8Array): void {
@@ -75,6 +92,8 @@ export class UpgradeExchange extends ChainedExchange {
     if (this.done) return;
     this.done = true;
     this.runEndHooks();
+    this.limits?.release(null);
+    this.limits = null;
     this.gen.release();
   }
 }
@@ -89,6 +108,7 @@ export function upgradeThroughChain(
   router: number,
   entryPoint: number,
   compression: CompressionSpec | null,
+  limits: ConnectionLimits | null = null,
 ): void {
-  new UpgradeExchange(res, uwsContext, client, clientForwarded, gen, router, entryPoint, compression).start();
+  new UpgradeExchange(res, uwsContext, client, clientForwarded, gen, router, entryPoint, compression, limits).start();
 }

@@ -18,11 +18,13 @@ import type { RouteInput } from '../config/rule-ast.js';
 import { formatHostPort } from '../shared/address.js';
 import { context } from './context.js';
 import type { Generation } from './generation.js';
-import { formatAddress } from './client-address.js';
 import { lastRequestHeadBytes, readClientRequest } from './forwarded-request.js';
 import { beginUpgrade, onClientOpen } from './upgrade.js';
-import { onClientMessage, onClientDrain, onClientClose, type TunnelRef } from './tunnel.js';
+import { onClientMessage, onClientDrain, type TunnelRef } from './tunnel.js';
 import { answerUnrouted, refuseRequest } from './refusals.js';
+import { lastForwarding, resolveClient } from './real-client.js';
+import { REFUSED, admitUpgrade } from './admission.js';
+import { onClientClosed, onClientControlFrame } from './limits-connection.js';
 import { handleHttp } from './http-proxy.js';
 import { readClientForwarded } from './http-request.js';
 import { upgradeThroughChain } from './http-upgrade.js';
@@ -87,7 +89,7 @@ const routeInput = new UwsRouteInput();
 
 /** The router for this request in `gen` on entry point `index`, or -1 after answering 404 (Traefik's text). */
 function route(gen: Generation, index: number, res: uWS.HttpResponse, req: uWS.HttpRequest): number {
-  routeInput.set(req, formatAddress(res.getRemoteAddress()));
+  routeInput.set(req, resolveClient(index < 0 ? undefined : gen.limits.entryPoints[index], res, req));
   const router = index < 0 ? -1 : gen.routes.match(index, routeInput);
   routeInput.req = null;
   if (router < 0) answerUnrouted(res, req, routeInput, gen, index);
@@ -154,7 +156,8 @@ function createApp(entryPoint: EntryPointSpec, certificates: readonly Certificat
 export function listenerKey(entryPoint: EntryPointSpec, gen: Generation): string {
   const ws = gen.websocket;
   const certificates = entryPoint.tls ? gen.snapshot.certificates.map((c) => [c.certFile, c.keyFile, c.fingerprint, c.names.join(',')]) : [];
-  return JSON.stringify([entryPoint.host, entryPoint.port, entryPoint.tls, entryPoint.tlsOptions, certificates, ws.maxMessageSize, ws.clientMaxBuffer, ws.idleTimeoutSeconds, entryPoint.compression]);
+  const controlFrames = gen.snapshot.limits.controlFrameRate !== null;
+  return JSON.stringify([entryPoint.host, entryPoint.port, entryPoint.tls, entryPoint.tlsOptions, certificates, ws.maxMessageSize, ws.clientMaxBuffer, ws.idleTimeoutSeconds, entryPoint.compression, controlFrames]);
 }
 
 /** The worker's listeners: the app serving each entry point now, and apps kept for their connections. */
@@ -244,18 +247,24 @@ export class ListenerSet {
             return;
           }
           const ep = current.snapshot.entryPoints[index]!;
-          const client = readClientRequest(req, routeInput.clientIp, ep.tls);
+          const client = readClientRequest(req, routeInput.clientIp, ep.tls, lastForwarding());
           if (lastRequestHeadBytes() > ep.maxHeaderBytes) {
             refuseRequest(res, routeInput, current, index, router, true, 431, `request header fields too large (the limit is ${ep.maxHeaderBytes} bytes)`);
             return;
           }
-          if (current.chains[router]!.length > 0) upgradeThroughChain(res, uwsContext, client, readClientForwarded(req), current, router, index, entryPoint.compression);
-          else beginUpgrade(res, uwsContext, client, current, router, index, entryPoint.compression);
+          // Origins and the entry point's maxConnections (admission.ts); what it holds goes with the upgrade.
+          const limits = admitUpgrade(current, index, router, res, req, routeInput);
+          if (limits === REFUSED) return;
+          if (current.chains[router]!.length > 0) upgradeThroughChain(res, uwsContext, client, readClientForwarded(req), current, router, index, entryPoint.compression, limits);
+          else beginUpgrade(res, uwsContext, client, current, router, index, entryPoint.compression, null, limits);
         },
         open: onClientOpen,
         message: onClientMessage,
         drain: onClientDrain,
-        close: onClientClose,
+        close: onClientClosed,
+        // uWS answers pings itself; these handlers exist only to count them against controlFrameRate (uWS
+        // calls into JavaScript for control frames only when a handler is set).
+        ...(gen.snapshot.limits.controlFrameRate === null ? {} : { ping: onClientControlFrame, pong: onClientControlFrame }),
       });
       app.any('/*', (res, req) => {
         const ctx = context();
@@ -272,7 +281,7 @@ export class ListenerSet {
           refuseRequest(res, routeInput, current, ref.index, router, false, 503, 'Sluice is shutting down', [['retry-after', '1']]);
           return;
         }
-        handleHttp(res, req, current, router, ref.index, routeInput.clientIp);
+        handleHttp(res, req, current, router, ref.index, routeInput.clientIp, lastForwarding());
       });
     };
     const app = createApp(entryPoint, gen.snapshot.certificates, addRoutes);

@@ -30,6 +30,7 @@ import { compressedWireBytes } from './compression.js';
 import type { BackendInflater } from './backend-inflate.js';
 import { dropSession, type GripSession } from './fanout-delivery.js';
 import { gripFilter } from './fanout-grip.js';
+import { admitMessage, type ConnectionLimits } from './limits-connection.js';
 
 export const enum TunnelState {
   /** Upgrade in progress (connect, handshake). */
@@ -98,6 +99,8 @@ export class Tunnel {
   released = false;
   /** GRIP fan-out on this connection (fanout-grip.ts): null unless its backend's 101 turned it on. */
   grip: GripSession | null = null;
+  /** What limits hold for this connection (limits-connection.ts): released with the tunnel; null when none. */
+  limits: ConnectionLimits | null = null;
 
   /** `gen`: the config generation current when the request arrived; the tunnel keeps it (and its router,
    *  service, limits and counters) until it ends, whatever reloads happen meanwhile. */
@@ -115,6 +118,7 @@ export class Tunnel {
 export function releaseTunnel(t: Tunnel): void {
   if (t.released) return;
   t.released = true;
+  t.limits?.release(t);
   t.gen.release();
 }
 
@@ -183,6 +187,7 @@ export function writeToBackend(t: Tunnel, socket: TunnelSocket, frame: Buffer): 
 export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuffer, isBinary: boolean): void {
   const t = ws.getUserData().tunnel;
   if (t.state !== TunnelState.Open) return;
+  if (t.limits !== null && !admitMessage(t, t.limits)) return;
   const limits = t.gen.websocket;
   if (message.byteLength > limits.maxMessageSize) {
     // uWS enforces only its own, larger limit (listeners.ts), and drops the socket without a

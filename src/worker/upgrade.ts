@@ -35,6 +35,10 @@ const OFFERED_NONE: readonly string[] = [];
 import { gripOffer, takeGripExtension } from './fanout-grip.js';
 import { backendFailed, Failure } from './backend-failures.js';
 import { logRefusedUpgrade } from './refusals.js';
+import { admitBackend, refuseForBackends, type BackendRefusals } from './admission.js';
+import type { ConnectionLimits } from './limits-connection.js';
+import { scheduleLifetime } from './limits-lifetime.js';
+import { LimitReason } from '../shared/metrics-plan.js';
 
 /** Bytes of a backend's answer head we accept before calling it invalid. */
 const MAX_HEAD = 16 * 1024;
@@ -66,6 +70,8 @@ export class Handshake {
   stickyBackend = -1;
   /** Response headers the router's middlewares set (http-upgrade.ts): written on the 101 or the answer. */
   responseHeaders: readonly (readonly [string, string])[] | null = null;
+  /** Backends skipped for maxConnections or admission (admission.ts). */
+  readonly refusals: BackendRefusals = { skipped: 0, reason: LimitReason.BackendsFull, admissionBackend: -1, admitted: -1 };
 
   constructor(
     readonly res: uWS.HttpResponse,
@@ -94,12 +100,16 @@ export function beginUpgrade(
   entryPoint: number,
   compression: CompressionSpec | null = null,
   responseHeaders: readonly (readonly [string, string])[] | null = null,
+  limits: ConnectionLimits | null = null,
 ): void {
   const { snapshot } = gen;
   const router = snapshot.routers[routerIndex]!;
   const service = snapshot.services[router.service]!;
   const t = new Tunnel(gen, router.service, routerIndex, entryPoint) as HandshakeTunnel;
-  const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), gen.balancers[router.service]!, service.name, service.retries + 1, compression);
+  t.limits = limits;
+  // A backend skipped for a limit does not use up a retry: room for every backend of the pool to be skipped.
+  const limited = service.limits.maxConnections > 0 || service.limits.admission !== null;
+  const h = new Handshake(res, uwsContext, client, buildForwardedHead(client, snapshot.entryPoints[entryPoint]!), gen.balancers[router.service]!, service.name, service.retries + 1 + (limited ? service.backends.length : 0), compression);
   t.handshake = h;
   h.responseHeaders = responseHeaders;
   h.hashKey = requestHashKey(service, client);
@@ -119,12 +129,24 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   const h = t.handshake!;
   const { snapshot } = t.gen;
   let backend = chosen >= 0 ? chosen : h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
-  // A discovery slot whose address this worker has not heard of yet: count it tried and move on.
-  while (backend >= 0 && hostOf(backend) === '') {
+  // A discovery slot whose address this worker has not heard of yet, or a backend at a limit (admission.ts):
+  // count it tried and move on.
+  let wait = 0;
+  while (backend >= 0 && (hostOf(backend) === '' || (wait = admitBackend(t, h.refusals, backend)) < 0)) {
     h.tried[h.attempts++] = backend;
     backend = h.attempts < h.tried.length ? h.balancer.pick(h.tried, h.attempts, h) : -1;
   }
+  if (backend >= 0 && wait > 0) {
+    // Its admission token is reserved and comes within a second: come back then.
+    setTimeout(connectAdmitted, wait, t, backend);
+    return;
+  }
   if (backend < 0) {
+    if (h.attempts > 0 && h.attempts === h.refusals.skipped) {
+      const refused = refuseForBackends(t, h.refusals);
+      answer(t, 503, refused.message, [['retry-after', refused.retryAfter]]);
+      return;
+    }
     if (h.attempts === 0) {
       // Every backend is down (or ejected): say when to come back rather than invite a retry storm.
       countTotal(Total.NoBackend);
@@ -182,6 +204,12 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   socket.on('error', onBackendError);
   socket.on('timeout', onBackendTimeout);
   socket.write(h.request);
+}
+
+/** The admission wait of connectNext is over (unless the client left meanwhile). */
+function connectAdmitted(t: HandshakeTunnel, backend: number): void {
+  if (t.handshake === null || t.handshake.aborted) return;
+  connectNext(t, backend);
 }
 
 function hostFor(t: Tunnel, h: Handshake): string {
@@ -298,6 +326,7 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   if (clientDeflate !== '') startClientCompression(t, clientDeflate, h.compression!);
   // Counted open only once uWS holds the client: then its `close` is sure to come and count the close.
   connectionOpened(t);
+  if (t.limits !== null) scheduleLifetime(t, t.gen.limits.connection.maxLifetimeMs);
   if (t.upstreamId !== 0) {
     openTunnel(t, t.ws, null);
     startNativeFraming(t, early.length > 0 ? early : null);
