@@ -56,8 +56,11 @@ static bool slot_claim(upstream_env *e, conn *c) {
   return true;
 }
 
+static void liveness_unwatch(conn *c);
+
 static void slot_release(conn *c) {
   upstream_env *e = c->owner;
+  liveness_unwatch(c);
   if (c->id == 0) return;
   uint32_t index = c->id & ID_INDEX_MASK;
   e->slots[index] = NULL;
@@ -365,43 +368,28 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     } else fail_socket(c, (int)nread);
   } else if (c->state == CONN_CLOSED) {
     /* lingering: what the backend still sends is dropped */
-  } else if ((uint8_t *)buf->base != e->read_buffer || c->state == CONN_FRAMING) {
-    bool direct = (uint8_t *)buf->base != e->read_buffer;
+  } else if ((uint8_t *)buf->base != e->read_buffer) {
+    /* The rest of a large frame went straight into its reassembly block. */
     e->stats.bytes_in += (uint64_t)nread;
-    if (direct) {
-      c->partial_length += (uint32_t)nread;
-      e->stats.direct_reads++;
-    }
-    e->pending_read.c = c;
-    e->pending_read.src = (source){SOURCE_READ_BUFFER, e->read_buffer, READ_BUFFER_SIZE, NULL, false};
-    e->pending_read.end = (size_t)nread;
-    e->pending_read.direct = direct;
-    /* With onRead, JavaScript chooses when the frames of this read are delivered (inside ws.cork,
-     * so that uWS sends them all in one write); without it, or if it did not, deliver now. */
-    if (js_has_on_read(e)) js_on_read(c);
-    conn_deliver_pending(e);
+    c->flags |= F_HEARD;
+    c->partial_length += (uint32_t)nread;
+    e->stats.direct_reads++;
+    size_t offset = 0;
+    if (c->state == CONN_FRAMING) frames_parse_partial(c, NULL, &offset, 0);
+  } else if (c->state == CONN_FRAMING) {
+    /* Every data frame of the read goes to JavaScript in one onFrames call (batch_add / batch_flush), so
+     * that it can hand them all to uWS inside one cork. */
+    e->stats.bytes_in += (uint64_t)nread;
+    c->flags |= F_HEARD;
+    source src = {SOURCE_READ_BUFFER, e->read_buffer, READ_BUFFER_SIZE, NULL, false};
+    size_t offset = 0;
+    if (c->partial == NULL || frames_parse_partial(c, &src, &offset, (size_t)nread)) frames_parse(c, &src, offset, (size_t)nread);
+    batch_flush(e);
   } else {
     e->stats.bytes_in += (uint64_t)nread;
     if (c->state == CONN_RAW) js_on_raw(c, (size_t)nread);
   }
   js_leave(e, scope, handles);
-}
-
-void conn_deliver_pending(upstream_env *e) {
-  conn *c = e->pending_read.c;
-  if (c == NULL) return;
-  e->pending_read.c = NULL;
-  if (c->state != CONN_FRAMING) return;
-  size_t offset = 0;
-  if (e->pending_read.direct) {
-    frames_parse_partial(c, NULL, &offset, 0);
-    return;
-  }
-  source *src = &e->pending_read.src;
-  size_t end = e->pending_read.end;
-  e->read_buffer_busy = true;
-  if (c->partial == NULL || frames_parse_partial(c, src, &offset, end)) frames_parse(c, src, offset, end);
-  e->read_buffer_busy = false;
 }
 
 void conn_pause(conn *c) {
@@ -553,6 +541,96 @@ int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_time
   return 0;
 }
 
+/* ---- liveness pings ------------------------------------------------------------------------- */
+
+/* websocket.pingInterval / pongTimeout on the native leg. A read sets F_HEARD (one OR per read, no clock);
+ * one timer per thread sweeps the slots every liveness_period: a connection heard since the last sweep is
+ * quiet from now; one quiet for ping_interval gets a ping; one with a ping out for pong_timeout is reported
+ * CLOSE_UNRESPONSIVE and dropped. A paused connection is never quiet (we are not reading it) and a closing
+ * one has its own deadline. Cost: 5 bytes of the conn (in padding) and an O(slots) pass per period; a
+ * backend is found dead within ping_interval + pong_timeout + 3 periods. */
+
+static void on_liveness(uv_timer_t *timer);
+
+static uint8_t liveness_profile(upstream_env *e, uint32_t interval, uint32_t timeout) {
+  for (uint32_t i = 1; i < e->liveness_profile_count; i++) {
+    if (e->liveness_profiles[i][0] == interval && e->liveness_profiles[i][1] == timeout) return (uint8_t)i;
+  }
+  if (e->liveness_profile_count == 0) e->liveness_profile_count = 1;
+  if (e->liveness_profile_count == LIVENESS_PROFILES) {
+    /* More distinct settings than slots (many reloads that changed them): reuse the last one. */
+    e->liveness_profiles[LIVENESS_PROFILES - 1][0] = interval;
+    e->liveness_profiles[LIVENESS_PROFILES - 1][1] = timeout;
+    return LIVENESS_PROFILES - 1;
+  }
+  uint32_t i = e->liveness_profile_count++;
+  e->liveness_profiles[i][0] = interval;
+  e->liveness_profiles[i][1] = timeout;
+  return (uint8_t)i;
+}
+
+void conn_watch_liveness(conn *c, uint32_t ping_interval_ms, uint32_t pong_timeout_ms) {
+  upstream_env *e = c->owner;
+  if (c->liveness == 0) e->liveness_watched++;
+  c->liveness = liveness_profile(e, ping_interval_ms, pong_timeout_ms);
+  c->liveness_at = (uint32_t)uv_now(e->loop);
+  c->flags &= ~(F_HEARD | F_PINGED);
+  uint32_t shorter = ping_interval_ms < pong_timeout_ms ? ping_interval_ms : pong_timeout_ms;
+  uint32_t period = shorter / 4;
+  if (period < LIVENESS_PERIOD_MIN_MS) period = LIVENESS_PERIOD_MIN_MS;
+  if (period > LIVENESS_PERIOD_MAX_MS) period = LIVENESS_PERIOD_MAX_MS;
+  if (e->liveness_period == 0 || period < e->liveness_period) {
+    e->liveness_period = period;
+    uv_timer_start(&e->liveness_timer, on_liveness, period, period);
+  }
+}
+
+static void liveness_unwatch(conn *c) {
+  if (c->liveness == 0) return;
+  upstream_env *e = c->owner;
+  c->liveness = 0;
+  if (--e->liveness_watched == 0 && e->liveness_period != 0) {
+    uv_timer_stop(&e->liveness_timer);
+    e->liveness_period = 0;
+  }
+}
+
+static void on_liveness(uv_timer_t *timer) {
+  upstream_env *e = timer->data;
+  uint32_t now = (uint32_t)uv_now(e->loop);
+  bool entered = false;
+  napi_callback_scope scope = NULL;
+  napi_handle_scope handles = NULL;
+  /* Re-read slots and slot_count each time: a report runs JavaScript, which may open connections. */
+  for (uint32_t i = 0; i < e->slot_count; i++) {
+    conn *c = e->slots[i];
+    if (c == NULL || c->liveness == 0 || c->state != CONN_FRAMING || (c->flags & (F_CLOSE_SENT | F_HANDLE_CLOSING))) continue;
+    if (c->flags & (F_HEARD | F_PAUSED)) {
+      c->flags &= ~(F_HEARD | F_PINGED);
+      c->liveness_at = now;
+      continue;
+    }
+    const uint32_t *profile = e->liveness_profiles[c->liveness];
+    uint32_t quiet = now - c->liveness_at; /* wraps correctly every 49 days */
+    if (c->flags & F_PINGED) {
+      if (quiet < profile[1]) continue;
+      if (!entered) {
+        js_enter(e, &scope, &handles);
+        entered = true;
+      }
+      e->stats.unresponsive++;
+      js_on_close(c, 1006, NULL, 0, CLOSE_UNRESPONSIVE, UV_ETIMEDOUT);
+      conn_finish(c, false);
+    } else if (quiet >= profile[0]) {
+      frames_send(c, 0x9, NULL, 0);
+      e->stats.pings_sent++;
+      c->flags |= F_PINGED;
+      c->liveness_at = now;
+    }
+  }
+  if (entered) js_leave(e, scope, handles);
+}
+
 /* ---- the env's own handles --------------------------------------------------------------- */
 
 /* The state outlives whichever comes last: its napi_env (finalizer) or its last open handle. */
@@ -565,6 +643,7 @@ void env_free_if_done(upstream_env *e) {
     for (uint32_t i = 0; i < e->block_pool_count; i++) free(e->block_pool[i]);
     free(e->block_pool);
     free(e->read_buffer);
+    free(e->frame_table);
     free(e);
   }
 }
@@ -591,10 +670,12 @@ void env_start(upstream_env *e) {
   uv_prepare_init(e->loop, &e->flush_before_poll);
   uv_check_init(e->loop, &e->flush_after_poll);
   uv_timer_init(e->loop, &e->deadline_timer);
-  e->flush_before_poll.data = e->flush_after_poll.data = e->deadline_timer.data = e;
-  /* Deadlines never keep a thread alive by themselves: a dial or a close holds its own handle. */
+  uv_timer_init(e->loop, &e->liveness_timer);
+  e->flush_before_poll.data = e->flush_after_poll.data = e->deadline_timer.data = e->liveness_timer.data = e;
+  /* Deadlines and pings never keep a thread alive by themselves: a dial or a close holds its own handle. */
   uv_unref((uv_handle_t *)&e->deadline_timer);
-  e->open_handles += 3;
+  uv_unref((uv_handle_t *)&e->liveness_timer);
+  e->open_handles += 4;
 }
 
 /* Environment teardown (thread exit): close every handle without calling JavaScript. */
@@ -613,4 +694,5 @@ void env_close_all(upstream_env *e) {
   uv_close((uv_handle_t *)&e->flush_before_poll, on_env_handle_closed);
   uv_close((uv_handle_t *)&e->flush_after_poll, on_env_handle_closed);
   uv_close((uv_handle_t *)&e->deadline_timer, on_env_handle_closed);
+  uv_close((uv_handle_t *)&e->liveness_timer, on_env_handle_closed);
 }

@@ -52,6 +52,11 @@ export const enum ErrorReason {
   MessageTooBig = 5,
   /** The backend stopped reading past websocket.upstreamWriteBudget: the client is closed with 1013. */
   Backpressure = 6,
+  /** The backend did not answer a ping within websocket.pongTimeout: dropped, its client closed with 1011. */
+  BackendUnresponsive = 7,
+  /** uWebSockets.js dropped a message to the client (its send buffer was past websocket.clientMaxBuffer):
+   *  one per message dropped; the message is not counted as delivered, and the client is closed with 1013. */
+  MessageDropped = 8,
 }
 export const ERROR_REASONS = [
   'connect_refused',
@@ -61,6 +66,8 @@ export const ERROR_REASONS = [
   'protocol_error',
   'message_too_big',
   'backpressure',
+  'backend_unresponsive',
+  'message_dropped',
 ] as const;
 
 /** Which leg started the close: the client, the backend, or Sluice itself (limits, shutdown, protocol). */

@@ -71,6 +71,43 @@ export function encodeMaskedFrame(opcode: number, payload: Uint8Array, fin = tru
   return frame;
 }
 
+/** Bytes a masked frame of `length` payload bytes takes on the wire. */
+export function maskedFrameLength(length: number): number {
+  return (length < 126 ? 6 : length < 65536 ? 8 : 14) + length;
+}
+
+/**
+ * Encode one masked frame (FIN set) into `target` at `at`, which must have maskedFrameLength(payload)
+ * bytes of room; returns the offset after it. For batching a connection's frames into one buffer
+ * (backend-socket.ts) without a Buffer per message.
+ */
+export function encodeMaskedFrameInto(target: Buffer, at: number, opcode: number, payload: Uint8Array): number {
+  const length = payload.byteLength;
+  target[at] = 0x80 | opcode;
+  let keyAt: number;
+  if (length < 126) {
+    target[at + 1] = 0x80 | length;
+    keyAt = at + 2;
+  } else if (length < 65536) {
+    target[at + 1] = 0x80 | 126;
+    target[at + 2] = length >>> 8;
+    target[at + 3] = length & 0xff;
+    keyAt = at + 4;
+  } else {
+    target[at + 1] = 0x80 | 127;
+    target.writeUInt32BE(Math.floor(length / 0x100000000), at + 2);
+    target.writeUInt32BE(length >>> 0, at + 6);
+    keyAt = at + 10;
+  }
+  nextMaskKey();
+  target[keyAt] = maskKey[0]!;
+  target[keyAt + 1] = maskKey[1]!;
+  target[keyAt + 2] = maskKey[2]!;
+  target[keyAt + 3] = maskKey[3]!;
+  if (length > 0) bufferUtil.mask(payload as Buffer, maskKey, target, keyAt + 4, length);
+  return keyAt + 4 + length;
+}
+
 /** A masked close frame; code 0 means "no status" (empty payload). Reason is cut to fit 123 bytes. */
 export function encodeCloseFrame(code: number, reason: Uint8Array | string = ''): Buffer {
   if (code === 0) return encodeMaskedFrame(Opcode.Close, Buffer.alloc(0));
