@@ -1,8 +1,8 @@
 /**
  * The native leg (backend-leg.ts): TCP, the raw HTTP upgrade and RFC 6455 client framing in C (native/) on
  * this worker's libuv loop, for every plain ws:// / http:// backend when the addon is built. Host names are
- * resolved here (dns.lookup, the resolver Node's own sockets use, with a 5 s cache) and the addon is given
- * the address. TLS backends and websocketCompression stay on the Node socket leg.
+ * resolved here (dns.lookup, the resolver Node's own sockets use, IPv4 first, kept 5 s) and the addon is
+ * given the address. TLS backends and websocketCompression stay on the Node socket leg.
  *
  * Why: a Node net.Socket costs ~4.4-5.6 KB of RSS per idle connection and its stream machinery a visible
  * share of CPU per message; the addon holds a connection in a 368-byte struct and writes without a
@@ -33,7 +33,7 @@ import {
 import { handshakeData, handshakeSocketClosed, type HandshakeTunnel } from './upgrade.js';
 import { closeStartedBy, Side } from './metrics.js';
 
-/** ETIMEDOUT and EAI's "not found" as libuv reports them on Linux. */
+/** ETIMEDOUT as libuv reports it on Linux. */
 const UV_ETIMEDOUT = -110;
 /** Low bits of an addon id: its slot (native/src/upstream.h ID_INDEX_BITS). */
 const ID_INDEX_MASK = 0xfffff;
@@ -108,14 +108,16 @@ function connectByName(t: HandshakeTunnel, target: BackendTarget): void {
   const ticket = -++lookups;
   t.upstreamId = ticket;
   t.leg = nativeLeg;
-  dns.lookup(target.host, (error, address) => {
+  dns.lookup(target.host, { all: true }, (error, addresses) => {
     if (t.upstreamId !== ticket) return; // abandoned meanwhile
     t.upstreamId = 0;
     t.leg = null;
-    if (error !== null) {
+    if (error !== null || addresses.length === 0) {
       handshakeSocketClosed(t, false);
       return;
     }
+    // IPv4 first, as most backends listen there (Node's sockets try both; this leg takes one).
+    const address = (addresses.find((a) => a.family === 4) ?? addresses[0]!).address;
     resolved.set(target.host, { address, until: Date.now() + RESOLVED_FOR_MS });
     connectTo(t, address, target);
   });
