@@ -95,6 +95,11 @@ static uint8_t *block_get(upstream_env *e, size_t size, uint32_t *capacity) {
     if (e->block_pool_count > 0) return e->block_pool[--e->block_pool_count];
     return malloc(WRITE_BLOCK_SIZE);
   }
+  if (size <= LARGE_BLOCK_SIZE) {
+    *capacity = LARGE_BLOCK_SIZE;
+    if (e->large_pool_count > 0) return e->large_pool[--e->large_pool_count];
+    return malloc(LARGE_BLOCK_SIZE);
+  }
   *capacity = (uint32_t)size;
   return malloc(size);
 }
@@ -103,6 +108,10 @@ void block_release(upstream_env *e, uint8_t *block, uint32_t capacity) {
   if (block == NULL) return;
   if (capacity == WRITE_BLOCK_SIZE && e->block_pool_count < WRITE_BLOCK_POOL_MAX) {
     e->block_pool[e->block_pool_count++] = block;
+    return;
+  }
+  if (capacity == LARGE_BLOCK_SIZE && e->large_pool_count < LARGE_BLOCK_POOL_MAX) {
+    e->large_pool[e->large_pool_count++] = block;
     return;
   }
   free(block);
@@ -310,15 +319,22 @@ uint8_t *conn_reserve(conn *c, size_t length) {
     c->pending = block_get(e, needed, &c->pending_capacity);
     if (c->pending == NULL) return NULL;
   } else if (needed > c->pending_capacity) {
-    size_t capacity = (size_t)c->pending_capacity * 2;
-    if (capacity < needed) capacity = needed;
-    if (capacity > UINT32_MAX) capacity = UINT32_MAX;
-    uint8_t *grown = malloc(capacity);
+    uint32_t capacity;
+    uint8_t *grown;
+    if (needed <= LARGE_BLOCK_SIZE) {
+      grown = block_get(e, needed, &capacity);
+    } else {
+      size_t size = (size_t)c->pending_capacity * 2;
+      if (size < needed) size = needed;
+      if (size > UINT32_MAX) size = UINT32_MAX;
+      capacity = (uint32_t)size;
+      grown = malloc(size);
+    }
     if (grown == NULL) return NULL;
     memcpy(grown, c->pending, c->pending_length);
     block_release(e, c->pending, c->pending_capacity);
     c->pending = grown;
-    c->pending_capacity = (uint32_t)capacity;
+    c->pending_capacity = capacity;
   }
   uint8_t *at = c->pending + c->pending_length;
   c->pending_length = (uint32_t)needed;
@@ -641,6 +657,7 @@ void env_free_if_done(upstream_env *e) {
     free(e->generations);
     free(e->free_slots);
     for (uint32_t i = 0; i < e->block_pool_count; i++) free(e->block_pool[i]);
+    for (uint32_t i = 0; i < e->large_pool_count; i++) free(e->large_pool[i]);
     free(e->block_pool);
     free(e->read_buffer);
     free(e->frame_table);

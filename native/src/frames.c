@@ -11,8 +11,12 @@
  */
 #include "upstream.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/random.h>
+#endif
 
 enum opcode { OP_CONTINUATION = 0x0, OP_TEXT = 0x1, OP_BINARY = 0x2, OP_CLOSE = 0x8, OP_PING = 0x9, OP_PONG = 0xa };
 
@@ -278,9 +282,26 @@ bool frames_parse_partial(conn *c, source *src, size_t *offset, size_t end) {
 
 /* Masking keys must be unpredictable (RFC 6455 §5.3): 4 bytes at a time from a pooled CSPRNG
  * buffer, one refill per 1,024 frames. */
+static void refill_key_pool(upstream_env *e) {
+#ifdef __linux__
+  /* One getrandom(2) for the whole pool: uv_random asks for 256 bytes at a time, 16 syscalls per refill. */
+  size_t got = 0;
+  while (got < sizeof e->key_pool) {
+    ssize_t n = getrandom(e->key_pool + got, sizeof e->key_pool - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    got += (size_t)n;
+  }
+  if (got == sizeof e->key_pool) return;
+#endif
+  uv_random(NULL, NULL, e->key_pool, sizeof e->key_pool, 0, NULL);
+}
+
 static void next_mask_key(upstream_env *e, uint8_t key[4]) {
   if (e->key_offset + 4 > sizeof e->key_pool) {
-    uv_random(NULL, NULL, e->key_pool, sizeof e->key_pool, 0, NULL);
+    refill_key_pool(e);
     e->key_offset = 0;
   }
   memcpy(key, e->key_pool + e->key_offset, 4);

@@ -17,9 +17,13 @@
 #include <stdint.h>
 
 #define READ_BUFFER_SIZE (64 * 1024)
-/* Write blocks of this size are recycled through a per-thread free list; larger ones are malloc'd. */
+/* Write blocks of these two sizes are recycled through per-thread free lists (small: a turn's few
+ * messages; large: a 4 KiB+ message or a busy turn, so that neither costs a malloc and free per flush);
+ * larger ones are malloc'd. */
 #define WRITE_BLOCK_SIZE 4096
 #define WRITE_BLOCK_POOL_MAX 256
+#define LARGE_BLOCK_SIZE (64 * 1024)
+#define LARGE_BLOCK_POOL_MAX 16
 /* A frame still missing at least this many bytes is read straight into its reassembly buffer. */
 #define DIRECT_READ_MIN (16 * 1024)
 /* How long a connection that is being closed may take to flush its last frames. */
@@ -170,6 +174,8 @@ struct upstream_env {
 
   uint8_t **block_pool;
   uint32_t block_pool_count;
+  uint8_t *large_pool[LARGE_BLOCK_POOL_MAX];
+  uint32_t large_pool_count;
 
   uint8_t key_pool[4096];
   uint32_t key_offset;

@@ -10,7 +10,7 @@
  *
  * Encoders live here; the decoder is the read loop in tunnel.ts, which needs the tunnel's state.
  */
-import { randomFillSync, randomBytes, createHash } from 'node:crypto';
+import crypto, { randomFillSync, createHash } from 'node:crypto';
 import bufferUtil from 'bufferutil';
 
 export const enum Opcode {
@@ -124,9 +124,24 @@ export function isSendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
+// Sec-WebSocket-Key nonces come from a pooled CSPRNG buffer too (16 bytes each, one refill per 256 upgrades):
+// randomBytes() per upgrade was a visible share of an upgrade's CPU.
+const keyBytes = Buffer.allocUnsafe(4096);
+let keyBytesOffset = keyBytes.length;
+
+/** One-shot SHA-1 (crypto.hash, Node 20.12+) when there is one: no Hash object per upgrade. */
+const sha1Base64: (text: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? (text) => (crypto as unknown as { hash(algorithm: string, data: string, encoding: string): string }).hash('sha1', text, 'base64')
+    : (text) => createHash('sha1').update(text).digest('base64');
+
 /** A fresh Sec-WebSocket-Key and the Sec-WebSocket-Accept the backend must answer with. */
 export function newHandshakeKey(): { key: string; accept: string } {
-  const key = randomBytes(16).toString('base64');
-  const accept = createHash('sha1').update(key + WS_GUID).digest('base64');
-  return { key, accept };
+  if (keyBytesOffset === keyBytes.length) {
+    randomFillSync(keyBytes);
+    keyBytesOffset = 0;
+  }
+  const key = keyBytes.toString('base64', keyBytesOffset, keyBytesOffset + 16);
+  keyBytesOffset += 16;
+  return { key, accept: sha1Base64(key + WS_GUID) };
 }
