@@ -13,7 +13,7 @@ import { closeStartedBy, Side } from './metrics.js';
 import { Opcode, isSendableCloseCode } from './frame-codec.js';
 import { inflateFromBackend } from './backend-inflate.js';
 import { Tunnel, TunnelState, answerBackendClose, clientBackpressureAfterRead, closeClientAsBackend, deliverData, failFromBackend } from './tunnel.js';
-import { sendPong, type TunnelSocket } from './backend-socket.js';
+import { backendReadBuffer, backendReadViews, sendPong, type TunnelSocket } from './backend-socket.js';
 
 // The read loop works on module-level state so that `ws.cork(flushRead)` needs no closure per read.
 let readTunnel: Tunnel | null = null;
@@ -188,7 +188,7 @@ function deliverFrame(t: Tunnel, socket: TunnelSocket, b0: number, buf: Buffer, 
       closeFromBackend(t, buf, start, length);
       return;
     default:
-      deliverData(t, opcode, (b0 & 0x80) !== 0, buf.subarray(start, start + length));
+      deliverData(t, opcode, (b0 & 0x80) !== 0, buf === backendReadBuffer ? backendReadViews.view(start, length) : buf.subarray(start, start + length));
   }
 }
 

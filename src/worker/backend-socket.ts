@@ -18,6 +18,7 @@ import { pumpFromBackend } from './backend-frames.js';
 import { handshakeData, handshakeSocketClosed, type HandshakeTunnel } from './upgrade.js';
 import { encodeCloseFrame, encodeMaskedFrameInto, maskedFrameLength, Opcode } from './frame-codec.js';
 import { watchLiveness, unwatchLiveness, type Watched } from './liveness.js';
+import { ViewCache } from './view-cache.js';
 
 /** A backend socket and the leg's state for it (set once in adopt(), in this order, so every socket has
  *  the same shape). */
@@ -35,7 +36,9 @@ export type TunnelSocket = net.Socket &
 
 /** One worker-wide read buffer for every plain-TCP backend: onread fills it, the pump consumes it
  *  synchronously, so one buffer serves all sockets. */
-const backendReadBuffer = Buffer.allocUnsafe(64 * 1024);
+export const backendReadBuffer = Buffer.allocUnsafe(64 * 1024);
+/** Views on it by frame position, reused (view-cache.ts). */
+export const backendReadViews = new ViewCache(backendReadBuffer);
 
 // ---- writing: one buffer per connection per turn --------------------------------------------------
 

@@ -10,9 +10,10 @@
  *
  * Per read, the addon makes one call (onFrames) with the read's data frames as offsets in a table it
  * shares with this file (a Uint32Array made once); tunnels sit in an array indexed by the low bits of
- * the connection id. So a read costs one call from C, one ws.cork and one subarray per frame: no napi
- * object per frame, no Map lookup. Per client message, one call into the addon (sendMessage), which copies
- * and masks into the connection's write block: no allocation.
+ * the connection id. So a read costs one call from C, one ws.cork and a view per frame (reused for
+ * frames at the same place: view-cache.ts): no napi object per frame, no Map lookup. Per client message,
+ * one call into the addon (sendMessage), which copies and masks into the connection's write block: no
+ * allocation.
  */
 import dns from 'node:dns';
 import net from 'node:net';
@@ -32,6 +33,7 @@ import {
 } from './tunnel.js';
 import { handshakeData, handshakeSocketClosed, type HandshakeTunnel } from './upgrade.js';
 import { closeStartedBy, Side } from './metrics.js';
+import { ViewCache } from './view-cache.js';
 
 /** ETIMEDOUT as libuv reports it on Linux. */
 const UV_ETIMEDOUT = -110;
@@ -187,6 +189,8 @@ const readBuffer = views?.readBuffer ?? new Uint8Array(0);
 const frames = views?.frames ?? new Uint32Array(0);
 /** The same bytes as readBuffer, as a Buffer for the handshake parser (made once). */
 const readBytes = Buffer.from(readBuffer.buffer, readBuffer.byteOffset, readBuffer.byteLength);
+/** Views on readBuffer by frame position, reused (view-cache.ts). */
+const readViews = new ViewCache(readBuffer);
 
 function onOpen(id: number, status: number): void {
   const t = tunnelOf(id) as HandshakeTunnel | undefined;
@@ -217,8 +221,9 @@ function deliverBatch(): void {
   for (let i = 0; i < end && t.state === TunnelState.Open; i += 3) {
     const flags = frames[i]!;
     const start = frames[i + 1]!;
-    const source = (flags & FrameFlag.InBlock) !== 0 ? batchBlock! : readBuffer;
-    deliverData(t, flags & 0x0f, (flags & FrameFlag.Fin) !== 0, source.subarray(start, start + frames[i + 2]!));
+    const length = frames[i + 2]!;
+    const payload = (flags & FrameFlag.InBlock) !== 0 ? batchBlock!.subarray(start, start + length) : readViews.view(start, length);
+    deliverData(t, flags & 0x0f, (flags & FrameFlag.Fin) !== 0, payload);
   }
 }
 
