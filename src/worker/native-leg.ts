@@ -110,8 +110,16 @@ function connectByName(t: HandshakeTunnel, target: BackendTarget): void {
   const ticket = -++lookups;
   t.upstreamId = ticket;
   t.leg = nativeLeg;
+  // The dial timeout covers the lookup too, as it does for a Node socket.
+  const timer = setTimeout(() => {
+    if (t.upstreamId !== ticket) return;
+    t.upstreamId = 0;
+    t.leg = null;
+    handshakeSocketClosed(t, true);
+  }, target.dialTimeoutMs);
   dns.lookup(target.host, { all: true }, (error, addresses) => {
-    if (t.upstreamId !== ticket) return; // abandoned meanwhile
+    clearTimeout(timer);
+    if (t.upstreamId !== ticket) return; // abandoned or timed out meanwhile
     t.upstreamId = 0;
     t.leg = null;
     if (error !== null || addresses.length === 0) {
