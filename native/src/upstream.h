@@ -204,7 +204,10 @@ uint64_t conn_queued_bytes(const conn *c);
 void conn_pause(conn *c);
 void conn_resume(conn *c);
 void conn_set_deadline(conn *c, uint32_t ms);
+
+/* liveness.c */
 void conn_watch_liveness(conn *c, uint32_t ping_interval_ms, uint32_t pong_timeout_ms);
+void liveness_unwatch(conn *c);
 void conn_destroy(conn *c);
 void conn_finish(conn *c, bool flush_first);
 void env_start(upstream_env *e);

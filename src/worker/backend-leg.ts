@@ -27,7 +27,7 @@ import { destroyAllNative, nativeAvailable, nativeConnections, nativeLeg } from 
 
 /** Where one connection attempt goes, as upgrade.ts resolved it. */
 export interface BackendTarget {
-  /** An IP literal, or a host name (the Node leg resolves it; the native leg is given addresses only). */
+  /** An IP literal, or a host name (each leg resolves it: Node's socket, or native-leg.ts before the addon). */
   readonly host: string;
   readonly port: number;
   readonly tls: boolean;
