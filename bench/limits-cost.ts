@@ -63,6 +63,7 @@ async function startVariant(variant: Variant, root: string, backends: readonly n
   await waitForPort(port, 20_000, child);
   return {
     urls: [`ws://127.0.0.1:${port}/`],
+    throughputUrls: null,
     httpUrl: `http://127.0.0.1:${port}`,
     pid: child.pid as number,
     stop: async () => {

@@ -9,6 +9,10 @@ import { runLoad, type LoadReport } from '../loadtest/run.js';
 import { performance } from 'node:perf_hooks';
 import { cpuMicros, machineBusyMicros, processTree, rssBytes } from './procstat.js';
 import type { Running } from './targets.js';
+import { loadNativeClient } from '../loadtest/native-client.js';
+
+/** The generator's native client, when built (the throughput row uses it). */
+const nativeClient = (await loadNativeClient()).loadgen;
 
 export interface BenchSettings {
   readonly quick: boolean;
@@ -114,7 +118,11 @@ function common(target: Running, s: BenchSettings): string[] {
   return ['--url', target.urls.join(','), '--threads', String(s.generatorThreads), '--rate', '4000', '--no-progress'];
 }
 
-export async function measureTarget(target: Running, backendsPid: number, s: BenchSettings, log: (line: string) => void): Promise<TargetRun> {
+/**
+ * `cEchoPid`: the C echo backends' process when they run (the throughput row then goes through the proxy to
+ * them with the generator's native client, so that neither the generator nor the backend is the limit).
+ */
+export async function measureTarget(target: Running, backendsPid: number, s: BenchSettings, log: (line: string) => void, cEchoPid: number | null = null): Promise<TargetRun> {
   const figures: Figures = {};
   const generator: Record<string, { percentOfOneCore: number; usPerUnit: number }> = {};
   const notes: string[] = [];
@@ -175,8 +183,13 @@ export async function measureTarget(target: Running, backendsPid: number, s: Ben
   }
 
   {
-    const { report, proxyCpuUs } = await loadWithProxyCpu(target, backendsPid, [
-      'throughput', ...common(target, s),
+    // The proxy's limit, not the load side's: the native client (one C thread) and C echo backends when
+    // built; else the Node client and the uWS echo backends, which the notes say.
+    const native = target.throughputUrls !== null && cEchoPid !== null && nativeClient !== null;
+    if (!native) notes.push(`throughput: Node client and uWS echo backends (${nativeClient === null ? 'the native client is not built' : 'ws-echo is not built'}): the load side may be the limit`);
+    const { report, proxyCpuUs } = await loadWithProxyCpu(target, native ? cEchoPid : backendsPid, [
+      'throughput', '--url', (native ? target.throughputUrls! : target.urls).join(','), '--threads', String(s.generatorThreads), '--rate', '4000', '--no-progress',
+      ...(native ? ['--client', 'native'] : []),
       '--connections', String(s.throughputConnections), '--in-flight', String(s.throughputInFlight), '--size', '64',
       '--warmup', String(s.warmup), '--duration', String(s.duration),
     ]);

@@ -247,7 +247,7 @@ async function nativePath(): Promise<UpstreamPath> {
   const bySlot: (NativeConn | undefined)[] = [];
   const conns: NativeConn[] = [];
   let echoed = 0;
-  native.init({
+  const views = native.init({
     onOpen(id, status) {
       const c = bySlot[id & 0xfffff]!;
       if (status !== 0) {
@@ -258,9 +258,9 @@ async function nativePath(): Promise<UpstreamPath> {
       c.accept = accept;
       native.writeRaw(id, request);
     },
-    onRaw(id, bytes) {
+    onRaw(id, length) {
       const c = bySlot[id & 0xfffff]!;
-      c.head += Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+      c.head += Buffer.from(views.readBuffer.buffer, views.readBuffer.byteOffset, length).toString('latin1');
       const end = c.head.indexOf('\r\n\r\n');
       if (end < 0) return;
       const ok = c.head.startsWith('HTTP/1.1 101') && c.head.includes(c.accept);
@@ -270,8 +270,8 @@ async function nativePath(): Promise<UpstreamPath> {
       c.done = null;
       done(ok ? undefined : new Error('backend did not answer 101'));
     },
-    onMessage(_id, _opcode, fin) {
-      if (fin) echoed++;
+    onFrames(_id, count) {
+      for (let i = 0; i < count * 3; i += 3) if ((views.frames[i]! & 0x10) !== 0) echoed++;
     },
     onClose(id, code, reason) {
       const c = bySlot[id & 0xfffff];

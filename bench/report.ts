@@ -29,7 +29,7 @@ export const FIGURES: readonly Figure[] = [
   { key: 'addedP99_4k', label: 'Added p99 (minus direct), 4 KiB', unit: 'µs', better: 'lower' },
   { key: 'lost64', label: 'Messages lost, 64 B', unit: 'msgs', better: 'lower' },
   { key: 'lost4k', label: 'Messages lost, 4 KiB', unit: 'msgs', better: 'lower' },
-  { key: 'throughput', label: 'Max throughput, 64 B closed loop', unit: 'msg/s', better: 'higher' },
+  { key: 'throughput', label: 'Max throughput, 64 B closed loop (native client, C echo backends)', unit: 'msg/s', better: 'higher' },
   { key: 'throughputProxyCpu', label: 'Proxy CPU during max throughput', unit: '% core', better: 'info' },
   { key: 'cpuMax', label: 'Proxy CPU per round trip at max throughput', unit: 'µs', better: 'lower' },
   { key: 'rssPerConnection', label: 'RSS per idle proxied connection', unit: 'bytes', better: 'lower' },

@@ -16,7 +16,7 @@ import { renderJson, renderMarkdown, type BenchResults, type TargetResult } from
 import { COMPRESSION_FULL, COMPRESSION_QUICK, runCompressionBench } from './compression.js';
 import { FANOUT_FULL, FANOUT_QUICK, renderFanoutMarkdown, runFanoutBench, type FanoutResult } from './fanout.js';
 import {
-  REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, removeSnapshot, snapshotSluice, startBackends, startHttpBackends, startTarget, versions,
+  REPO_ROOT, TARGETS, TARGET_LABELS, commandExists, ensureInstalled, removeSnapshot, snapshotSluice, startBackends, startCEchoBackends, startHttpBackends, startTarget, versions,
   type Pinning, type Running, type TargetName,
 } from './targets.js';
 
@@ -181,12 +181,13 @@ async function main(argv: readonly string[]): Promise<number> {
   const sluiceRoot = args.only.some((t) => t.startsWith('sluice')) || args.compression || args.fanout ? snapshotSluice() : null;
   const backends = await startBackends(pin);
   const httpBackends = await startHttpBackends(pin);
+  const cEcho = args.httpOnly ? null : await startCEchoBackends(pin);
   let interrupted = false;
   process.on('SIGINT', () => {
     if (interrupted) process.exit(130);
     interrupted = true;
     log('bench: interrupted, stopping what it started');
-    void Promise.all([...live].map((r) => r.stop()).concat(backends.stop(), httpBackends.stop())).then(() => {
+    void Promise.all([...live].map((r) => r.stop()).concat(backends.stop(), httpBackends.stop(), cEcho?.stop() ?? Promise.resolve())).then(() => {
       removeSnapshot(sluiceRoot);
       process.exit(130);
     });
@@ -205,9 +206,9 @@ async function main(argv: readonly string[]): Promise<number> {
         await waitForQuiet(backends.pid);
         let running: Running | null = null;
         try {
-          running = await startTarget(t, backends.ports, pin, sluiceRoot ?? undefined, httpBackends.ports);
+          running = await startTarget(t, backends.ports, pin, sluiceRoot ?? undefined, httpBackends.ports, cEcho?.ports ?? []);
           live.add(running);
-          result.runs.push(await measureTarget(running, backends.pid, settings, log));
+          result.runs.push(await measureTarget(running, backends.pid, settings, log, cEcho?.pid ?? null));
         } catch (err) {
           // A target that fails once is tried again next run; the failure stays in the notes.
           const message = `run ${run}: ${(err as Error).message}`;
@@ -229,6 +230,7 @@ async function main(argv: readonly string[]): Promise<number> {
   } finally {
     await backends.stop();
     await httpBackends.stop();
+    await cEcho?.stop();
   }
 
   let fanout: FanoutResult[] = [];

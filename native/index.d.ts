@@ -17,6 +17,9 @@ export declare const CloseKind: {
   readonly Oversize: 4;
   /** The deadline set with setDeadline() passed (code 1006, status ETIMEDOUT). */
   readonly Timeout: 5;
+  /** Nothing came back within pongTimeout of a liveness ping (startFraming): dropped without a close frame
+   *  (code 1006, status ETIMEDOUT). */
+  readonly Unresponsive: 6;
 };
 export type CloseKind = (typeof CloseKind)[keyof typeof CloseKind];
 
@@ -24,20 +27,34 @@ export interface UpstreamCallbacks {
   /** Connect result: 0, or a negative libuv error code (ECONNREFUSED -111, ETIMEDOUT -110 on Linux).
    *  After a failure the id is gone. */
   onOpen(id: number, status: number): void;
-  /** Bytes read before startFraming() (the HTTP answer to the upgrade). Valid only during the call. */
-  onRaw(id: number, bytes: Uint8Array): void;
-  /** One backend data frame: opcode 1 (text), 2 (binary) or 0 (continuation of a fragmented
-   *  message); `fin` ends the message. The view is valid only during the call. */
-  onMessage(id: number, opcode: 0 | 1 | 2, fin: boolean, payload: Uint8Array): void;
+  /** `length` bytes read before startFraming() (the HTTP answer to the upgrade), at the start of
+   *  `readBuffer` (init's result). Valid only during the call. */
+  onRaw(id: number, length: number): void;
+  /** The data frames of one read (or of the bytes given to startFraming), in one call: `count` entries of
+   *  three numbers in `frames` (init's result): flags (opcode 1 text, 2 binary, 0 continuation, in the low
+   *  4 bits; FrameFlag.Fin: the frame ends its message; FrameFlag.InBlock: the payload is in `block`, a
+   *  frame that was reassembled, else in `readBuffer`), payload start, payload length. Valid only during
+   *  the call (`block` may be kept: it then belongs to JavaScript). */
+  onFrames(id: number, count: number, block: ArrayBuffer | undefined): void;
   /** The connection is over (exactly once per opened connection unless destroy() came first); the
    *  id is released when this returns. `reason` is a copy. */
   onClose(id: number, code: number, reason: Buffer, kind: CloseKind, status: number): void;
   /** A write that had to wait for the kernel has completed and nothing else is queued. */
   onDrain?(id: number): void;
-  /** When set, called once per read of a framing connection before any of its frames is delivered;
-   *  call deliver(id) inside it (e.g. inside ws.cork) to have the frames delivered there, so that
-   *  uWS sends them all in one write. Frames not delivered by then are delivered when it returns. */
-  onRead?(id: number): void;
+}
+
+/** Bits of a frame's flags in the `frames` table besides its opcode. */
+export declare const FrameFlag: {
+  readonly Fin: 0x10;
+  readonly InBlock: 0x20;
+};
+
+/** What init() returns: the thread's views the callbacks refer to, made once. */
+export interface UpstreamViews {
+  /** The thread's read buffer (onRaw's bytes, onFrames' payloads not InBlock). */
+  readonly readBuffer: Uint8Array;
+  /** onFrames' table: 3 numbers per frame (flags, start, length), 1,024 frames. */
+  readonly frames: Uint32Array;
 }
 
 export interface UpstreamStats {
@@ -53,6 +70,9 @@ export interface UpstreamStats {
   directReads: number;
   queuedWrites: number;
   pingsAnswered: number;
+  pingsSent: number;
+  unresponsive: number;
+  frameCalls: number;
   connectionStructBytes: number;
   readBufferBytes: number;
 }
@@ -61,23 +81,24 @@ export type Bytes = ArrayBuffer | ArrayBufferView;
 
 export interface NativeUpstream {
   /** Once per thread before connect(); calling it again replaces the callbacks. */
-  init(callbacks: UpstreamCallbacks): void;
+  init(callbacks: UpstreamCallbacks): UpstreamViews;
   /** Start a TCP connect to an IP literal; returns the id (> 0), or a negative libuv error code when
    *  the connect could not start (then no onOpen follows). dialTimeoutMs 0 means none. */
   connect(host: string, port: number, dialTimeoutMs: number, localAddress?: string): number;
-  /** Queue raw bytes (the HTTP upgrade request); before startFraming only. Returns bytes queued or -1. */
-  writeRaw(id: number, bytes: Bytes): number;
-  /** Switch to RFC 6455: later reads are parsed as server frames. `early` (the bytes that followed the
-   *  101 head in the same read) is parsed at once; its frames are delivered before this returns. */
-  startFraming(id: number, maxMessageSize: number, early?: Bytes): boolean;
+  /** Queue raw bytes (the HTTP upgrade request; a string is taken as latin1), written once connected; before
+   *  startFraming only. Returns bytes queued or -1. */
+  writeRaw(id: number, bytes: Bytes | string): number;
+  /** Switch to RFC 6455: later reads are parsed as server frames. With pingIntervalMs and pongTimeoutMs
+   *  (both > 0) the backend is pinged after that long without a byte from it, and reported Unresponsive
+   *  when nothing comes within pongTimeoutMs. `early` (the bytes that followed the 101 head in the same
+   *  read) is parsed at once; its frames are delivered before this returns. */
+  startFraming(id: number, maxMessageSize: number, pingIntervalMs?: number, pongTimeoutMs?: number, early?: Bytes): boolean;
   /** Copy and mask one frame (opcode 1 text, 2 binary; 9/10 ping/pong up to 125 bytes), flushed at
    *  the end of this loop phase. Returns the bytes now queued on the connection, or -1 when the id is
    *  gone, not framing, or closing. */
   sendMessage(id: number, opcode: 1 | 2 | 9 | 10, payload: Bytes): number;
   /** Send a close frame (code 0: no status) and wait for the backend's; onClose reports its answer. */
   sendClose(id: number, code: number, reason?: string | Bytes): boolean;
-  /** Inside onRead(id) only: deliver that read's frames now. False when there is nothing to deliver. */
-  deliver(id: number): boolean;
   /** Stop / restart reading this connection (backpressure); takes effect after the current read. */
   pause(id: number): boolean;
   resume(id: number): boolean;

@@ -15,7 +15,11 @@ export const CloseKind = Object.freeze({
   Protocol: 3,
   Oversize: 4,
   Timeout: 5,
+  Unresponsive: 6,
 });
+
+/** Bits of a frame's flags in the `frames` table besides its opcode (FRAME_FIN, FRAME_IN_BLOCK in src/upstream.h). */
+export const FrameFlag = Object.freeze({ Fin: 0x10, InBlock: 0x20 });
 
 /** @type {Error | null} */
 export let loadError = null;

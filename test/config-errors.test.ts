@@ -196,6 +196,8 @@ describe('loader', () => {
       upstreamWriteBudget: 32 * 1024 * 1024,
       idleTimeoutSeconds: 120,
       handshakeTimeoutMs: 5_000,
+      pingIntervalMs: 30_000,
+      pongTimeoutMs: 15_000,
     });
     assert.deepEqual(snapshot.entryPoints.map((ep) => ep.lifeCycle), snapshot.entryPoints.map(() => ({ acceptGraceMs: 0, graceMs: 10_000 })));
     assert.deepEqual(snapshot.transports, [

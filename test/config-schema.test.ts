@@ -119,7 +119,7 @@ describe('native upstream leg', { skip: nativeUpstream === null ? 'native addon 
     const native = nativeUpstream!;
     let opened: (status: number) => void = () => {};
     const open = new Promise<number>((resolve) => (opened = resolve));
-    native.init({ onOpen: (_id, status) => opened(status), onRaw() {}, onMessage() {}, onClose() {} });
+    native.init({ onOpen: (_id, status) => opened(status), onRaw() {}, onFrames() {}, onClose() {} });
     try {
       const id = native.connect('127.0.0.1', (server.address() as AddressInfo).port, 1000);
       assert.ok(id > 0);

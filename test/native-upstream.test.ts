@@ -13,7 +13,7 @@ import os from 'node:os';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { CloseKind as CloseKindType, UpstreamCallbacks } from '../native/index.js';
+import type { CloseKind as CloseKindType, UpstreamCallbacks, UpstreamViews } from '../native/index.js';
 import { waitFor } from './helpers/wait.js';
 
 /** Resolves after `n` full turns of this thread's event loop (each through its poll phase). */
@@ -27,6 +27,7 @@ const nativeUrl = new URL('../../native/index.js', import.meta.url).href;
 const nativeModule = (await import(nativeUrl)) as NativeModule;
 const native = nativeModule.default;
 const CloseKind = nativeModule.CloseKind;
+const FrameFlag = nativeModule.FrameFlag;
 const skip =
   native === null
     ? `native addon unavailable (${nativeModule.loadError?.message ?? 'unknown'}); build it with: cd native && node "$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js" rebuild --nodedir=/usr`
@@ -68,6 +69,8 @@ class Upstream {
     readonly id: number,
     readonly port: number,
     readonly maxMessageSize: number,
+    readonly pingIntervalMs = 0,
+    readonly pongTimeoutMs = 0,
   ) {}
 
   sendUpgrade(path = '/'): void {
@@ -86,7 +89,7 @@ class Upstream {
     assert.match(this.head, /^HTTP\/1\.1 101 /);
     assert.equal(accept, this.expectedAccept);
     this.upgraded = true;
-    native!.startFraming(this.id, this.maxMessageSize, this.rawBuffer.subarray(end + 4));
+    native!.startFraming(this.id, this.maxMessageSize, this.pingIntervalMs, this.pongTimeoutMs, this.rawBuffer.subarray(end + 4));
   }
 
   onMessage(opcode: number, fin: boolean, payload: Uint8Array): void {
@@ -101,6 +104,20 @@ class Upstream {
 }
 
 const live = new Map<number, Upstream>();
+/** The views init() returned (the read buffer and the frame table of onFrames). */
+let views: UpstreamViews | null = null;
+/** onFrames calls and the frames they carried, to check that one read's frames come in one call. */
+const frameCalls: number[] = [];
+
+/** Each frame of one onFrames call, as the addon's table describes it. */
+function framesOf(count: number, block: ArrayBuffer | undefined, each: (opcode: number, fin: boolean, payload: Uint8Array) => void): void {
+  const { frames, readBuffer } = views!;
+  for (let i = 0; i < count * 3; i += 3) {
+    const flags = frames[i]!;
+    const source = (flags & FrameFlag.InBlock) !== 0 ? new Uint8Array(block!) : readBuffer;
+    each(flags & 0x0f, (flags & FrameFlag.Fin) !== 0, source.subarray(frames[i + 1]!, frames[i + 1]! + frames[i + 2]!));
+  }
+}
 
 /** This thread's callbacks: each event goes to the Upstream that owns the id. */
 const threadCallbacks: UpstreamCallbacks = {
@@ -109,8 +126,12 @@ const threadCallbacks: UpstreamCallbacks = {
     u.openStatus = status;
     if (status !== 0) live.delete(id);
   },
-  onRaw: (id, bytes) => live.get(id)!.onRaw(bytes),
-  onMessage: (id, opcode, fin, payload) => live.get(id)!.onMessage(opcode, fin, payload),
+  onRaw: (id, length) => live.get(id)!.onRaw(views!.readBuffer.subarray(0, length)),
+  onFrames: (id, count, block) => {
+    frameCalls.push(count);
+    const u = live.get(id)!;
+    framesOf(count, block, (opcode, fin, payload) => u.onMessage(opcode, fin, payload));
+  },
   onClose: (id, code, reason, kind, status) => {
     live.get(id)!.closed = { code, reason: reason.toString(), kind, status };
     live.delete(id);
@@ -120,10 +141,10 @@ const threadCallbacks: UpstreamCallbacks = {
   },
 };
 
-function dial(port: number, options: { dialTimeoutMs?: number; maxMessageSize?: number; host?: string } = {}): Upstream {
+function dial(port: number, options: { dialTimeoutMs?: number; maxMessageSize?: number; host?: string; pingIntervalMs?: number; pongTimeoutMs?: number } = {}): Upstream {
   const id = native!.connect(options.host ?? '127.0.0.1', port, options.dialTimeoutMs ?? 2000);
   assert.ok(id > 0, `connect returned ${id}`);
-  const u = new Upstream(id, port, options.maxMessageSize ?? 16 * MiB);
+  const u = new Upstream(id, port, options.maxMessageSize ?? 16 * MiB, options.pingIntervalMs, options.pongTimeoutMs);
   live.set(id, u);
   return u;
 }
@@ -176,7 +197,7 @@ describe('native upstream addon', { skip }, () => {
   const backendByPath = new Map<string, WebSocket>();
 
   before(async () => {
-    native!.init(threadCallbacks);
+    views = native!.init(threadCallbacks);
     wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * MiB });
     wss.on('connection', (ws, request) => {
       const path = request.url ?? '/';
@@ -456,35 +477,74 @@ describe('native upstream addon', { skip }, () => {
     assert.deepEqual(u.closed, { code: 1006, reason: '', kind: CloseKind.Timeout, status: ETIMEDOUT });
   });
 
-  test('onRead lets the caller choose where a read\u2019s frames are delivered', async () => {
-    const { u, backend } = await driven('/on-read');
-    const trace: string[] = [];
-    const callbacks: UpstreamCallbacks = {
-      ...threadCallbacks,
-      onMessage: (id, opcode, fin, payload) => {
-        trace.push(`message ${Buffer.from(payload).toString()}`);
-        threadCallbacks.onMessage(id, opcode, fin, payload);
-      },
-      onRead: (id) => {
-        trace.push('read');
-        // What ws.cork(() => native.deliver(id)) does, minus uWS.
-        trace.push('cork');
-        assert.equal(native!.deliver(id), true);
-        assert.equal(native!.deliver(id), false, 'a read is delivered once');
-        trace.push('uncork');
-      },
-    };
-    native!.init(callbacks);
-    try {
-      // Three frames in one TCP segment: one read, one onRead, three messages inside it.
-      (backend as unknown as { _socket: net.Socket })._socket.write(Buffer.from([0x81, 1, 0x61, 0x81, 1, 0x62, 0x81, 1, 0x63]));
-      await waitFor('three messages', () => u.messages.length === 3);
-      assert.deepEqual(trace, ['read', 'cork', 'message a', 'message b', 'message c', 'uncork']);
-      assert.equal(native!.deliver(u.id), false, 'outside onRead there is nothing to deliver');
-    } finally {
-      native!.init(threadCallbacks);
-    }
+  test('the frames of one read come in one onFrames call, as offsets into the read buffer', async () => {
+    const { u, backend } = await driven('/one-call');
+    frameCalls.length = 0;
+    // Three frames in one TCP segment: one read, one call with three entries.
+    (backend as unknown as { _socket: net.Socket })._socket.write(Buffer.from([0x81, 1, 0x61, 0x81, 1, 0x62, 0x81, 1, 0x63]));
+    await waitFor('three messages', () => u.messages.length === 3);
+    assert.deepEqual(frameCalls, [3]);
+    assert.deepEqual(
+      u.messages.map((m) => m.data.toString()),
+      ['a', 'b', 'c'],
+    );
     native!.destroy(u.id);
+  });
+
+  test('writeRaw takes the upgrade request as a string, before the connection is up', async () => {
+    const id = native!.connect('127.0.0.1', port, 2000);
+    const u = new Upstream(id, port, MiB);
+    live.set(id, u);
+    // What Sluice does: the request is queued at connect time and goes out once connected.
+    const key = randomBytes(16).toString('base64');
+    (u as unknown as { expectedAccept: string }).expectedAccept = createHash('sha1').update(key + GUID).digest('base64');
+    const request = `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    assert.equal(native!.writeRaw(id, request), request.length);
+    await waitFor('101 from the backend', () => u.upgraded || u.closed !== null);
+    assert.equal(u.openStatus, 0);
+    native!.sendMessage(id, 1, Buffer.from('over a string request'));
+    await waitFor('echo', () => u.messages.length === 1);
+    assert.equal(u.messages[0]!.data.toString(), 'over a string request');
+    native!.destroy(id);
+  });
+
+  describe('liveness pings', () => {
+    test('a backend that answers pings stays connected however long it is quiet', async () => {
+      const pings: number[] = [];
+      const u = dial(port, { pingIntervalMs: 60, pongTimeoutMs: 60 });
+      await waitFor('connect', () => u.openStatus !== null);
+      u.sendUpgrade('/quiet');
+      await waitFor('101', () => u.upgraded);
+      await waitFor('backend socket', () => backendByPath.has('/quiet'));
+      backendByPath.get('/quiet')!.on('ping', () => pings.push(Date.now())); // `ws` answers each with a pong
+      await waitFor('five pings answered', () => pings.length >= 5);
+      assert.equal(u.closed, null);
+      native!.destroy(u.id);
+    });
+
+    test('a backend that stops answering is reported Unresponsive within pingInterval + pongTimeout', async () => {
+      const pingInterval = 150;
+      const pongTimeout = 150;
+      let heard = 0;
+      // A raw backend that reads (so TCP stays up) but never answers: what a stopped process looks like.
+      const server = await rawBackend((socket) => socket.on('data', () => heard++));
+      try {
+        const u = dial(portOf(server), { pingIntervalMs: pingInterval, pongTimeoutMs: pongTimeout });
+        await waitFor('connect', () => u.openStatus !== null);
+        u.sendUpgrade();
+        await waitFor('101', () => u.upgraded);
+        const upgradedAt = Date.now();
+        await waitFor('Unresponsive', () => u.closed !== null);
+        const took = Date.now() - upgradedAt;
+        assert.deepEqual(u.closed, { code: 1006, reason: '', kind: CloseKind.Unresponsive, status: ETIMEDOUT });
+        assert.ok(heard > 0, 'the backend got the ping');
+        // Three sweep periods (a quarter of the shorter setting each) of slack on top.
+        assert.ok(took >= pingInterval + pongTimeout - 20 && took <= pingInterval + pongTimeout + 3 * 40 + 100, `found after ${took} ms`);
+        assert.ok(native!.stats().unresponsive >= 1);
+      } finally {
+        server.close();
+      }
+    });
   });
 
   test('pause stops delivery until resume', async () => {
@@ -530,30 +590,33 @@ describe('native upstream addon', { skip }, () => {
       let finished = 0;
       await new Promise((resolve, reject) => {
         let head = new Map();
-        native.init({
+        const views = native.init({
           onOpen: (id, status) => {
             if (status !== 0) return reject(new Error('connect failed ' + status));
             const key = crypto.randomBytes(16).toString('base64');
             native.writeRaw(id, Buffer.from('GET / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: ' + key + '\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n'));
           },
-          onRaw: (id, bytes) => {
-            const text = (head.get(id) || '') + Buffer.from(bytes).toString('latin1');
+          onRaw: (id, length) => {
+            const text = (head.get(id) || '') + Buffer.from(views.readBuffer.buffer, 0, length).toString('latin1');
             if (!text.includes('\\r\\n\\r\\n')) return head.set(id, text);
             head.delete(id);
             native.startFraming(id, 1 << 20);
             left.set(id, messages);
             native.sendMessage(id, 1, Buffer.from('from worker ' + id + ' #' + messages));
           },
-          onMessage: (id, opcode, fin, payload) => {
-            const n = left.get(id);
-            if (Buffer.from(payload).toString() !== 'from worker ' + id + ' #' + n) return reject(new Error('wrong echo on ' + id));
-            if (n > 1) {
-              left.set(id, n - 1);
-              native.sendMessage(id, 1, Buffer.from('from worker ' + id + ' #' + (n - 1)));
-              return;
+          onFrames: (id, count) => {
+            for (let i = 0; i < count * 3; i += 3) {
+              const start = views.frames[i + 1], payload = views.readBuffer.subarray(start, start + views.frames[i + 2]);
+              const n = left.get(id);
+              if (Buffer.from(payload).toString() !== 'from worker ' + id + ' #' + n) return reject(new Error('wrong echo on ' + id));
+              if (n > 1) {
+                left.set(id, n - 1);
+                native.sendMessage(id, 1, Buffer.from('from worker ' + id + ' #' + (n - 1)));
+                continue;
+              }
+              if (!keepOpen) native.destroy(id);
+              if (++finished === connections) resolve();
             }
-            if (!keepOpen) native.destroy(id);
-            if (++finished === connections) resolve();
           },
           onClose: () => reject(new Error('closed early')),
         });

@@ -17,10 +17,8 @@
     }                                                                                 \
   } while (0)
 
-/* Values cached for the duration of one callback scope (handles die with the scope). Thread-local:
- * each worker thread runs its own loop and scopes. */
-static _Thread_local napi_value scope_read_buffer;
-static _Thread_local napi_value scope_on_message;
+/* Set while a loop callback's scope is open (js_enter), so that a nested report opens no second one, and a
+ * throw from JavaScript there becomes an uncaught exception. Thread-local: each worker runs its own loop. */
 static _Thread_local upstream_env *scope_owner;
 static _Thread_local bool in_loop_callback;
 
@@ -34,15 +32,11 @@ void js_enter(upstream_env *e, napi_callback_scope *scope, napi_handle_scope *ha
   napi_value resource;
   napi_get_reference_value(e->env, e->resource, &resource);
   napi_open_callback_scope(e->env, resource, e->async_context, scope);
-  scope_read_buffer = NULL;
-  scope_on_message = NULL;
   scope_owner = e;
   in_loop_callback = true;
 }
 
 void js_leave(upstream_env *e, napi_callback_scope scope, napi_handle_scope handles) {
-  scope_read_buffer = NULL;
-  scope_on_message = NULL;
   scope_owner = NULL;
   in_loop_callback = false;
   if (scope != NULL) napi_close_callback_scope(e->env, scope);
@@ -73,14 +67,6 @@ static napi_value callback(upstream_env *e, napi_ref ref) {
   return fn;
 }
 
-static napi_value read_buffer_value(upstream_env *e) {
-  if (scope_read_buffer != NULL && scope_owner == e) return scope_read_buffer;
-  napi_value ab;
-  napi_get_reference_value(e->env, e->read_array_buffer, &ab);
-  if (scope_owner == e) scope_read_buffer = ab;
-  return ab;
-}
-
 static void free_block(napi_env env, void *data, void *hint) { free(data); }
 
 void js_on_open(conn *c, int status) {
@@ -96,47 +82,63 @@ void js_on_open(conn *c, int status) {
   call(e, callback(e, e->on_open), 2, argv);
 }
 
+/* The HTTP answer's bytes are at the start of the read buffer, which JavaScript has a view of. */
 void js_on_raw(conn *c, size_t length) {
   upstream_env *e = c->owner;
   if (!can_call(e)) return;
   napi_value argv[2];
   napi_create_uint32(e->env, c->id, &argv[0]);
-  napi_create_typedarray(e->env, napi_uint8_array, length, read_buffer_value(e), 0, &argv[1]);
-  e->read_buffer_busy = true;
+  napi_create_uint32(e->env, (uint32_t)length, &argv[1]);
   call(e, callback(e, e->on_raw), 2, argv);
-  e->read_buffer_busy = false;
 }
 
-void js_on_message(conn *c, source *src, uint8_t opcode, bool fin, size_t start, size_t length) {
+/* One data frame of the read being parsed joins the batch for onFrames: three numbers in the table, no
+ * JavaScript value. A frame of another connection or of a second reassembly block flushes first. */
+void batch_add(conn *c, source *src, uint8_t opcode, bool fin, size_t start, size_t length) {
   upstream_env *e = c->owner;
-  if (!can_call(e)) return;
-  napi_value ab;
-  if (src->kind == SOURCE_READ_BUFFER) {
-    ab = read_buffer_value(e);
+  bool in_block = src->kind == SOURCE_HEAP;
+  if (e->batch_count > 0 && (e->batch_conn != c || e->batch_count == FRAME_TABLE_FRAMES || (in_block && e->batch_block != NULL && e->batch_block != src))) {
+    batch_flush(e);
+    if (c->state != CONN_FRAMING) return; /* JavaScript let go of it while taking the earlier frames */
+  }
+  uint32_t *entry = e->frame_table + 3 * e->batch_count++;
+  entry[0] = opcode | (fin ? FRAME_FIN : 0) | (in_block ? FRAME_IN_BLOCK : 0);
+  entry[1] = (uint32_t)start;
+  entry[2] = (uint32_t)length;
+  e->batch_conn = c;
+  if (in_block) e->batch_block = src;
+}
+
+/* Hand the batch to JavaScript: onFrames(id, count, block). The read buffer's frames are read through the
+ * view init() returned; a reassembly block is wrapped once in an ArrayBuffer that frees it when collected. */
+void batch_flush(upstream_env *e) {
+  uint32_t count = e->batch_count;
+  conn *c = e->batch_conn;
+  source *block = e->batch_block;
+  e->batch_count = 0;
+  e->batch_conn = NULL;
+  e->batch_block = NULL;
+  if (count == 0 || c == NULL || c->state != CONN_FRAMING || !can_call(e)) return;
+  napi_value argv[3];
+  napi_create_uint32(e->env, c->id, &argv[0]);
+  napi_create_uint32(e->env, count, &argv[1]);
+  if (block == NULL) {
+    napi_get_undefined(e->env, &argv[2]);
   } else {
-    if (src->array_buffer == NULL) {
-      if (napi_create_external_arraybuffer(e->env, src->base, src->capacity, free_block, NULL, &src->array_buffer) == napi_ok) {
-        src->handed_over = true;
+    if (block->array_buffer == NULL) {
+      if (napi_create_external_arraybuffer(e->env, block->base, block->capacity, free_block, NULL, &block->array_buffer) == napi_ok) {
+        block->handed_over = true;
       } else {
         /* no external buffers in this runtime (V8 sandbox): copy instead; the block stays ours */
         void *data;
-        napi_create_arraybuffer(e->env, src->capacity, &data, &src->array_buffer);
-        memcpy(data, src->base, src->capacity);
+        napi_create_arraybuffer(e->env, block->capacity, &data, &block->array_buffer);
+        memcpy(data, block->base, block->capacity);
       }
     }
-    ab = src->array_buffer;
+    argv[2] = block->array_buffer;
   }
-  napi_value argv[4];
-  napi_create_uint32(e->env, c->id, &argv[0]);
-  napi_create_uint32(e->env, opcode, &argv[1]);
-  napi_get_boolean(e->env, fin, &argv[2]);
-  napi_create_typedarray(e->env, napi_uint8_array, length, ab, start, &argv[3]);
-  napi_value fn = scope_owner == e ? scope_on_message : NULL;
-  if (fn == NULL) {
-    fn = callback(e, e->on_message);
-    if (scope_owner == e) scope_on_message = fn;
-  }
-  call(e, fn, 4, argv);
+  e->stats.frame_calls++;
+  call(e, callback(e, e->on_frames), 3, argv);
 }
 
 void js_on_close(conn *c, uint16_t code, const uint8_t *reason, size_t reason_length, enum close_kind kind, int status) {
@@ -145,6 +147,8 @@ void js_on_close(conn *c, uint16_t code, const uint8_t *reason, size_t reason_le
     if (c->state != CONN_CLOSED) loadgen_on_close(c, kind, status);
     return;
   }
+  /* The frames that came before the close go first. */
+  if (e->batch_conn == c) batch_flush(e);
   if (c->state == CONN_CLOSED || !can_call(e)) return;
   napi_value argv[5];
   void *copy;
@@ -162,15 +166,6 @@ void js_on_drain(conn *c) {
   napi_value argv[1];
   napi_create_uint32(e->env, c->id, &argv[0]);
   call(e, callback(e, e->on_drain), 1, argv);
-}
-
-bool js_has_on_read(upstream_env *e) { return e->on_read != NULL && can_call(e); }
-
-void js_on_read(conn *c) {
-  upstream_env *e = c->owner;
-  napi_value argv[1];
-  napi_create_uint32(e->env, c->id, &argv[0]);
-  call(e, callback(e, e->on_read), 1, argv);
 }
 
 /* ---- argument helpers ---------------------------------------------------------------------- */
@@ -196,6 +191,13 @@ static napi_value boolean(napi_env env, bool value) {
 /* Bytes of an ArrayBuffer, a TypedArray (Buffer included) or a DataView. */
 static bool bytes_of(napi_env env, napi_value value, uint8_t **data, size_t *length) {
   bool is;
+  /* ArrayBuffer first: that is what uWS hands every client message as. */
+  if (napi_is_arraybuffer(env, value, &is) == napi_ok && is) {
+    void *base;
+    if (napi_get_arraybuffer_info(env, value, &base, length) != napi_ok) return false;
+    *data = base;
+    return true;
+  }
   if (napi_is_typedarray(env, value, &is) == napi_ok && is) {
     napi_typedarray_type type;
     size_t count, offset;
@@ -211,12 +213,6 @@ static bool bytes_of(napi_env env, napi_value value, uint8_t **data, size_t *len
     }
     *data = base;
     *length = count * element;
-    return true;
-  }
-  if (napi_is_arraybuffer(env, value, &is) == napi_ok && is) {
-    void *base;
-    if (napi_get_arraybuffer_info(env, value, &base, length) != napi_ok) return false;
-    *data = base;
     return true;
   }
   if (napi_is_dataview(env, value, &is) == napi_ok && is) {
@@ -264,16 +260,23 @@ static napi_status set_ref(napi_env env, napi_value callbacks, const char *name,
   return fn != NULL ? napi_create_reference(env, fn, 1, ref) : napi_ok;
 }
 
+/* init(callbacks) -> { readBuffer, frames }: the views onRaw and onFrames refer to, made once per thread. */
 static napi_value js_init(napi_env env, napi_callback_info info) {
   ARGS(1);
   if (argc < 1 || set_ref(env, argv[0], "onOpen", &e->on_open, true) != napi_ok || set_ref(env, argv[0], "onRaw", &e->on_raw, true) != napi_ok ||
-      set_ref(env, argv[0], "onMessage", &e->on_message, true) != napi_ok || set_ref(env, argv[0], "onClose", &e->on_close, true) != napi_ok ||
-      set_ref(env, argv[0], "onDrain", &e->on_drain, false) != napi_ok || set_ref(env, argv[0], "onRead", &e->on_read, false) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "init(callbacks): onOpen, onRaw, onMessage and onClose must be functions");
+      set_ref(env, argv[0], "onFrames", &e->on_frames, true) != napi_ok || set_ref(env, argv[0], "onClose", &e->on_close, true) != napi_ok ||
+      set_ref(env, argv[0], "onDrain", &e->on_drain, false) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "init(callbacks): onOpen, onRaw, onFrames and onClose must be functions");
     return NULL;
   }
   e->initialized = true;
-  return NULL;
+  napi_value views, read_view, frames;
+  CHECK(napi_create_object(env, &views));
+  CHECK(napi_get_reference_value(env, e->read_view, &read_view));
+  CHECK(napi_get_reference_value(env, e->frame_table_ref, &frames));
+  CHECK(napi_set_named_property(env, views, "readBuffer", read_view));
+  CHECK(napi_set_named_property(env, views, "frames", frames));
+  return views;
 }
 
 static napi_value js_connect(napi_env env, napi_callback_info info) {
@@ -298,22 +301,37 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   return number(env, rc < 0 ? rc : (double)id);
 }
 
+/* writeRaw(id, bytes | latin1 string): a string (the upgrade request) is written straight into the
+ * connection's write block, with no Buffer made for it. */
 static napi_value js_write_raw(napi_env env, napi_callback_info info) {
   ARGS(2);
   conn *c = argc >= 2 ? conn_arg(env, e, argv[0]) : NULL;
   uint8_t *data;
   size_t length;
-  if (c == NULL || c->state != CONN_RAW) return number(env, -1);
+  if (c == NULL || (c->state != CONN_RAW && c->state != CONN_CONNECTING)) return number(env, -1);
+  napi_valuetype type;
+  napi_typeof(env, argv[1], &type);
+  if (type == napi_string) {
+    if (napi_get_value_string_latin1(env, argv[1], NULL, 0, &length) != napi_ok) return number(env, -1);
+    uint8_t *at = conn_reserve(c, length + 1); /* napi writes a terminating NUL */
+    if (at == NULL) return number(env, -1);
+    size_t copied = 0;
+    napi_get_value_string_latin1(env, argv[1], (char *)at, length + 1, &copied);
+    c->pending_length -= (uint32_t)(length + 1 - copied);
+    conn_mark_dirty(c);
+    return number(env, (double)conn_queued_bytes(c));
+  }
   if (!bytes_of(env, argv[1], &data, &length)) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "writeRaw(id, bytes): bytes must be an ArrayBuffer or a view");
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "writeRaw(id, bytes): bytes must be a string, an ArrayBuffer or a view");
     return NULL;
   }
   conn_write_raw(c, data, length);
   return number(env, (double)conn_queued_bytes(c));
 }
 
+/* startFraming(id, maxMessageSize, pingIntervalMs?, pongTimeoutMs?, early?) */
 static napi_value js_start_framing(napi_env env, napi_callback_info info) {
-  ARGS(3);
+  ARGS(5);
   conn *c = argc >= 1 ? conn_arg(env, e, argv[0]) : NULL;
   if (c == NULL || c->state != CONN_RAW) return boolean(env, false);
   /* No fallback: the limit is websocket.maxMessageSize, whose default lives in the config schema. */
@@ -325,9 +343,12 @@ static napi_value js_start_framing(napi_env env, napi_callback_info info) {
   c->max_message = max_message;
   c->state = CONN_FRAMING;
   e->stats.framing++;
+  uint32_t ping_interval = argc >= 3 ? uint_arg(env, argv[2], 0) : 0;
+  uint32_t pong_timeout = argc >= 4 ? uint_arg(env, argv[3], 0) : 0;
+  if (ping_interval > 0 && pong_timeout > 0) conn_watch_liveness(c, ping_interval, pong_timeout);
   uint8_t *early;
   size_t length;
-  if (argc >= 3 && bytes_of(env, argv[2], &early, &length) && length > 0) {
+  if (argc >= 5 && bytes_of(env, argv[4], &early, &length) && length > 0) {
     /* Frames that came in the same read as the 101: parse a private copy (the caller's view may be
      * on the read buffer), delivering before this call returns. */
     uint8_t *copy = malloc(length);
@@ -337,14 +358,12 @@ static napi_value js_start_framing(napi_env env, napi_callback_info info) {
     }
     memcpy(copy, early, length);
     source heap = {SOURCE_HEAP, copy, length, NULL, false};
-    napi_value saved_buffer = scope_read_buffer, saved_message = scope_on_message;
     upstream_env *saved_owner = scope_owner;
     bool saved_loop = in_loop_callback;
     scope_owner = NULL;
     in_loop_callback = false;
     frames_parse(c, &heap, 0, length);
-    scope_read_buffer = saved_buffer;
-    scope_on_message = saved_message;
+    batch_flush(e); /* before the block may be freed */
     scope_owner = saved_owner;
     in_loop_callback = saved_loop;
     if (!heap.handed_over) free(copy);
@@ -365,7 +384,11 @@ static napi_value js_send_message(napi_env env, napi_callback_info info) {
   }
   frames_send(c, (uint8_t)opcode, data, length);
   e->stats.messages_out++;
-  return number(env, (double)conn_queued_bytes(c));
+  /* an int32 is a small integer to V8: no heap number per message */
+  uint64_t queued = conn_queued_bytes(c);
+  napi_value result;
+  napi_create_int32(env, queued > INT32_MAX ? INT32_MAX : (int32_t)queued, &result);
+  return result;
 }
 
 static napi_value js_send_close(napi_env env, napi_callback_info info) {
@@ -391,22 +414,6 @@ static napi_value js_send_close(napi_env env, napi_callback_info info) {
     return NULL;
   }
   frames_send_close(c, (uint16_t)code, reason, reason_length);
-  return boolean(env, true);
-}
-
-/* Inside onRead(id): deliver that read's frames now (onMessage/onClose run before this returns). */
-static napi_value js_deliver(napi_env env, napi_callback_info info) {
-  ARGS(1);
-  conn *c = argc >= 1 ? conn_arg(env, e, argv[0]) : NULL;
-  if (c == NULL || e->pending_read.c != c) return boolean(env, false);
-  /* Handles made inside this call die with it: cache nothing in the outer scope meanwhile. */
-  napi_value saved_buffer = scope_read_buffer, saved_message = scope_on_message;
-  upstream_env *saved_owner = scope_owner;
-  scope_owner = NULL;
-  conn_deliver_pending(e);
-  scope_read_buffer = saved_buffer;
-  scope_on_message = saved_message;
-  scope_owner = saved_owner;
   return boolean(env, true);
 }
 
@@ -464,6 +471,9 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   put(env, o, "directReads", (double)e->stats.direct_reads);
   put(env, o, "queuedWrites", (double)e->stats.queued_writes);
   put(env, o, "pingsAnswered", (double)e->stats.pings_answered);
+  put(env, o, "pingsSent", (double)e->stats.pings_sent);
+  put(env, o, "unresponsive", (double)e->stats.unresponsive);
+  put(env, o, "frameCalls", (double)e->stats.frame_calls);
   put(env, o, "connectionStructBytes", sizeof(conn));
   put(env, o, "readBufferBytes", READ_BUFFER_SIZE);
   return o;
@@ -498,9 +508,16 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   e->read_buffer = malloc(READ_BUFFER_SIZE);
   e->block_pool = malloc(WRITE_BLOCK_POOL_MAX * sizeof *e->block_pool);
   if (e->read_buffer == NULL || e->block_pool == NULL) return NULL;
-  napi_value ab, resource, name;
+  e->frame_table = malloc(FRAME_TABLE_FRAMES * 3 * sizeof *e->frame_table);
+  if (e->frame_table == NULL) return NULL;
+  napi_value ab, view, table_ab, table, resource, name;
   CHECK(napi_create_external_arraybuffer(env, e->read_buffer, READ_BUFFER_SIZE, NULL, NULL, &ab));
   CHECK(napi_create_reference(env, ab, 1, &e->read_array_buffer));
+  CHECK(napi_create_typedarray(env, napi_uint8_array, READ_BUFFER_SIZE, ab, 0, &view));
+  CHECK(napi_create_reference(env, view, 1, &e->read_view));
+  CHECK(napi_create_external_arraybuffer(env, e->frame_table, FRAME_TABLE_FRAMES * 3 * sizeof *e->frame_table, NULL, NULL, &table_ab));
+  CHECK(napi_create_typedarray(env, napi_uint32_array, FRAME_TABLE_FRAMES * 3, table_ab, 0, &table));
+  CHECK(napi_create_reference(env, table, 1, &e->frame_table_ref));
   CHECK(napi_create_object(env, &resource));
   CHECK(napi_create_reference(env, resource, 1, &e->resource));
   CHECK(napi_create_string_utf8(env, "SluiceUpstream", NAPI_AUTO_LENGTH, &name));
@@ -516,7 +533,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"startFraming", NULL, js_start_framing, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"sendMessage", NULL, js_send_message, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"sendClose", NULL, js_send_close, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
-      {"deliver", NULL, js_deliver, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"pause", NULL, js_pause, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"resume", NULL, js_resume, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},
       {"setDeadline", NULL, js_set_deadline, NULL, NULL, NULL, napi_enumerable | napi_writable, NULL},

@@ -58,6 +58,7 @@ static bool slot_claim(upstream_env *e, conn *c) {
 
 static void slot_release(conn *c) {
   upstream_env *e = c->owner;
+  liveness_unwatch(c);
   if (c->id == 0) return;
   uint32_t index = c->id & ID_INDEX_MASK;
   e->slots[index] = NULL;
@@ -92,6 +93,11 @@ static uint8_t *block_get(upstream_env *e, size_t size, uint32_t *capacity) {
     if (e->block_pool_count > 0) return e->block_pool[--e->block_pool_count];
     return malloc(WRITE_BLOCK_SIZE);
   }
+  if (size <= LARGE_BLOCK_SIZE) {
+    *capacity = LARGE_BLOCK_SIZE;
+    if (e->large_pool_count > 0) return e->large_pool[--e->large_pool_count];
+    return malloc(LARGE_BLOCK_SIZE);
+  }
   *capacity = (uint32_t)size;
   return malloc(size);
 }
@@ -100,6 +106,10 @@ void block_release(upstream_env *e, uint8_t *block, uint32_t capacity) {
   if (block == NULL) return;
   if (capacity == WRITE_BLOCK_SIZE && e->block_pool_count < WRITE_BLOCK_POOL_MAX) {
     e->block_pool[e->block_pool_count++] = block;
+    return;
+  }
+  if (capacity == LARGE_BLOCK_SIZE && e->large_pool_count < LARGE_BLOCK_POOL_MAX) {
+    e->large_pool[e->large_pool_count++] = block;
     return;
   }
   free(block);
@@ -307,15 +317,22 @@ uint8_t *conn_reserve(conn *c, size_t length) {
     c->pending = block_get(e, needed, &c->pending_capacity);
     if (c->pending == NULL) return NULL;
   } else if (needed > c->pending_capacity) {
-    size_t capacity = (size_t)c->pending_capacity * 2;
-    if (capacity < needed) capacity = needed;
-    if (capacity > UINT32_MAX) capacity = UINT32_MAX;
-    uint8_t *grown = malloc(capacity);
+    uint32_t capacity;
+    uint8_t *grown;
+    if (needed <= LARGE_BLOCK_SIZE) {
+      grown = block_get(e, needed, &capacity);
+    } else {
+      size_t size = (size_t)c->pending_capacity * 2;
+      if (size < needed) size = needed;
+      if (size > UINT32_MAX) size = UINT32_MAX;
+      capacity = (uint32_t)size;
+      grown = malloc(size);
+    }
     if (grown == NULL) return NULL;
     memcpy(grown, c->pending, c->pending_length);
     block_release(e, c->pending, c->pending_capacity);
     c->pending = grown;
-    c->pending_capacity = (uint32_t)capacity;
+    c->pending_capacity = capacity;
   }
   uint8_t *at = c->pending + c->pending_length;
   c->pending_length = (uint32_t)needed;
@@ -365,43 +382,28 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     } else fail_socket(c, (int)nread);
   } else if (c->state == CONN_CLOSED) {
     /* lingering: what the backend still sends is dropped */
-  } else if ((uint8_t *)buf->base != e->read_buffer || c->state == CONN_FRAMING) {
-    bool direct = (uint8_t *)buf->base != e->read_buffer;
+  } else if ((uint8_t *)buf->base != e->read_buffer) {
+    /* The rest of a large frame went straight into its reassembly block. */
     e->stats.bytes_in += (uint64_t)nread;
-    if (direct) {
-      c->partial_length += (uint32_t)nread;
-      e->stats.direct_reads++;
-    }
-    e->pending_read.c = c;
-    e->pending_read.src = (source){SOURCE_READ_BUFFER, e->read_buffer, READ_BUFFER_SIZE, NULL, false};
-    e->pending_read.end = (size_t)nread;
-    e->pending_read.direct = direct;
-    /* With onRead, JavaScript chooses when the frames of this read are delivered (inside ws.cork,
-     * so that uWS sends them all in one write); without it, or if it did not, deliver now. */
-    if (js_has_on_read(e)) js_on_read(c);
-    conn_deliver_pending(e);
+    c->flags |= F_HEARD;
+    c->partial_length += (uint32_t)nread;
+    e->stats.direct_reads++;
+    size_t offset = 0;
+    if (c->state == CONN_FRAMING) frames_parse_partial(c, NULL, &offset, 0);
+  } else if (c->state == CONN_FRAMING) {
+    /* Every data frame of the read goes to JavaScript in one onFrames call (batch_add / batch_flush), so
+     * that it can hand them all to uWS inside one cork. */
+    e->stats.bytes_in += (uint64_t)nread;
+    c->flags |= F_HEARD;
+    source src = {SOURCE_READ_BUFFER, e->read_buffer, READ_BUFFER_SIZE, NULL, false};
+    size_t offset = 0;
+    if (c->partial == NULL || frames_parse_partial(c, &src, &offset, (size_t)nread)) frames_parse(c, &src, offset, (size_t)nread);
+    batch_flush(e);
   } else {
     e->stats.bytes_in += (uint64_t)nread;
     if (c->state == CONN_RAW) js_on_raw(c, (size_t)nread);
   }
   js_leave(e, scope, handles);
-}
-
-void conn_deliver_pending(upstream_env *e) {
-  conn *c = e->pending_read.c;
-  if (c == NULL) return;
-  e->pending_read.c = NULL;
-  if (c->state != CONN_FRAMING) return;
-  size_t offset = 0;
-  if (e->pending_read.direct) {
-    frames_parse_partial(c, NULL, &offset, 0);
-    return;
-  }
-  source *src = &e->pending_read.src;
-  size_t end = e->pending_read.end;
-  e->read_buffer_busy = true;
-  if (c->partial == NULL || frames_parse_partial(c, src, &offset, end)) frames_parse(c, src, offset, end);
-  e->read_buffer_busy = false;
 }
 
 void conn_pause(conn *c) {
@@ -563,8 +565,10 @@ void env_free_if_done(upstream_env *e) {
     free(e->generations);
     free(e->free_slots);
     for (uint32_t i = 0; i < e->block_pool_count; i++) free(e->block_pool[i]);
+    for (uint32_t i = 0; i < e->large_pool_count; i++) free(e->large_pool[i]);
     free(e->block_pool);
     free(e->read_buffer);
+    free(e->frame_table);
     free(e);
   }
 }
@@ -591,10 +595,12 @@ void env_start(upstream_env *e) {
   uv_prepare_init(e->loop, &e->flush_before_poll);
   uv_check_init(e->loop, &e->flush_after_poll);
   uv_timer_init(e->loop, &e->deadline_timer);
-  e->flush_before_poll.data = e->flush_after_poll.data = e->deadline_timer.data = e;
-  /* Deadlines never keep a thread alive by themselves: a dial or a close holds its own handle. */
+  uv_timer_init(e->loop, &e->liveness_timer);
+  e->flush_before_poll.data = e->flush_after_poll.data = e->deadline_timer.data = e->liveness_timer.data = e;
+  /* Deadlines and pings never keep a thread alive by themselves: a dial or a close holds its own handle. */
   uv_unref((uv_handle_t *)&e->deadline_timer);
-  e->open_handles += 3;
+  uv_unref((uv_handle_t *)&e->liveness_timer);
+  e->open_handles += 4;
 }
 
 /* Environment teardown (thread exit): close every handle without calling JavaScript. */
@@ -613,4 +619,5 @@ void env_close_all(upstream_env *e) {
   uv_close((uv_handle_t *)&e->flush_before_poll, on_env_handle_closed);
   uv_close((uv_handle_t *)&e->flush_after_poll, on_env_handle_closed);
   uv_close((uv_handle_t *)&e->deadline_timer, on_env_handle_closed);
+  uv_close((uv_handle_t *)&e->liveness_timer, on_env_handle_closed);
 }

@@ -2,16 +2,21 @@
  * RFC 6455 as a client, for the upstream leg: parse the backend's (unmasked) frames in place and
  * encode our (masked) frames straight into the connection's pending write block.
  *
- * A frame that arrived whole is delivered as a view on the buffer it was read into; only a frame
- * split across reads is copied, into a reassembly block sized to that frame (never larger than
- * maxMessageSize plus its header), and that block is then handed to JavaScript as the payload's
- * ArrayBuffer instead of being copied again. Pings are answered here; protocol errors close with
+ * Data frames are not handed to JavaScript one by one: each joins the read's batch (addon.c batch_add), three
+ * numbers in a table JavaScript reads once per read. A frame that arrived whole stays in the buffer it was
+ * read into; only a frame split across reads is copied, into a reassembly block sized to that frame (never
+ * larger than maxMessageSize plus its header), and that block is then handed to JavaScript as the
+ * payload's ArrayBuffer instead of being copied again. Pings are answered here; protocol errors close with
  * 1002 and oversize messages with 1009, and are reported through onClose.
  */
 #include "upstream.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/random.h>
+#endif
 
 enum opcode { OP_CONTINUATION = 0x0, OP_TEXT = 0x1, OP_BINARY = 0x2, OP_CLOSE = 0x8, OP_PING = 0x9, OP_PONG = 0xa };
 
@@ -148,7 +153,7 @@ static void deliver(conn *c, source *src, uint8_t b0, size_t start, size_t lengt
         c->fragment_opcode = opcode;
         c->fragment_bytes = length;
       }
-      js_on_message(c, src, opcode, fin, start, length);
+      batch_add(c, src, opcode, fin, start, length);
       return;
     case OP_CONTINUATION:
       if (c->fragment_opcode == 0) {
@@ -165,7 +170,7 @@ static void deliver(conn *c, source *src, uint8_t b0, size_t start, size_t lengt
         c->fragment_bytes = 0;
         e->stats.messages_in++;
       }
-      js_on_message(c, src, OP_CONTINUATION, fin, start, length);
+      batch_add(c, src, OP_CONTINUATION, fin, start, length);
       return;
     case OP_PING:
       /* Each leg answers its own pings: the client's are answered by uWS, the backend's here. */
@@ -268,6 +273,7 @@ bool frames_parse_partial(conn *c, source *src, size_t *offset, size_t end) {
   c->owner->stats.reassembled++;
   size_t header = header_length(block[1]);
   deliver(c, &heap, block[0], header, frame - header);
+  batch_flush(c->owner); /* JavaScript takes the frame before the block may be freed */
   if (!heap.handed_over) free(block); /* else JavaScript owns it now */
   return c->state == CONN_FRAMING;
 }
@@ -276,9 +282,26 @@ bool frames_parse_partial(conn *c, source *src, size_t *offset, size_t end) {
 
 /* Masking keys must be unpredictable (RFC 6455 §5.3): 4 bytes at a time from a pooled CSPRNG
  * buffer, one refill per 1,024 frames. */
+static void refill_key_pool(upstream_env *e) {
+#ifdef __linux__
+  /* One getrandom(2) for the whole pool: uv_random asks for 256 bytes at a time, 16 syscalls per refill. */
+  size_t got = 0;
+  while (got < sizeof e->key_pool) {
+    ssize_t n = getrandom(e->key_pool + got, sizeof e->key_pool - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    got += (size_t)n;
+  }
+  if (got == sizeof e->key_pool) return;
+#endif
+  uv_random(NULL, NULL, e->key_pool, sizeof e->key_pool, 0, NULL);
+}
+
 static void next_mask_key(upstream_env *e, uint8_t key[4]) {
   if (e->key_offset + 4 > sizeof e->key_pool) {
-    uv_random(NULL, NULL, e->key_pool, sizeof e->key_pool, 0, NULL);
+    refill_key_pool(e);
     e->key_offset = 0;
   }
   memcpy(key, e->key_pool + e->key_offset, 4);

@@ -17,13 +17,27 @@
 #include <stdint.h>
 
 #define READ_BUFFER_SIZE (64 * 1024)
-/* Write blocks of this size are recycled through a per-thread free list; larger ones are malloc'd. */
+/* Write blocks of these two sizes are recycled through per-thread free lists (small: a turn's few
+ * messages; large: a 4 KiB+ message or a busy turn, so that neither costs a malloc and free per flush);
+ * larger ones are malloc'd. */
 #define WRITE_BLOCK_SIZE 4096
 #define WRITE_BLOCK_POOL_MAX 256
+#define LARGE_BLOCK_SIZE (64 * 1024)
+#define LARGE_BLOCK_POOL_MAX 16
 /* A frame still missing at least this many bytes is read straight into its reassembly buffer. */
 #define DIRECT_READ_MIN (16 * 1024)
 /* How long a connection that is being closed may take to flush its last frames. */
 #define LINGER_MS 5000
+/* Frames of one read handed to JavaScript in one onFrames call: 3 uint32 each (flags, start, length). A
+ * read with more frames than this (64 KiB of tiny ones) takes more than one call. */
+#define FRAME_TABLE_FRAMES 1024
+#define FRAME_FIN 0x10      /* in a frame's flags: the frame ends its message */
+#define FRAME_IN_BLOCK 0x20 /* the payload is in the call's `block` (a reassembled frame), not the read buffer */
+/* Distinct (pingInterval, pongTimeout) pairs per thread; index 0 means pings off. */
+#define LIVENESS_PROFILES 16
+/* The liveness sweep runs every quarter of the shorter setting, within these bounds. */
+#define LIVENESS_PERIOD_MIN_MS 20
+#define LIVENESS_PERIOD_MAX_MS 1000
 
 /* Connection ids: low bits index the slot table, high bits count reuses of the slot, so a stale id
  * held by JavaScript after onClose never reaches the slot's next connection. Ids stay below 2^31. */
@@ -46,6 +60,7 @@ enum close_kind {
   CLOSE_PROTOCOL = 3, /* the backend broke RFC 6455; Sluice sent it 1002 */
   CLOSE_OVERSIZE = 4, /* a message over maxMessageSize; Sluice sent it 1009 */
   CLOSE_TIMEOUT = 5,  /* the deadline set with setDeadline passed (status UV_ETIMEDOUT) */
+  CLOSE_UNRESPONSIVE = 6, /* no byte came within pongTimeout of a liveness ping: dropped (status UV_ETIMEDOUT) */
 };
 
 enum conn_flag {
@@ -56,6 +71,8 @@ enum conn_flag {
   F_CLOSE_AFTER_FLUSH = 1 << 4,
   F_BOUND = 1 << 5,
   F_LOADGEN = 1 << 6, /* a load generator client (loadgen.c): reads and events never go to JavaScript per frame */
+  F_HEARD = 1 << 7,   /* something was read since the last liveness sweep */
+  F_PINGED = 1 << 8,  /* a liveness ping is outstanding; liveness_at is when it went out */
 };
 
 typedef struct write_req {
@@ -73,10 +90,11 @@ typedef struct conn {
   upstream_env *owner;
   uint32_t id;
   uint8_t state;
-  uint8_t flags;
+  uint16_t flags;
   uint8_t fragment_opcode; /* opcode of a fragmented message in progress, 0 when none */
   uint8_t in_deadline_list;
   uint8_t partial_sized; /* partial_need is the whole frame (its header is in) */
+  uint8_t liveness;      /* index of this connection's (pingInterval, pongTimeout) in the env, 0: no pings */
   uint32_t max_message;
   uint64_t fragment_bytes;
   /* reassembly of one frame split across reads: `partial_need` is the full frame size once the
@@ -85,6 +103,8 @@ typedef struct conn {
   uint32_t partial_length;
   uint32_t partial_need;
   uint32_t partial_capacity;
+  /* uv_now() ms (low 32 bits) when the backend was last heard by a sweep, or when the ping went out (F_PINGED) */
+  uint32_t liveness_at;
   /* bytes waiting for the next flush, and the one write in flight (if any) */
   uint8_t *pending;
   uint32_t pending_length;
@@ -115,20 +135,20 @@ struct upstream_env {
   uv_loop_t *loop;
   bool initialized;
   bool tearing_down;
-  napi_ref on_open, on_raw, on_message, on_close, on_drain, on_read;
-  /* The read being delivered when onRead is set: frames wait here until JavaScript calls deliver(id)
-   * (typically inside ws.cork) or onRead returns. Valid only during on_read. */
-  struct {
-    conn *c;
-    source src;
-    size_t end;
-    bool direct; /* the bytes went straight into the reassembly block */
-  } pending_read;
+  napi_ref on_open, on_raw, on_frames, on_close, on_drain;
+  /* The frames of the read being parsed, handed to onFrames in one call (batch_flush): the table JavaScript
+   * reads (a Uint32Array made once), the connection they belong to, and the reassembly block some of them
+   * may be in (at most one per call: it is flushed before that block is let go). */
+  uint32_t *frame_table;
+  napi_ref frame_table_ref;
+  uint32_t batch_count;
+  conn *batch_conn;
+  source *batch_block;
   napi_ref resource;
   napi_async_context async_context;
   napi_ref read_array_buffer;
+  napi_ref read_view; /* a Uint8Array over the read buffer, made once, handed to JavaScript by init() */
   uint8_t *read_buffer;
-  bool read_buffer_busy;
 
   conn **slots;
   uint16_t *generations;
@@ -145,8 +165,17 @@ struct upstream_env {
   uv_timer_t deadline_timer;
   uint64_t timer_due;
 
+  /* Liveness pings (websocket.pingInterval / pongTimeout): one sweep timer over every framing connection. */
+  uv_timer_t liveness_timer;
+  uint32_t liveness_period; /* ms; 0 while the timer is stopped */
+  uint32_t liveness_watched; /* connections with pings on */
+  uint32_t liveness_profiles[LIVENESS_PROFILES][2];
+  uint32_t liveness_profile_count; /* entry 0 is unused (pings off) */
+
   uint8_t **block_pool;
   uint32_t block_pool_count;
+  uint8_t *large_pool[LARGE_BLOCK_POOL_MAX];
+  uint32_t large_pool_count;
 
   uint8_t key_pool[4096];
   uint32_t key_offset;
@@ -160,7 +189,7 @@ struct upstream_env {
   struct {
     uint64_t connections, connecting, framing;
     uint64_t messages_in, messages_out, bytes_in, bytes_out;
-    uint64_t reassembled, direct_reads, queued_writes, pings_answered;
+    uint64_t reassembled, direct_reads, queued_writes, pings_answered, pings_sent, unresponsive, frame_calls;
   } stats;
 };
 
@@ -175,6 +204,10 @@ uint64_t conn_queued_bytes(const conn *c);
 void conn_pause(conn *c);
 void conn_resume(conn *c);
 void conn_set_deadline(conn *c, uint32_t ms);
+
+/* liveness.c */
+void conn_watch_liveness(conn *c, uint32_t ping_interval_ms, uint32_t pong_timeout_ms);
+void liveness_unwatch(conn *c);
 void conn_destroy(conn *c);
 void conn_finish(conn *c, bool flush_first);
 void env_start(upstream_env *e);
@@ -196,14 +229,10 @@ void js_leave(upstream_env *e, napi_callback_scope scope, napi_handle_scope hand
 bool js_scope_open(upstream_env *e);
 void js_on_open(conn *c, int status);
 void js_on_raw(conn *c, size_t length);
-void js_on_message(conn *c, source *src, uint8_t opcode, bool fin, size_t start, size_t length);
+void batch_add(conn *c, source *src, uint8_t opcode, bool fin, size_t start, size_t length);
+void batch_flush(upstream_env *e);
 void js_on_close(conn *c, uint16_t code, const uint8_t *reason, size_t reason_length, enum close_kind kind, int status);
 void js_on_drain(conn *c);
-bool js_has_on_read(upstream_env *e);
-void js_on_read(conn *c);
-
-/* connection.c: parse the read held in pending_read (once) */
-void conn_deliver_pending(upstream_env *e);
 
 /* loadgen.c: the load generator's side of a connection (F_LOADGEN), called by connection.c and addon.c */
 void loadgen_on_read(conn *c, ssize_t nread, const uv_buf_t *buf);

@@ -33,6 +33,7 @@ import { compileDnsServers, compileHash, compileHealthCheck, compilePassiveHealt
 import { NO_TLS_ENTRY_POINT, addDefaultCertificate, assignTlsOptions, compileTlsOptionSets, decideTlsEntryPoints } from './compile-tls.js';
 import { compileMiddlewares, type MiddlewareTable } from './compile-middlewares.js';
 import { compileConnectionLimits, compileEntryPointLimits, compileServiceLimits } from './compile-limits.js';
+import { compileSourceAddresses } from './source-addresses.js';
 
 export interface CompileContext {
   /** The config file as the user named it; becomes Snapshot.source. */
@@ -153,7 +154,8 @@ function compileTransports(config: CheckedConfig, context: CompileContext, probl
       }
       return pem.endsWith('\n') ? pem : `${pem}\n`;
     });
-    const spec = transportSpec(name, transport, rootCAs.join(''));
+    const sourceAddresses = compileSourceAddresses(transport.sourceAddresses ?? [], keyPath(path, 'sourceAddresses'), problems);
+    const spec = transportSpec(name, transport, rootCAs.join(''), sourceAddresses);
     if (name === 'default') transports[0] = spec;
     else transports.push(spec);
   }
@@ -162,7 +164,7 @@ function compileTransports(config: CheckedConfig, context: CompileContext, probl
 
 type CheckedTransport = NonNullable<CheckedConfig['http']['serversTransports']>[string];
 
-function transportSpec(name: string, transport: CheckedTransport, rootCAs: string): TransportSpec {
+function transportSpec(name: string, transport: CheckedTransport, rootCAs: string, sourceAddresses: readonly string[] = []): TransportSpec {
   return {
     name,
     insecureSkipVerify: transport.insecureSkipVerify,
@@ -174,6 +176,7 @@ function transportSpec(name: string, transport: CheckedTransport, rootCAs: strin
     // Traefik's meaning: 0 takes the default, a negative value keeps no idle connection.
     maxIdleConnsPerHost: transport.maxIdleConnsPerHost === 0 ? defaultOf('http.serversTransports.<name>.maxIdleConnsPerHost') : Math.max(0, transport.maxIdleConnsPerHost),
     websocketCompression: transport.websocketCompression,
+    ...(sourceAddresses.length > 0 ? { sourceAddresses } : {}),
   };
 }
 
@@ -475,6 +478,8 @@ function compileWebSocket(config: CheckedConfig, problems: Problems): WebSocketS
     upstreamWriteBudget: ws.upstreamWriteBudget,
     idleTimeoutSeconds: ws.idleTimeout / 1000,
     handshakeTimeoutMs: ws.handshakeTimeout,
+    pingIntervalMs: ws.pingInterval,
+    pongTimeoutMs: ws.pongTimeout,
   };
   // A buffer smaller than one message would close every client that receives a large one.
   for (const key of ['clientMaxBuffer', 'upstreamWriteBudget'] as const) {

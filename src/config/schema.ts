@@ -316,6 +316,13 @@ export const serversTransportSchema = {
       doc: 'HTTP: idle keep-alive connections kept per backend (busy ones are not capped); 0 means 200, -1 keeps none.',
     },
     websocketCompression: backendCompressionField,
+    sourceAddresses: {
+      kind: 'list',
+      item: { kind: 'scalar', type: 'string', doc: 'A local IP address, or an IPv4 range `first-last` (at most 4,096 addresses).' },
+      typeText: 'list of IPs or IPv4 ranges',
+      doc: 'Local addresses WebSocket connections to the backends leave from, in turn (per worker thread), so that one backend address is not limited to the ~28,000 ephemeral ports of one source address. Each address must be configured on a local interface (all of 127.0.0.0/8 is, on Linux). A backend gets only addresses of its own family.',
+      defaultText: "the kernel's choice",
+    },
   },
   refused: notYet('certificates', 'disableHTTP2', 'peerCertURI', 'spiffe'),
 } as const satisfies ObjectSchema;
@@ -508,6 +515,19 @@ export const CONFIG_SCHEMA = {
           min: 1,
           defaultValue: 5_000,
           doc: "Time the backend has to answer the upgrade once connected (the dial has `serversTransport`'s `dialTimeout`). Past it the attempt counts as a failure of that backend (passive checks, cool-down) and the upgrade goes on to another backend, or is answered `504`. A backend answers an upgrade in milliseconds; one that accepts the connection but says nothing for seconds is frozen (stopped, deadlocked, swapping), and every client sent there waits this long, so the default is 5s, not the 10s it used to be.",
+        },
+        pingInterval: {
+          kind: 'scalar',
+          type: 'duration',
+          defaultValue: 30_000,
+          doc: "Backend leg: time without a byte from a backend before Sluice pings it. A backend that answers stays connected however long it is idle; `0` turns the pings off (then only TCP keepalive finds a vanished backend host, after minutes, and only on the Node socket leg). The client leg's pings follow `idleTimeout`.",
+        },
+        pongTimeout: {
+          kind: 'scalar',
+          type: 'duration',
+          min: 1,
+          defaultValue: 15_000,
+          doc: 'Backend leg: time a pinged backend has to send anything back; past it the backend connection is dropped, its client closed with 1011, and `websocket_errors_total{reason="backend_unresponsive"}` counts it. So a stopped backend is found within `pingInterval` + `pongTimeout` (plus up to a quarter of the shorter of the two).',
         },
         ...globalCompressionFields,
         ...websocketLimitFields,

@@ -100,6 +100,8 @@ export interface TransportSpec {
   readonly maxIdleConnsPerHost: number;
   /** Offer permessage-deflate to backends and inflate what they compress. */
   readonly websocketCompression: boolean;
+  /** Local addresses upstream WebSocket connections leave from, in turn (empty or absent: the kernel's choice). */
+  readonly sourceAddresses?: readonly string[];
 }
 
 export interface BackendSpec {
@@ -209,6 +211,10 @@ export interface WebSocketSettings {
   readonly idleTimeoutSeconds: number;
   /** Time allowed for the backend to answer the upgrade. */
   readonly handshakeTimeoutMs: number;
+  /** Backend leg: ping a backend silent this long (0 = no pings). */
+  readonly pingIntervalMs: number;
+  /** Backend leg: a pinged backend silent this long is dropped (client closed with 1011). */
+  readonly pongTimeoutMs: number;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

@@ -61,6 +61,11 @@ export const enum ErrorReason {
   /** The client broke RFC 6455 in a way uWebSockets.js drops without a close frame (invalid UTF-8 in a text
    *  message, which is also what an unmasked frame usually turns into): 1006. */
   ClientProtocolError = 9,
+  /** The backend did not answer a ping within websocket.pongTimeout: dropped, its client closed with 1011. */
+  BackendUnresponsive = 10,
+  /** uWebSockets.js dropped a message to the client (its send buffer was past websocket.clientMaxBuffer):
+   *  one per message dropped; the message is not counted as delivered, and the client is closed with 1013. */
+  MessageDropped = 11,
 }
 export const ERROR_REASONS = [
   'connect_refused',
@@ -73,6 +78,8 @@ export const ERROR_REASONS = [
   'message_rate',
   'control_frame_rate',
   'client_protocol_error',
+  'backend_unresponsive',
+  'message_dropped',
 ] as const;
 
 /** What refused an upgrade or a request (`reason` of sluice_limited_total). */

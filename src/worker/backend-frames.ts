@@ -10,65 +10,62 @@ import { isUtf8 } from 'node:buffer';
 import { Total } from '../shared/layout.js';
 import { countTotal } from './context.js';
 import { closeStartedBy, Side } from './metrics.js';
-import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
+import { Opcode, isSendableCloseCode } from './frame-codec.js';
 import { inflateFromBackend } from './backend-inflate.js';
-import {
-  Tunnel,
-  TunnelState,
-  checkClientBackpressure,
-  closeClientAsBackend,
-  deliverData,
-  failFromBackend,
-  writeToBackend,
-} from './tunnel.js';
+import { Tunnel, TunnelState, answerBackendClose, clientBackpressureAfterRead, closeClientAsBackend, deliverData, failFromBackend } from './tunnel.js';
+import { backendReadBuffer, backendReadViews, sendPong, type TunnelSocket } from './backend-socket.js';
 
 // The read loop works on module-level state so that `ws.cork(flushRead)` needs no closure per read.
 let readTunnel: Tunnel | null = null;
+let readSocket: TunnelSocket | null = null;
 let readBuffer: Buffer = Buffer.alloc(0);
 let readEnd = 0;
 
 /** Feed bytes read from the backend (socket open, after the 101) into the pump. */
-export function pumpFromBackend(t: Tunnel, buffer: Buffer, length: number): void {
+export function pumpFromBackend(t: Tunnel, socket: TunnelSocket, buffer: Buffer, length: number): void {
   const ws = t.ws;
   if (ws === null || t.state !== TunnelState.Open) return;
   readTunnel = t;
+  readSocket = socket;
   readBuffer = buffer;
   readEnd = length;
   ws.cork(flushRead);
   readTunnel = null;
-  checkClientBackpressure(t);
+  readSocket = null;
+  clientBackpressureAfterRead(t);
 }
 
 function flushRead(): void {
   const t = readTunnel!;
+  const socket = readSocket!;
   const buf = readBuffer;
   const end = readEnd;
   let offset = 0;
-  if (t.partial !== null) {
-    offset = continuePartial(t, buf, end);
+  if (socket.partial !== null) {
+    offset = continuePartial(t, socket, buf, end);
     if (offset < 0) return;
   }
   while (offset < end && t.state === TunnelState.Open) {
     const available = end - offset;
     if (available < 2) {
-      startPartial(t, buf, offset, end, 14);
+      startPartial(socket, buf, offset, end, 14);
       return;
     }
     const b1 = buf[offset + 1]!;
     const len7 = b1 & 0x7f;
     const headerLength = len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
     if (available < headerLength) {
-      startPartial(t, buf, offset, end, 14);
+      startPartial(socket, buf, offset, end, 14);
       return;
     }
     const payloadLength = readPayloadLength(t, buf, offset, len7);
     if (payloadLength < 0) return;
     const frameLength = headerLength + payloadLength;
     if (available < frameLength) {
-      startPartial(t, buf, offset, end, frameLength);
+      startPartial(socket, buf, offset, end, frameLength);
       return;
     }
-    deliverFrame(t, buf[offset]!, buf, offset + headerLength, payloadLength);
+    deliverFrame(t, socket, buf[offset]!, buf, offset + headerLength, payloadLength);
     offset += frameLength;
   }
 }
@@ -116,18 +113,18 @@ function failFrame(t: Tunnel, reason: string): -1 {
 
 /** Keep the tail of a read that holds an incomplete frame. `need` is the frame's full size when
  *  its header is known, else the largest header (14). */
-function startPartial(t: Tunnel, buf: Buffer, offset: number, end: number, need: number): void {
+function startPartial(socket: TunnelSocket, buf: Buffer, offset: number, end: number, need: number): void {
   const partial = Buffer.allocUnsafe(Math.max(need, end - offset));
   buf.copy(partial, 0, offset, end);
-  t.partial = partial;
-  t.partialLength = end - offset;
+  socket.partial = partial;
+  socket.partialLength = end - offset;
 }
 
 /** Complete a split frame from the new read; returns where the read's unconsumed bytes start, or -1
  *  when the read was all swallowed (or the tunnel failed). */
-function continuePartial(t: Tunnel, buf: Buffer, end: number): number {
-  let partial = t.partial!;
-  let have = t.partialLength;
+function continuePartial(t: Tunnel, socket: TunnelSocket, buf: Buffer, end: number): number {
+  let partial = socket.partial!;
+  let have = socket.partialLength;
   let offset = 0;
   // Header incomplete: the buffer holds at least 14 bytes (startPartial), enough for any header.
   for (;;) {
@@ -138,7 +135,7 @@ function continuePartial(t: Tunnel, buf: Buffer, end: number): number {
     have += take;
     offset += take;
     if (have < need) {
-      t.partialLength = have;
+      socket.partialLength = have;
       return -1;
     }
   }
@@ -150,19 +147,19 @@ function continuePartial(t: Tunnel, buf: Buffer, end: number): number {
     const grown = Buffer.allocUnsafe(frameLength);
     partial.copy(grown, 0, 0, have);
     partial = grown;
-    t.partial = grown;
+    socket.partial = grown;
   }
   const take = Math.min(frameLength - have, end - offset);
   buf.copy(partial, have, offset, offset + take);
   have += take;
   offset += take;
   if (have < frameLength) {
-    t.partialLength = have;
+    socket.partialLength = have;
     return -1;
   }
-  t.partial = null;
-  t.partialLength = 0;
-  deliverFrame(t, partial[0]!, partial, headerLength, payloadLength);
+  socket.partial = null;
+  socket.partialLength = 0;
+  deliverFrame(t, socket, partial[0]!, partial, headerLength, payloadLength);
   return t.state === TunnelState.Open ? offset : -1;
 }
 
@@ -172,7 +169,7 @@ function headerLengthOf(b1: number): number {
 }
 
 /** One frame whose header readPayloadLength accepted. */
-function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length: number): void {
+function deliverFrame(t: Tunnel, socket: TunnelSocket, b0: number, buf: Buffer, start: number, length: number): void {
   const opcode = b0 & 0x0f;
   if ((b0 & 0x40) !== 0 || (t.inflatingOpcode !== 0 && opcode < 8)) {
     // A compressed message (RSV1 on its first frame, RFC 7692; readPayloadLength let it through only where
@@ -183,7 +180,7 @@ function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length:
   switch (opcode) {
     case Opcode.Ping:
       // Each leg answers its own pings: the client's are answered by uWS, the backend's here.
-      if (t.socket !== null && !t.closeToBackend) writeToBackend(t, t.socket, encodeMaskedFrame(Opcode.Pong, buf.subarray(start, start + length)));
+      if (!t.closeToBackend) sendPong(socket, buf.subarray(start, start + length));
       return;
     case Opcode.Pong:
       return;
@@ -191,7 +188,7 @@ function deliverFrame(t: Tunnel, b0: number, buf: Buffer, start: number, length:
       closeFromBackend(t, buf, start, length);
       return;
     default:
-      deliverData(t, opcode, (b0 & 0x80) !== 0, buf.subarray(start, start + length));
+      deliverData(t, opcode, (b0 & 0x80) !== 0, buf === backendReadBuffer ? backendReadViews.view(start, length) : buf.subarray(start, start + length));
   }
 }
 
@@ -213,10 +210,6 @@ function closeFromBackend(t: Tunnel, buf: Buffer, start: number, length: number)
     return;
   }
   closeStartedBy(t, Side.Backend, code === 0 ? 1005 : code);
-  const socket = t.socket;
-  if (socket !== null && !t.closeToBackend) {
-    t.closeToBackend = true;
-    socket.end(encodeCloseFrame(code, reason ?? ''));
-  }
+  answerBackendClose(t, code, reason ?? '');
   closeClientAsBackend(t, code, reason);
 }

@@ -10,7 +10,7 @@
  *
  * Encoders live here; the decoder is the read loop in tunnel.ts, which needs the tunnel's state.
  */
-import { randomFillSync, randomBytes, createHash } from 'node:crypto';
+import crypto, { randomFillSync, createHash } from 'node:crypto';
 import bufferUtil from 'bufferutil';
 
 export const enum Opcode {
@@ -71,6 +71,43 @@ export function encodeMaskedFrame(opcode: number, payload: Uint8Array, fin = tru
   return frame;
 }
 
+/** Bytes a masked frame of `length` payload bytes takes on the wire. */
+export function maskedFrameLength(length: number): number {
+  return (length < 126 ? 6 : length < 65536 ? 8 : 14) + length;
+}
+
+/**
+ * Encode one masked frame (FIN set) into `target` at `at`, which must have maskedFrameLength(payload)
+ * bytes of room; returns the offset after it. For batching a connection's frames into one buffer
+ * (backend-socket.ts) without a Buffer per message.
+ */
+export function encodeMaskedFrameInto(target: Buffer, at: number, opcode: number, payload: Uint8Array): number {
+  const length = payload.byteLength;
+  target[at] = 0x80 | opcode;
+  let keyAt: number;
+  if (length < 126) {
+    target[at + 1] = 0x80 | length;
+    keyAt = at + 2;
+  } else if (length < 65536) {
+    target[at + 1] = 0x80 | 126;
+    target[at + 2] = length >>> 8;
+    target[at + 3] = length & 0xff;
+    keyAt = at + 4;
+  } else {
+    target[at + 1] = 0x80 | 127;
+    target.writeUInt32BE(Math.floor(length / 0x100000000), at + 2);
+    target.writeUInt32BE(length >>> 0, at + 6);
+    keyAt = at + 10;
+  }
+  nextMaskKey();
+  target[keyAt] = maskKey[0]!;
+  target[keyAt + 1] = maskKey[1]!;
+  target[keyAt + 2] = maskKey[2]!;
+  target[keyAt + 3] = maskKey[3]!;
+  if (length > 0) bufferUtil.mask(payload as Buffer, maskKey, target, keyAt + 4, length);
+  return keyAt + 4 + length;
+}
+
 /** A masked close frame; code 0 means "no status" (empty payload). Reason is cut to fit 123 bytes. */
 export function encodeCloseFrame(code: number, reason: Uint8Array | string = ''): Buffer {
   if (code === 0) return encodeMaskedFrame(Opcode.Close, Buffer.alloc(0));
@@ -87,9 +124,24 @@ export function isSendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
+// Sec-WebSocket-Key nonces come from a pooled CSPRNG buffer too (16 bytes each, one refill per 256 upgrades):
+// randomBytes() per upgrade was a visible share of an upgrade's CPU.
+const keyBytes = Buffer.allocUnsafe(4096);
+let keyBytesOffset = keyBytes.length;
+
+/** One-shot SHA-1 (crypto.hash, Node 20.12+) when there is one: no Hash object per upgrade. */
+const sha1Base64: (text: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? (text) => (crypto as unknown as { hash(algorithm: string, data: string, encoding: string): string }).hash('sha1', text, 'base64')
+    : (text) => createHash('sha1').update(text).digest('base64');
+
 /** A fresh Sec-WebSocket-Key and the Sec-WebSocket-Accept the backend must answer with. */
 export function newHandshakeKey(): { key: string; accept: string } {
-  const key = randomBytes(16).toString('base64');
-  const accept = createHash('sha1').update(key + WS_GUID).digest('base64');
-  return { key, accept };
+  if (keyBytesOffset === keyBytes.length) {
+    randomFillSync(keyBytes);
+    keyBytesOffset = 0;
+  }
+  const key = keyBytes.toString('base64', keyBytesOffset, keyBytesOffset + 16);
+  keyBytesOffset += 16;
+  return { key, accept: sha1Base64(key + WS_GUID) };
 }

@@ -16,8 +16,7 @@ import { drainBackend } from './drain.js';
 import { context, initContext } from './context.js';
 import { Generation } from './generation.js';
 import { ListenerSet } from './listeners.js';
-import { backendSockets } from './backend-socket.js';
-import { destroyAllNative, nativeConnections } from './native-leg.js';
+import { backendConnections, backendSocketsClosing, destroyAllBackends } from './backend-leg.js';
 import { tunnels } from './tunnel.js';
 import { httpRequestsInFlight } from './http-proxy.js';
 import { initMetrics } from './metrics.js';
@@ -108,20 +107,19 @@ function waitForEnd(deadline: number): void {
     // Done when every client is gone and every backend socket closed (including those still
     // waiting for a backend's close reply, and those of upgrades in flight).
     if (stopping?.accepting) return;
-    const busy = tunnels().size > 0 || backendSockets().size > 0 || nativeConnections() > 0 || httpRequestsInFlight() > 0;
+    const busy = tunnels().size > 0 || backendConnections() > 0 || httpRequestsInFlight() > 0;
     if (busy && Date.now() < deadline) return;
     if (busy && !forced) {
       forced = true;
       stopping?.now();
       for (const t of tunnels()) t.ws?.close();
-      for (const socket of backendSockets()) socket.destroy();
-      destroyAllNative();
+      destroyAllBackends();
       listeners.closeAll();
       return;
     }
     // A destroyed socket's fd is closed only when its 'close' event has run: a thread that ends
     // before that leaks the connection (the backend never sees it end). Give them a moment.
-    if (backendSockets().size > 0 && Date.now() < deadline + 1000) return;
+    if (backendSocketsClosing() > 0 && Date.now() < deadline + 1000) return;
     listeners.closeAll();
     for (const generation of ctx.live) generation.closeHttp();
     clearInterval(check);

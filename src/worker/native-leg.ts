@@ -1,22 +1,30 @@
 /**
- * The backend leg on the native addon (native/): TCP, the raw HTTP upgrade and RFC 6455 client
- * framing in C on this worker's libuv loop. Used for plain ws:// / http:// backends given by IP
- * address when the addon is built; TLS backends and host names stay on the Node socket path.
+ * The native leg (backend-leg.ts): TCP, the raw HTTP upgrade and RFC 6455 client framing in C (native/) on
+ * this worker's libuv loop, for every plain ws:// / http:// backend when the addon is built. Host names are
+ * resolved here (dns.lookup, the resolver Node's own sockets use, IPv4 first, kept 5 s) and the addon is
+ * given the address. TLS backends and websocketCompression stay on the Node socket leg.
  *
- * Why: a Node net.Socket costs ~4.4-5.6 KB of RSS per idle connection and its stream machinery a
- * visible share of CPU per message; the addon holds a connection in ~0.4 KB and writes without a
- * WriteWrap per message (bench/native-upstream.ts measures both, native/README.md has the figures).
+ * Why: a Node net.Socket costs ~4.4-5.6 KB of RSS per idle connection and its stream machinery a visible
+ * share of CPU per message; the addon holds a connection in a 368-byte struct and writes without a
+ * WriteWrap per message (native/README.md has the figures).
  *
- * The addon's callbacks are per thread and carry only an id; `tunnelById` maps ids to tunnels.
- * This file turns the addon's events into the same steps the Node socket path takes (upgrade.ts
- * for the handshake, tunnel.ts for the pump), so both legs behave alike.
+ * Per read, the addon makes one call (onFrames) with the read's data frames as offsets in a table it
+ * shares with this file (a Uint32Array made once); tunnels sit in an array indexed by the low bits of
+ * the connection id. So a read costs one call from C, one ws.cork and a view per frame (reused for
+ * frames at the same place: view-cache.ts): no napi object per frame, no Map lookup. Per client message,
+ * one call into the addon (sendMessage), which copies and masks into the connection's write block: no
+ * allocation.
  */
-import nativeUpstream, { CloseKind } from '#native';
+import dns from 'node:dns';
+import net from 'node:net';
+import nativeUpstream, { CloseKind, FrameFlag } from '#native';
 import { Total } from '../shared/layout.js';
 import { countTotal } from './context.js';
+import type { BackendLeg, BackendTarget } from './backend-leg.js';
 import {
   backendGone,
-  checkClientBackpressure,
+  backendUnresponsive,
+  clientBackpressureAfterRead,
   closeClientAsBackend,
   deliverData,
   failFromBackend,
@@ -25,11 +33,12 @@ import {
 } from './tunnel.js';
 import { handshakeData, handshakeSocketClosed, type HandshakeTunnel } from './upgrade.js';
 import { closeStartedBy, Side } from './metrics.js';
+import { ViewCache } from './view-cache.js';
 
 /** ETIMEDOUT as libuv reports it on Linux. */
 const UV_ETIMEDOUT = -110;
-
-const tunnelById = new Map<number, Tunnel>();
+/** Low bits of an addon id: its slot (native/src/upstream.h ID_INDEX_BITS). */
+const ID_INDEX_MASK = 0xfffff;
 
 /**
  * The default for plain backends whenever the addon is built; SLUICE_NATIVE=0 is the escape hatch to the
@@ -39,96 +48,209 @@ const tunnelById = new Map<number, Tunnel>();
  */
 export const nativeAvailable = nativeUpstream !== null && process.env.SLUICE_NATIVE !== '0';
 
+/** Tunnels by the slot of their connection id (`id & ID_INDEX_MASK`); undefined when free. Dense: the
+ *  addon reuses slots first in, first out. */
+const tunnelBySlot: (Tunnel | undefined)[] = [];
+let live = 0;
+
+function bind(t: Tunnel, id: number): void {
+  t.upstreamId = id;
+  t.leg = nativeLeg;
+  tunnelBySlot[id & ID_INDEX_MASK] = t;
+  live++;
+}
+
+/** The tunnel lets go of its connection (t.leg and t.upstreamId cleared); nothing more is reported to it. */
+function unbind(t: Tunnel): void {
+  const id = t.upstreamId;
+  if (id > 0 && tunnelBySlot[id & ID_INDEX_MASK] === t) {
+    tunnelBySlot[id & ID_INDEX_MASK] = undefined;
+    live--;
+  }
+  t.upstreamId = 0;
+  t.leg = null;
+}
+
+function tunnelOf(id: number): Tunnel | undefined {
+  const t = tunnelBySlot[id & ID_INDEX_MASK];
+  return t !== undefined && t.upstreamId === id ? t : undefined;
+}
+
 /** Live native connections of this worker (a drain waits for them). */
 export function nativeConnections(): number {
-  return tunnelById.size;
+  return live;
 }
 
 /** Drop every native connection at once (end of a drain). No onClose follows a destroy. */
 export function destroyAllNative(): void {
-  for (const [id, t] of tunnelById) {
-    nativeUpstream!.destroy(id);
-    t.upstreamId = 0;
+  for (const t of tunnelBySlot) {
+    if (t === undefined) continue;
+    if (t.upstreamId > 0) nativeUpstream!.destroy(t.upstreamId);
+    unbind(t);
   }
-  tunnelById.clear();
+  tunnelBySlot.length = 0;
+  live = 0;
 }
 
-/** Start connecting `t` to host:port; returns false when the addon could not even start (then the
- *  caller treats it as a refused connect). */
-export function connectNative(t: Tunnel, host: string, port: number, dialTimeoutMs: number): boolean {
-  const id = nativeUpstream!.connect(host, port, dialTimeoutMs);
-  if (id <= 0) return false;
-  t.upstreamId = id;
-  tunnelById.set(id, t);
-  return true;
+// ---- host names ---------------------------------------------------------------------------------------
+
+/** How long a resolved address is reused: a burst of upgrades to one backend costs one lookup. */
+const RESOLVED_FOR_MS = 5000;
+const resolved = new Map<string, { address: string; until: number }>();
+/** upstreamId of a tunnel whose host is being resolved: -(attempt), so a late answer for an attempt
+ *  that was dropped (or retried elsewhere) is recognised and ignored. */
+let lookups = 0;
+
+function connectByName(t: HandshakeTunnel, target: BackendTarget): void {
+  const cached = resolved.get(target.host);
+  if (cached !== undefined && cached.until > Date.now()) {
+    connectTo(t, cached.address, target);
+    return;
+  }
+  const ticket = -++lookups;
+  t.upstreamId = ticket;
+  t.leg = nativeLeg;
+  // The dial timeout covers the lookup too, as it does for a Node socket.
+  const timer = setTimeout(() => {
+    if (t.upstreamId !== ticket) return;
+    t.upstreamId = 0;
+    t.leg = null;
+    handshakeSocketClosed(t, true);
+  }, target.dialTimeoutMs);
+  dns.lookup(target.host, { all: true }, (error, addresses) => {
+    clearTimeout(timer);
+    if (t.upstreamId !== ticket) return; // abandoned or timed out meanwhile
+    t.upstreamId = 0;
+    t.leg = null;
+    if (error !== null || addresses.length === 0) {
+      handshakeSocketClosed(t, false);
+      return;
+    }
+    // IPv4 first, as most backends listen there (Node's sockets try both; this leg takes one).
+    const address = (addresses.find((a) => a.family === 4) ?? addresses[0]!).address;
+    resolved.set(target.host, { address, until: Date.now() + RESOLVED_FOR_MS });
+    connectTo(t, address, target);
+  });
 }
 
-/** Let go of the native connection of `t` without any close handshake (upgrade abandoned). */
-export function destroyNative(t: Tunnel): void {
-  if (t.upstreamId === 0) return;
-  nativeUpstream!.destroy(t.upstreamId);
-  tunnelById.delete(t.upstreamId);
-  t.upstreamId = 0;
+function connectTo(t: HandshakeTunnel, address: string, target: BackendTarget): void {
+  const id = nativeUpstream!.connect(address, target.port, target.dialTimeoutMs, target.localAddress !== '' ? target.localAddress : undefined);
+  if (id <= 0) {
+    handshakeSocketClosed(t, false);
+    return;
+  }
+  bind(t, id);
+  // Written as soon as the connection is up, without waiting for onOpen.
+  nativeUpstream!.writeRaw(id, t.handshake!.request);
 }
 
-/** The handshake was accepted: stop the handshake deadline and parse frames from now on (the bytes
- *  that came with the 101 first). */
-export function startNativeFraming(t: Tunnel, early: Uint8Array | null): void {
-  const id = t.upstreamId;
-  nativeUpstream!.setDeadline(id, 0);
-  const max = t.gen.websocket.maxMessageSize;
-  if (early !== null && early.byteLength > 0) nativeUpstream!.startFraming(id, max, early);
-  else nativeUpstream!.startFraming(id, max);
-  checkClientBackpressure(t);
-}
+// ---- the leg --------------------------------------------------------------------------------------------
 
-// One read's frames are delivered inside one ws.cork(), as the Node path does: module-level state
-// so that the cork callback is not a closure per read.
-let corkId = 0;
-function deliverCorked(): void {
-  nativeUpstream!.deliver(corkId);
-}
+export const nativeLeg: BackendLeg = {
+  connect(t: HandshakeTunnel, target: BackendTarget): boolean {
+    if (net.isIP(target.host) === 0) connectByName(t, target);
+    else connectTo(t, target.host, target);
+    return true;
+  },
+
+  startFraming(t: Tunnel, early: Buffer | null): void {
+    const id = t.upstreamId;
+    const { maxMessageSize, pingIntervalMs, pongTimeoutMs } = t.gen.websocket;
+    nativeUpstream!.setDeadline(id, 0);
+    if (early !== null && early.byteLength > 0) nativeUpstream!.startFraming(id, maxMessageSize, pingIntervalMs, pongTimeoutMs, early);
+    else nativeUpstream!.startFraming(id, maxMessageSize, pingIntervalMs, pongTimeoutMs);
+  },
+
+  send(t: Tunnel, opcode: number, payload: ArrayBuffer): number {
+    // The addon copies, masks and batches the frame itself.
+    return nativeUpstream!.sendMessage(t.upstreamId, opcode as 1 | 2, payload);
+  },
+
+  close(t: Tunnel, code: number, reason: Uint8Array | string): void {
+    nativeUpstream!.sendClose(t.upstreamId, code, reason);
+    nativeUpstream!.setDeadline(t.upstreamId, 5000);
+  },
+
+  pause(t: Tunnel): void {
+    nativeUpstream!.pause(t.upstreamId);
+  },
+
+  resume(t: Tunnel): void {
+    nativeUpstream!.resume(t.upstreamId);
+  },
+
+  destroy(t: Tunnel): void {
+    if (t.upstreamId > 0) nativeUpstream!.destroy(t.upstreamId);
+    unbind(t);
+  },
+
+  detach(t: Tunnel): void {
+    // The connection finishes its closing handshake in C (5 s at most); its onClose finds no tunnel.
+    unbind(t);
+  },
+};
+
+// ---- events from the addon ----------------------------------------------------------------------------
+
+const views = nativeAvailable ? nativeUpstream!.init({ onOpen, onRaw, onFrames, onClose }) : null;
+const readBuffer = views?.readBuffer ?? new Uint8Array(0);
+const frames = views?.frames ?? new Uint32Array(0);
+/** The same bytes as readBuffer, as a Buffer for the handshake parser (made once). */
+const readBytes = Buffer.from(readBuffer.buffer, readBuffer.byteOffset, readBuffer.byteLength);
+/** Views on readBuffer by frame position, reused (view-cache.ts). */
+const readViews = new ViewCache(readBuffer);
 
 function onOpen(id: number, status: number): void {
-  const t = tunnelById.get(id) as HandshakeTunnel | undefined;
+  const t = tunnelOf(id) as HandshakeTunnel | undefined;
   if (t === undefined) return;
   if (status === 0) {
-    const h = t.handshake;
-    if (h === null) return;
-    nativeUpstream!.setDeadline(id, t.gen.websocket.handshakeTimeoutMs);
-    nativeUpstream!.writeRaw(id, Buffer.from(h.request, 'latin1'));
+    if (t.handshake !== null) nativeUpstream!.setDeadline(id, t.gen.websocket.handshakeTimeoutMs);
     return;
   }
   // A failed connect: the id is gone already.
-  tunnelById.delete(id);
-  t.upstreamId = 0;
+  unbind(t);
   handshakeSocketClosed(t, status === UV_ETIMEDOUT);
 }
 
-function onRaw(id: number, bytes: Uint8Array): void {
-  const t = tunnelById.get(id) as HandshakeTunnel | undefined;
-  if (t === undefined) return;
-  handshakeData(t, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), bytes.byteLength);
+function onRaw(id: number, length: number): void {
+  const t = tunnelOf(id) as HandshakeTunnel | undefined;
+  if (t !== undefined) handshakeData(t, readBytes, length);
 }
 
-function onRead(id: number): void {
-  const t = tunnelById.get(id);
+// One read's frames reach the client inside one ws.cork(): module-level state, so that the cork
+// callback is not a closure per read.
+let batchTunnel: Tunnel | null = null;
+let batchCount = 0;
+let batchBlock: Uint8Array | null = null;
+
+function deliverBatch(): void {
+  const t = batchTunnel!;
+  const end = batchCount * 3;
+  for (let i = 0; i < end && t.state === TunnelState.Open; i += 3) {
+    const flags = frames[i]!;
+    const start = frames[i + 1]!;
+    const length = frames[i + 2]!;
+    const payload = (flags & FrameFlag.InBlock) !== 0 ? batchBlock!.subarray(start, start + length) : readViews.view(start, length);
+    deliverData(t, flags & 0x0f, (flags & FrameFlag.Fin) !== 0, payload);
+  }
+}
+
+function onFrames(id: number, count: number, block: ArrayBuffer | undefined): void {
+  const t = tunnelOf(id);
   if (t === undefined || t.ws === null) return;
-  corkId = id;
-  t.ws.cork(deliverCorked);
-  checkClientBackpressure(t);
-}
-
-function onMessage(id: number, opcode: 0 | 1 | 2, fin: boolean, payload: Uint8Array): void {
-  const t = tunnelById.get(id);
-  if (t !== undefined) deliverData(t, opcode, fin, payload);
+  batchTunnel = t;
+  batchCount = count;
+  batchBlock = block === undefined ? null : new Uint8Array(block);
+  t.ws.cork(deliverBatch);
+  batchTunnel = null;
+  batchBlock = null;
+  clientBackpressureAfterRead(t);
 }
 
 function onClose(id: number, code: number, reason: Buffer, kind: number, status: number): void {
-  const t = tunnelById.get(id);
+  const t = tunnelOf(id);
   if (t === undefined) return;
-  tunnelById.delete(id);
-  t.upstreamId = 0;
+  unbind(t);
   if (t.state === TunnelState.Upgrading) {
     handshakeSocketClosed(t as HandshakeTunnel, kind === CloseKind.Timeout || status === UV_ETIMEDOUT);
     return;
@@ -152,9 +274,10 @@ function onClose(id: number, code: number, reason: Buffer, kind: number, status:
       failFromBackend(t, code, reason.length > 0 ? reason.toString() : 'backend broke the protocol');
       backendGone(t);
       return;
+    case CloseKind.Unresponsive:
+      backendUnresponsive(t);
+      return;
     default:
       backendGone(t);
   }
 }
-
-if (nativeAvailable) nativeUpstream!.init({ onOpen, onRaw, onMessage, onClose, onRead });

@@ -1,31 +1,29 @@
 /**
- * The frame pump: one Tunnel joins a client WebSocket (uWebSockets.js) to its backend leg — a Node
- * socket (node:net / node:tls, speaking RFC 6455 as a client through frame-codec.ts and
- * backend-frames.ts) or a connection of the native addon (native-leg.ts) — and moves messages both
- * ways with backpressure.
+ * The frame pump: one Tunnel joins a client WebSocket (uWebSockets.js) to its backend leg (backend-leg.ts:
+ * a connection of the native addon, native-leg.ts, or a Node socket, backend-socket.ts) and moves messages
+ * both ways with backpressure. Nothing here asks which leg it is.
  *
  * Costs this file is shaped around (all per message or per read):
- *  - backend → client: a read's frames reach uWS inside one `ws.cork()`; a frame that arrived whole
- *    is sent from the read buffer without a copy (backend-frames.ts, or the addon's read buffer).
- *  - client → backend: one Buffer per message (header + masked payload), written to a socket that
- *    is corked until the end of the event-loop turn, so a busy connection costs one writev per turn
- *    (the addon batches the same way in C).
- *  - no closures per message: every callback is a module-level function that finds its Tunnel
- *    through the uWS user data, the socket's `tunnel` field or the addon's connection id.
+ *  - backend → client: a read's frames reach uWS inside one `ws.cork()`; a frame that arrived whole is
+ *    sent from the read buffer without a copy. What `ws.send` answers is acted on: a message uWS dropped
+ *    (the client past websocket.clientMaxBuffer) is counted as dropped, not delivered, and ends the client.
+ *  - client → backend: one call into the leg per message (the native leg: one call into the addon, which
+ *    masks into the connection's write block; the Node leg: into one buffer per connection per turn).
+ *  - no closures per message: every callback is a module-level function that finds its Tunnel through
+ *    the uWS user data, the socket's `tunnel` field or the addon's connection id.
  *
  * Backpressure: past clientHighWaterMark of unsent client data the backend stops being read until
  * uWS reports `drain`; past upstreamWriteBudget of unsent backend data the client is closed with 1013.
  * Neither side is ever buffered without bound.
  */
-import type { Socket } from 'node:net';
 import type uWS from 'uWebSockets.js';
 import { TRAFFIC, Total } from '../shared/layout.js';
 import { context, countTotal } from './context.js';
 import type { Generation } from './generation.js';
 import { countToBackend, countToClient, countBackendWire, countError, closeStartedBy, connectionClosed, ErrorReason, Side } from './metrics.js';
-import { Opcode, encodeMaskedFrame, encodeCloseFrame, isSendableCloseCode } from './frame-codec.js';
-import nativeUpstream from '#native';
-import { pumpFromBackend } from './backend-frames.js';
+import { Opcode, isSendableCloseCode } from './frame-codec.js';
+import type { BackendLeg } from './backend-leg.js';
+import type { TunnelSocket } from './backend-socket.js';
 import { compressedWireBytes } from './compression.js';
 import type { BackendInflater } from './backend-inflate.js';
 import { dropSession, type GripSession } from './fanout-delivery.js';
@@ -41,9 +39,6 @@ export const enum TunnelState {
   Closed = 3,
 }
 
-/** A backend socket carrying its tunnel, so socket callbacks need no closure. */
-export type TunnelSocket = Socket & { tunnel: Tunnel | null };
-
 /** uWS user data: uWS copies the object given to res.upgrade(), so it carries a reference. */
 export interface TunnelRef {
   readonly tunnel: Tunnel;
@@ -51,9 +46,12 @@ export interface TunnelRef {
 
 export class Tunnel {
   ws: uWS.WebSocket<TunnelRef> | null = null;
-  /** The backend leg when it is a Node socket (TLS, host names, or no native addon)... */
+  /** The backend leg carrying this tunnel's backend connection, null when there is none (not yet, or
+   *  over). Only the leg itself touches its handle below. */
+  leg: BackendLeg | null = null;
+  /** The Node socket leg's handle (backend-socket.ts)... */
   socket: TunnelSocket | null = null;
-  /** ...or when it is a connection of the native addon (native-leg.ts): its id, 0 when none. */
+  /** ...or the native leg's (native-leg.ts): the addon's connection id, 0 when none. */
   upstreamId = 0;
   state = TunnelState.Upgrading;
   backend = -1;
@@ -62,10 +60,6 @@ export class Tunnel {
   /** This tunnel holds one count in the shared live-connection counters. */
   counted = false;
   readPaused = false;
-  corked = false;
-  /** Bytes of a backend frame that arrived split across reads. */
-  partial: Buffer | null = null;
-  partialLength = 0;
   /** Opcode (Text/Binary) of a fragmented backend message in progress, 0 when none. */
   fragmentOpcode = 0;
   fragmentBytes = 0;
@@ -157,36 +151,26 @@ export function uncount(tunnel: Tunnel): void {
 
 // ---- client → backend -----------------------------------------------------------------------
 
-const corkedTunnels: Tunnel[] = [];
-let uncorkScheduled = false;
-
-function uncorkAll(): void {
-  uncorkScheduled = false;
-  for (let i = 0; i < corkedTunnels.length; i++) {
-    const t = corkedTunnels[i]!;
-    t.corked = false;
-    t.socket?.uncork();
-  }
-  corkedTunnels.length = 0;
+/**
+ * The hook on the client → backend path, one call per client message before it is forwarded (per-connection
+ * message limits: limits*.ts set it with setClientMessageCheck). It returns false when the message must not
+ * go on; it has then dealt with the connection itself (counted, closed). Replaced, never chained, so the
+ * path stays one call.
+ */
+export type ClientMessageCheck = (t: Tunnel, message: ArrayBuffer, isBinary: boolean) => boolean;
+function forwardEverything(): boolean {
+  return true;
 }
-
-export function writeToBackend(t: Tunnel, socket: TunnelSocket, frame: Buffer): void {
-  if (!t.corked) {
-    t.corked = true;
-    socket.cork();
-    corkedTunnels.push(t);
-    if (!uncorkScheduled) {
-      uncorkScheduled = true;
-      setImmediate(uncorkAll);
-    }
-  }
-  socket.write(frame);
+let checkClientMessage: ClientMessageCheck = forwardEverything;
+export function setClientMessageCheck(check: ClientMessageCheck | null): void {
+  checkClientMessage = check ?? forwardEverything;
 }
 
 /** uWS `message`: one client message becomes one masked frame toward the backend. */
 export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuffer, isBinary: boolean): void {
   const t = ws.getUserData().tunnel;
-  if (t.state !== TunnelState.Open) return;
+  const leg = t.leg;
+  if (t.state !== TunnelState.Open || leg === null) return;
   if (t.limits !== null && !admitMessage(t, t.limits)) return;
   const limits = t.gen.websocket;
   if (message.byteLength > limits.maxMessageSize) {
@@ -199,17 +183,9 @@ export function onClientMessage(ws: uWS.WebSocket<TunnelRef>, message: ArrayBuff
     ws.end(1009, 'message too big');
     return;
   }
-  let queued: number;
-  if (t.upstreamId !== 0) {
-    // The addon copies, masks and batches the frame itself.
-    queued = nativeUpstream!.sendMessage(t.upstreamId, isBinary ? Opcode.Binary : Opcode.Text, message);
-    if (queued < 0) return;
-  } else {
-    const socket = t.socket;
-    if (socket === null) return;
-    writeToBackend(t, socket, encodeMaskedFrame(isBinary ? Opcode.Binary : Opcode.Text, new Uint8Array(message)));
-    queued = socket.writableLength;
-  }
+  if (!checkClientMessage(t, message, isBinary)) return;
+  const queued = leg.send(t, isBinary ? Opcode.Binary : Opcode.Text, message);
+  if (queued < 0) return;
   countToBackend(t, message.byteLength);
   if (queued > limits.upstreamWriteBudget) {
     // The backend is not reading: closing this client is the only bounded choice, since uWS
@@ -227,8 +203,7 @@ export function onClientDrain(ws: uWS.WebSocket<TunnelRef>): void {
   const t = ws.getUserData().tunnel;
   if (t.readPaused && ws.getBufferedAmount() < t.gen.websocket.clientHighWaterMark) {
     t.readPaused = false;
-    if (t.upstreamId !== 0) nativeUpstream!.resume(t.upstreamId);
-    else t.socket?.resume();
+    t.leg?.resume(t);
   }
 }
 
@@ -250,9 +225,9 @@ export function onClientClose(ws: uWS.WebSocket<TunnelRef>, code: number, reason
   releaseTunnel(t);
 }
 
-/** The backend leg (either kind) is still there. */
+/** The backend leg is still there. */
 export function backendOpen(t: Tunnel): boolean {
-  return t.socket !== null || t.upstreamId !== 0;
+  return t.leg !== null;
 }
 
 /** Start the closing handshake toward the backend (once), giving it 5 s to answer before the
@@ -260,36 +235,61 @@ export function backendOpen(t: Tunnel): boolean {
 function sendCloseToBackend(t: Tunnel, code: number, reason: Uint8Array | string): void {
   if (t.closeToBackend) return;
   t.closeToBackend = true;
-  if (t.upstreamId !== 0) {
-    nativeUpstream!.sendClose(t.upstreamId, code, reason);
-    nativeUpstream!.setDeadline(t.upstreamId, 5000);
-    return;
-  }
-  const socket = t.socket;
-  if (socket === null) return;
-  if (socket.writable) socket.end(encodeCloseFrame(code, reason));
-  socket.setTimeout(5000);
+  t.leg?.close(t, code, reason);
 }
 
-function pauseBackend(t: Tunnel): void {
-  t.readPaused = true;
-  if (t.upstreamId !== 0) nativeUpstream!.pause(t.upstreamId);
-  else t.socket?.pause();
+/** The backend's close frame came (Node leg, backend-frames.ts): answer it with the same code, unless
+ *  Sluice already sent one. (The native leg answers in C.) */
+export function answerBackendClose(t: Tunnel, code: number, reason: Uint8Array | string): void {
+  sendCloseToBackend(t, code, reason);
 }
 
 /** After a read was handed to the client: stop reading the backend while the client lags. */
 export function checkClientBackpressure(t: Tunnel): void {
-  if (t.ws !== null && !t.readPaused && t.ws.getBufferedAmount() > t.gen.websocket.clientHighWaterMark) pauseBackend(t);
+  const ws = t.ws;
+  if (ws !== null && !t.readPaused && ws.getBufferedAmount() > t.gen.websocket.clientHighWaterMark) {
+    t.readPaused = true;
+    t.leg?.pause(t);
+  }
 }
 
-// ---- backend → client (both legs; the Node socket leg's frame reader is backend-frames.ts) ------
+// ---- backend → client (both legs) -------------------------------------------------------------
 
-/** One data frame from the backend (either leg kind) to the client: a whole message, or a fragment
- *  passed on as a fragment. `data` is only valid during the call (uWS copies it). `wire`: its size on
- *  the backend's wire (differs for a message the backend compressed: backend-inflate.ts). On a GRIP
- *  connection the message goes through fanout-grip.ts first (control messages, the prefix). A whole
- *  message of at least `compressMin` bytes goes compressed when the client negotiated it; fragments always
- *  go plain, as compressing them would need the whole message first. */
+/** What ws.send() and the fragment calls answer (uWS's SendStatus; its typings say boolean for the
+ *  fragment calls, but 20.30 returns these numbers from all four). */
+const enum SendStatus {
+  /** Sent, but it added to the client's buffer: check the buffer after this read. */
+  Backpressure = 0,
+  Success = 1,
+  Dropped = 2,
+}
+type FragmentSender = (message: Uint8Array, isBinary?: boolean) => SendStatus;
+
+/** Set by deliverData when uWS reported backpressure during the current read; the leg then checks the
+ *  client's buffer once after the read (clientBackpressureAfterRead), and not at all after a read whose
+ *  every send went straight out. */
+let sawBackpressure = false;
+
+/**
+ * uWS dropped a message (the client's buffer was past websocket.clientMaxBuffer, so closeOnBackpressureLimit
+ * has already shut its socket for reading): count it as dropped, never as delivered, and close the client
+ * with 1013 now rather than let the frames that follow be dropped one by one.
+ */
+function droppedByClient(t: Tunnel, ws: uWS.WebSocket<TunnelRef>): void {
+  countError(t.gen, t.backend, ErrorReason.MessageDropped);
+  countTotal(Total.BackpressureCloses);
+  closeStartedBy(t, Side.Proxy, 1013);
+  t.state = TunnelState.Closing;
+  t.fragmentOpcode = 0;
+  ws.end(1013, 'client is not keeping up');
+}
+
+/** One data frame from the backend (either leg) to the client: a whole message, or a fragment passed on
+ *  as a fragment. `data` is only valid during the call (uWS copies it). `wire`: its size on the backend's
+ *  wire (differs for a message the backend compressed: backend-inflate.ts). On a GRIP connection the
+ *  message goes through fanout-grip.ts first (control messages, the prefix). A whole message of at least
+ *  `compressMin` bytes goes compressed when the client negotiated it; fragments always go plain, as
+ *  compressing them would need the whole message first. */
 export function deliverData(t: Tunnel, opcode: number, fin: boolean, data: Uint8Array, wire = data.byteLength): void {
   const ws = t.ws;
   if (ws === null || t.state !== TunnelState.Open) return;
@@ -303,17 +303,18 @@ export function deliverData(t: Tunnel, opcode: number, fin: boolean, data: Uint8
       return;
     }
     if (fin) {
-      if (length >= t.compressMin) {
-        ws.send(payload, opcode === Opcode.Binary, true);
-        countToClient(t, length, compressedWireBytes(t, payload));
-      } else {
-        ws.send(payload, opcode === Opcode.Binary);
-        countToClient(t, length, length);
+      const compress = length >= t.compressMin;
+      const status = ws.send(payload, opcode === Opcode.Binary, compress) as SendStatus;
+      if (status === SendStatus.Success) countToClient(t, length, compress ? compressedWireBytes(t, payload) : length);
+      else if (status === SendStatus.Dropped) droppedByClient(t, ws);
+      else {
+        sawBackpressure = true;
+        countToClient(t, length, compress ? compressedWireBytes(t, payload) : length);
       }
     } else {
       t.fragmentOpcode = opcode;
       t.fragmentBytes = length;
-      ws.sendFirstFragment(payload, opcode === Opcode.Binary);
+      fragmentSent(t, ws, (ws.sendFirstFragment as unknown as FragmentSender)(payload, opcode === Opcode.Binary));
     }
     return;
   }
@@ -328,13 +329,30 @@ export function deliverData(t: Tunnel, opcode: number, fin: boolean, data: Uint8
     return;
   }
   if (fin) {
-    ws.sendLastFragment(payload);
+    if (!fragmentSent(t, ws, (ws.sendLastFragment as unknown as FragmentSender)(payload))) return;
     countToClient(t, t.fragmentBytes, t.fragmentBytes);
     t.fragmentOpcode = 0;
     t.fragmentBytes = 0;
-  } else {
-    ws.sendFragment(payload);
+  } else fragmentSent(t, ws, (ws.sendFragment as unknown as FragmentSender)(payload));
+}
+
+/** Act on a fragment's send status; false when the message was dropped. */
+function fragmentSent(t: Tunnel, ws: uWS.WebSocket<TunnelRef>, status: SendStatus): boolean {
+  if (status === SendStatus.Success) return true;
+  if (status === SendStatus.Backpressure) {
+    sawBackpressure = true;
+    return true;
   }
+  droppedByClient(t, ws);
+  return false;
+}
+
+/** After a read was handed to the client (inside its cork): when uWS reported backpressure during it, stop
+ *  reading the backend while the client lags. */
+export function clientBackpressureAfterRead(t: Tunnel): void {
+  if (!sawBackpressure) return;
+  sawBackpressure = false;
+  checkClientBackpressure(t);
 }
 
 /** Close the client with the backend's close code (0: none) and reason. */
@@ -355,11 +373,10 @@ export function failFromBackend(t: Tunnel, code: number, reason: string): void {
   t.ws?.end(code, reason);
 }
 
-/** The backend socket closed after the upgrade: a backend that vanished without a close frame
- *  closes its client with 1011 (1001 when Sluice itself is shutting down). */
+/** The backend connection ended after the upgrade (the leg has let go of it, `t.leg` is null): a backend
+ *  that vanished without a close frame closes its client with 1011 (1001 when Sluice itself is shutting
+ *  down). */
 export function backendGone(t: Tunnel): void {
-  t.socket = null;
-  t.upstreamId = 0;
   t.inflater = null;
   uncount(t);
   const ws = t.ws;
@@ -378,28 +395,37 @@ export function backendGone(t: Tunnel): void {
   if (t.ws === null) t.state = TunnelState.Closed;
 }
 
+/** The backend did not answer a ping within websocket.pongTimeout: the leg has dropped the connection;
+ *  its client is closed with 1011 and it counts as `backend_unresponsive`. */
+export function backendUnresponsive(t: Tunnel): void {
+  const ws = t.ws;
+  if (ws !== null && !t.closeFromBackend) {
+    t.closeFromBackend = true; // told the client here: backendGone must not count it lost as well
+    t.state = TunnelState.Closing;
+    countError(t.gen, t.backend, ErrorReason.BackendUnresponsive);
+    closeStartedBy(t, Side.Proxy, 1011);
+    ws.end(1011, 'backend did not answer a ping');
+  }
+  backendGone(t);
+}
+
 /** GRIP `detach`: the backend leg gets a 1000 close and leaves the tunnel (its live count and its drains);
  *  the client stays open, fed by publications. Whatever the backend still sends is ignored. */
 export function detachBackend(t: Tunnel): void {
-  if (!backendOpen(t) || t.closeToBackend) return;
+  const leg = t.leg;
+  if (leg === null || t.closeToBackend) return;
   t.closeFromBackend = true;
   sendCloseToBackend(t, 1000, '');
   tunnelsByBackend[t.backend]?.delete(t);
   uncount(t);
-  const socket = t.socket;
-  if (socket !== null) {
-    // The socket finishes the closing handshake on its own (5 s at most), with no tunnel to report to.
-    socket.tunnel = null;
-    t.socket = null;
-    socket.resume();
-  }
+  leg.detach(t);
 }
 
-/** Called by the upgrade once uWS opened the client: start pumping (and flush what came early). */
+/** Called by the upgrade once uWS opened the client: start pumping (frames that came with the 101 first). */
 export function openTunnel(t: Tunnel, ws: uWS.WebSocket<TunnelRef>, early: Buffer | null): void {
   t.ws = ws;
   t.state = TunnelState.Open;
   liveTunnels.add(t);
   (tunnelsByBackend[t.backend] ??= new Set()).add(t);
-  if (early !== null && early.length > 0) pumpFromBackend(t, early, early.length);
+  t.leg!.startFraming(t, early);
 }

@@ -6,7 +6,6 @@
  * a failed connect is retried on another backend, then answered 502/504; an empty pool 503.
  */
 import net from 'node:net';
-import tls from 'node:tls';
 import type uWS from 'uWebSockets.js';
 import { Total } from '../shared/layout.js';
 import type { Balancer } from '../balancer/balancer.js';
@@ -16,11 +15,10 @@ import { Conn, ErrorReason, countError, countOutcome, connectionOpened, upgradeS
 import { newHandshakeKey } from './frame-codec.js';
 import { hostOf } from './backend-addresses.js';
 import { cookieHeaderOf, requestHashKey } from './pick-request.js';
-import { Tunnel, TunnelState, countOn, uncount, openTunnel, releaseTunnel, type TunnelSocket } from './tunnel.js';
+import { Tunnel, TunnelState, countOn, uncount, openTunnel, releaseTunnel } from './tunnel.js';
 import { bracketHost } from '../shared/address.js';
 import { joinDrain } from './shutdown.js';
-import { onBackendRead, onBackendData, onBackendClose, onBackendError, onBackendTimeout, trackBackendSocket } from './backend-socket.js';
-import { connectNative, destroyNative, nativeAvailable, startNativeFraming } from './native-leg.js';
+import { legFor, sourceAddressFor } from './backend-leg.js';
 import { parseResponseHead, relayBackendResponse, sendError, type ResponseHead } from './http-responses.js';
 import { buildForwardedHead, type ClientRequestInfo } from './forwarded-request.js';
 import { upgradeClient } from './client-upgrade.js';
@@ -45,10 +43,6 @@ const MAX_HEAD = 16 * 1024;
 /** Largest non-101 body relayed to the client; longer bodies are cut (the status still goes). */
 const MAX_BODY = 64 * 1024;
 
-/** One worker-wide read buffer for every plain-TCP backend: onread fills it, the pump consumes it
- *  synchronously, so one buffer serves all sockets. */
-const backendReadBuffer = Buffer.allocUnsafe(64 * 1024);
-
 /** State that lives only while the upgrade is in flight; dropped once the tunnel opens. */
 export class Handshake {
   aborted = false;
@@ -57,7 +51,7 @@ export class Handshake {
   lastFailure: 'refused' | 'timeout' = 'refused';
   timedOut = false;
   acceptExpected = '';
-  /** The upgrade request of the current attempt (the native leg sends it once connected). */
+  /** The upgrade request of the current attempt (the leg sends it once connected). */
   request = '';
   head: Buffer | null = null;
   response: ResponseHead | null = null;
@@ -172,38 +166,17 @@ function connectNext(t: HandshakeTunnel, chosen = -1): void {
   h.head = null;
   const deflate = transport.websocketCompression ? BACKEND_DEFLATE_OFFER : '';
   h.request = `GET ${spec.pathPrefix + h.client.path} HTTP/1.1\r\nHost: ${hostFor(t, h)}\r\n${h.requestHead}${deflate}${gripOffer(snapshot.fanout)}Sec-WebSocket-Key: ${key}\r\n\r\n`;
-  // The native leg has no inflater: a backend that may compress stays on the Node socket leg.
-  if (!spec.tls && nativeAvailable && net.isIP(host) !== 0 && !transport.websocketCompression) {
-    // Plain backend by address: the native leg (native-leg.ts) sends the request once connected.
-    if (connectNative(t, host, spec.port, transport.dialTimeoutMs)) return;
-    handshakeSocketClosed(t, false);
-    return;
-  }
-  let socket: TunnelSocket;
-  if (spec.tls) {
-    socket = tls.connect({
-      host,
-      port: spec.port,
-      servername: transport.serverName !== '' ? transport.serverName : net.isIP(spec.host) === 0 ? spec.host : undefined,
-      rejectUnauthorized: !transport.insecureSkipVerify,
-      ca: transport.rootCAs !== '' ? transport.rootCAs : undefined,
-      ALPNProtocols: ['http/1.1'],
-    }) as unknown as TunnelSocket;
-    socket.on('secureConnect', onBackendConnect);
-    socket.on('data', onBackendData);
-  } else {
-    socket = net.connect({ host, port: spec.port, onread: { buffer: backendReadBuffer, callback: onBackendRead } }) as TunnelSocket;
-    socket.on('connect', onBackendConnect);
-  }
-  socket.tunnel = t;
-  t.socket = socket;
-  socket.setNoDelay(true);
-  socket.setTimeout(transport.dialTimeoutMs);
-  trackBackendSocket(socket);
-  socket.on('close', onBackendClose);
-  socket.on('error', onBackendError);
-  socket.on('timeout', onBackendTimeout);
-  socket.write(h.request);
+  const started = legFor(spec.tls, transport.websocketCompression).connect(t, {
+    host,
+    port: spec.port,
+    tls: spec.tls,
+    serverName: transport.serverName !== '' ? transport.serverName : net.isIP(spec.host) === 0 ? spec.host : undefined,
+    insecureSkipVerify: transport.insecureSkipVerify,
+    rootCAs: transport.rootCAs,
+    dialTimeoutMs: transport.dialTimeoutMs,
+    localAddress: sourceAddressFor(transport, host),
+  });
+  if (!started) handshakeSocketClosed(t, false);
 }
 
 /** The admission wait of connectNext is over (unless the client left meanwhile). */
@@ -218,13 +191,6 @@ function hostFor(t: Tunnel, h: Handshake): string {
   const host = bracketHost(spec.host);
   const defaultPort = spec.tls ? 443 : 80;
   return spec.port === defaultPort ? host : `${host}:${spec.port}`;
-}
-
-function onBackendConnect(this: TunnelSocket): void {
-  const t = this.tunnel as HandshakeTunnel | null;
-  if (t === null || t.handshake === null) return;
-  // Connected: the dial timeout becomes the handshake timeout.
-  this.setTimeout(t.gen.websocket.handshakeTimeoutMs);
 }
 
 /** Bytes from the backend before the tunnel opened: the answer to our upgrade request. */
@@ -300,12 +266,6 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
     answer(t, 503, 'Sluice is shutting down');
     return;
   }
-  const socket = t.socket;
-  if (socket !== null) {
-    socket.setTimeout(0);
-    // The backend leg has no pings of its own yet: let the kernel find a backend host that vanished.
-    socket.setKeepAlive(true, 30_000);
-  }
   t.handshake = null;
   countTotal(Total.Upgraded);
   const res = h.res;
@@ -327,10 +287,7 @@ function completeUpgrade(t: HandshakeTunnel, h: Handshake, head: ResponseHead, e
   // Counted open only once uWS holds the client: then its `close` is sure to come and count the close.
   connectionOpened(t);
   if (t.limits !== null) scheduleLifetime(t, t.gen.limits.connection.maxLifetimeMs);
-  if (t.upstreamId !== 0) {
-    openTunnel(t, t.ws, null);
-    startNativeFraming(t, early.length > 0 ? early : null);
-  } else openTunnel(t, t.ws, early.length > 0 ? early : null);
+  openTunnel(t, ws, early.length > 0 ? early : null);
   if (context().draining.size > 0) joinDrain(t);
 }
 
@@ -386,8 +343,6 @@ function dechunk(raw: Buffer): Buffer {
 /** The backend socket ended before the tunnel opened. */
 export function handshakeSocketClosed(t: HandshakeTunnel, timedOut: boolean): void {
   const h = t.handshake;
-  t.socket = null;
-  t.upstreamId = 0;
   uncount(t);
   if (h === null || h.aborted) return;
   if (h.relaying) {
@@ -429,26 +384,14 @@ function answer(t: HandshakeTunnel, status: number, message: string, headers?: r
 
 /** Let go of this attempt's backend socket and its count; the upgrade goes on with another. */
 function dropAttempt(t: Tunnel): void {
-  destroyNative(t);
-  const socket = t.socket;
-  if (socket !== null) {
-    socket.tunnel = null;
-    t.socket = null;
-    socket.destroy();
-  }
+  t.leg?.destroy(t);
   uncount(t);
 }
 
 /** The upgrade is over without a tunnel (answered, relayed, or the client left): let go of everything. */
 function abandonBackend(t: Tunnel): void {
-  destroyNative(t);
-  const socket = t.socket;
   t.state = TunnelState.Closed;
-  if (socket !== null) {
-    socket.tunnel = null;
-    t.socket = null;
-    socket.destroy();
-  }
+  t.leg?.destroy(t);
   uncount(t);
   releaseTunnel(t);
 }
