@@ -279,7 +279,7 @@ describe('the client offer Sluice lets uWebSockets.js answer', () => {
   });
 
   test('a change of compression gives the entry point a new app on reload; the same settings keep it', () => {
-    const gen = { websocket: { maxMessageSize: 1, clientMaxBuffer: 1, idleTimeoutSeconds: 0 }, snapshot: { certificates: [] } } as unknown as Generation;
+    const gen = { websocket: { maxMessageSize: 1, clientMaxBuffer: 1, idleTimeoutSeconds: 0 }, snapshot: { certificates: [], limits: { controlFrameRate: null } } } as unknown as Generation;
     const entryPoint = (compression: CompressionSpec): EntryPointSpec => ({ name: 'web', host: '', port: 1, tls: false, tlsBy: '', tlsOptions: null, maxHeaderBytes: 32 * 1024, lifeCycle: { acceptGraceMs: 0, graceMs: 0 }, compression, limits: { maxConnections: 0, proxyProtocol: null, forwardedHeaders: null, readTimeoutMs: 0, writeTimeoutMs: 0 } });
     const shared = listenerKey(entryPoint(spec('shared')), gen);
     assert.equal(listenerKey(entryPoint(spec('shared')), gen), shared);

@@ -363,10 +363,12 @@ describe('passive health checks and retries', () => {
     const sluice = await start(poolConfig(backends, `strategy: roundrobin
 passiveHealthCheck: { maxFailedAttempts: 1, failureWindow: 600ms }`));
     const first = keep(await reachBackend(sluice.url));
+    // The ejection is the primary's decision, told to the workers through shared memory: wait for it rather
+    // than race the next upgrade against that message on a busy machine.
+    await waitFor('the ejection to be logged', () => /ejected for 600 ms/.test(sluice.stderr()));
     const second = keep(await reachBackend(sluice.url));
     assert.deepEqual([first.backend, second.backend], ['good', 'good']);
     assert.equal(bad.upgrades, 1, 'the failed backend must be ejected after its first failure');
-    await waitFor('the ejection to be logged', () => /ejected for 600 ms/.test(sluice.stderr()));
     const listed = (await (await fetch(`${sluice.adminUrl}/api/backends`)).json()) as { url: string; health: { ejections: number; passingChecks: boolean } }[];
     assert.deepEqual(listed.find((b) => b.url === bad.url)!.health.ejections, 1, 'the admin API shows the ejection');
     // While ejected, roundrobin never offers it.

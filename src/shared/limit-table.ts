@@ -112,12 +112,13 @@ export class LimitTable {
     const slot = this.lockedSlot(key);
     if (slot < 0) return UNTRACKED;
     const at = slot * SLOT_WORDS + COUNT;
-    const count = this.words[at]!;
-    if (count >= limit) {
+    if (Atomics.load(this.words, at) >= limit) {
       this.unlock(slot);
       return LIMIT_REACHED;
     }
-    this.words[at] = count + 1;
+    // An atomic add, not a store of count + 1: release() takes no lock, so a plain store would undo a
+    // release that landed between the read above and this write (the count would then never reach 0).
+    Atomics.add(this.words, at, 1);
     this.unlock(slot);
     return slot;
   }

@@ -101,17 +101,29 @@ function stop(entryPoints: readonly EntryPointStop[], immediate: boolean): void 
   if (immediate) stopping.now();
 }
 
+/** After the window, how long clients told 1001 at its very end get to answer before they are cut. */
+const CLOSE_REPLY_MS = 1000;
+
 function waitForEnd(deadline: number): void {
+  let endedAt = 0;
   let forced = false;
   const check = setInterval(() => {
     // Done when every client is gone and every backend socket closed (including those still
     // waiting for a backend's close reply, and those of upgrades in flight).
     if (stopping?.accepting) return;
     const busy = tunnels().size > 0 || backendConnections() > 0 || httpRequestsInFlight() > 0;
-    if (busy && Date.now() < deadline) return;
+    const now = Date.now();
+    if (busy && now < deadline) return;
+    if (busy && endedAt === 0) {
+      // The window is over: whoever the pacing has not reached yet (its last tick can fall just past the
+      // window) is told 1001 now, and gets a moment to answer; cutting it at once would be a 1006.
+      endedAt = now;
+      stopping?.now();
+      return;
+    }
+    if (busy && !forced && now < endedAt + CLOSE_REPLY_MS) return;
     if (busy && !forced) {
       forced = true;
-      stopping?.now();
       for (const t of tunnels()) t.ws?.close();
       destroyAllBackends();
       listeners.closeAll();
@@ -119,7 +131,7 @@ function waitForEnd(deadline: number): void {
     }
     // A destroyed socket's fd is closed only when its 'close' event has run: a thread that ends
     // before that leaks the connection (the backend never sees it end). Give them a moment.
-    if (backendSocketsClosing() > 0 && Date.now() < deadline + 1000) return;
+    if (backendSocketsClosing() > 0 && now < deadline + CLOSE_REPLY_MS + 1000) return;
     listeners.closeAll();
     for (const generation of ctx.live) generation.closeHttp();
     clearInterval(check);
