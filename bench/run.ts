@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: the reproducible comparison of direct, Sluice (1 and 2 workers), NGINX and
  * HAProxy over the same three echo backends, on loopback, bounded in time (a full run takes about
- * ten minutes, --quick under two). Targets are interleaved inside each run so slow drift on the
- * machine spreads over all of them; results go to bench/results/<date>.md and .json.
+ * twenty minutes with the compression and fan-out rows, --quick under two). Targets are interleaved
+ * inside each run so slow drift on the machine spreads over all of them; results go to
+ * bench/results/<date>.md and .json.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
