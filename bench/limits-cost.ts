@@ -156,9 +156,10 @@ async function main(): Promise<void> {
   try {
     for (let run = 1; run <= runs; run++) {
       const targets = new Map<Variant, Running>();
-      // Start order alternates, so neither variant is always the older process.
-      for (const variant of run % 2 === 1 ? (['on', 'off'] as const) : (['off', 'on'] as const)) targets.set(variant, await startVariant(variant, root, backends.ports, pin));
       try {
+        // Start order alternates, so neither variant is always the older process. Inside the try: when the
+        // second fails to start, the first is stopped too.
+        for (const variant of run % 2 === 1 ? (['on', 'off'] as const) : (['off', 'on'] as const)) targets.set(variant, await startVariant(variant, root, backends.ports, pin));
         for (const load of ['echo', 'throughput', 'churn'] as const) {
           const measured = await Promise.all((['on', 'off'] as const).map(async (variant) => ({ variant, ...(await measure(targets.get(variant)!, load, duration)) })));
           for (const m of measured) {
