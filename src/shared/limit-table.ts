@@ -12,7 +12,9 @@
  * Probing: a key lives in one of WINDOW consecutive slots from its hash. Operations take a slot's lock word
  * (Atomics.compareExchange, a bounded spin: the critical sections are a few loads and stores, never a call
  * that can block), so a read-modify-write of one slot is atomic across workers. `release` needs no lock: a
- * slot whose count is above zero is never reused, so its key cannot change under it.
+ * slot whose count is above zero is never reused, so its key cannot change under it. A key's first slot is
+ * claimed while holding the lock of the first slot of its window (its home), so two workers meeting on a new
+ * key agree on one slot for it.
  *
  * Eviction (the table never grows): a new key takes, within its window, an empty slot, or else the slot
  * with no count whose bucket is fullest (the smallest tat: an entry whose bucket has refilled is the same
@@ -49,6 +51,8 @@ const HORIZON = 1;
 export const LIMIT_REACHED = -1;
 /** The key's window is full of counted slots (or a lock stayed taken): let the request through uncounted. */
 export const UNTRACKED = -2;
+/** lockFound(): the key has no slot. */
+const NOT_FOUND = -3;
 
 /** The two hashes of a key: `index` picks its window, `fingerprint` (never 0) identifies it in a slot. */
 export interface KeyHash {
@@ -201,30 +205,52 @@ export class LimitTable {
 
   /** The slot of `key`, locked (found, or claimed by eviction); -1 when there is none to be had. */
   private lockedSlot(key: KeyHash): number {
+    const found = this.lockFound(key);
+    if (found !== NOT_FOUND) return found;
+    // A new key. Claims of one key are serialised on the lock of its window's first slot (its home):
+    // without that, two workers could each claim a different free slot for the same key (one scans before
+    // the other's claim is visible), and a limit would then count in two places and let twice as many in.
+    const home = key.index & this.mask;
+    if (!this.lock(home)) return -1;
+    const again = this.findSlot(key);
+    if (again >= 0) {
+      // Claimed by another worker while we waited for the home lock.
+      if (again === home) return home;
+      this.unlock(home);
+      const slot = this.lockFound(key);
+      return slot === NOT_FOUND ? -1 : slot;
+    }
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const victim = this.victim(key);
+      if (victim < 0 || (victim !== home && !this.lock(victim))) break;
+      const base = victim * SLOT_WORDS;
+      if (Atomics.load(this.words, base + KEY) !== 0 && Atomics.load(this.words, base + COUNT) !== 0) {
+        // Taken by another key and counted since the scan (not by this key: its claims wait for home).
+        if (victim !== home) this.unlock(victim);
+        continue;
+      }
+      this.times[victim * SLOT_TIMES + TAT] = 0;
+      this.times[victim * SLOT_TIMES + HORIZON] = 0;
+      Atomics.store(this.words, base + COUNT, 0);
+      Atomics.store(this.words, base + KEY, key.fingerprint);
+      if (victim !== home) this.unlock(home);
+      return victim;
+    }
+    this.unlock(home);
+    return -1;
+  }
+
+  /** The slot holding `key`, locked; NOT_FOUND when the key has no slot, -1 when its lock stayed taken. */
+  private lockFound(key: KeyHash): number {
     const fp = key.fingerprint;
     for (let attempt = 0; attempt < 2; attempt++) {
       const found = this.findSlot(key);
-      if (found >= 0) {
-        if (!this.lock(found)) return -1;
-        if (this.words[found * SLOT_WORDS + KEY] === fp) return found;
-        this.unlock(found); // evicted between the look and the lock: look again
-        continue;
-      }
-      const victim = this.victim(key);
-      if (victim < 0 || !this.lock(victim)) return -1;
-      const base = victim * SLOT_WORDS;
-      const current = this.words[base + KEY]!;
-      if (current === fp) return victim; // another worker claimed it for this very key
-      if (current === 0 || this.words[base + COUNT] === 0) {
-        this.words[base + KEY] = fp;
-        this.words[base + COUNT] = 0;
-        this.times[victim * SLOT_TIMES + TAT] = 0;
-        this.times[victim * SLOT_TIMES + HORIZON] = 0;
-        return victim;
-      }
-      this.unlock(victim);
+      if (found < 0) return NOT_FOUND;
+      if (!this.lock(found)) return -1;
+      if (Atomics.load(this.words, found * SLOT_WORDS + KEY) === fp) return found;
+      this.unlock(found); // evicted between the look and the lock: look again
     }
-    return -1;
+    return NOT_FOUND;
   }
 
   /** The slot a new key takes in its window: the first empty one, else the uncounted one with the smallest tat. */
