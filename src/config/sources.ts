@@ -19,7 +19,7 @@ import { TomlError, parse as parseToml } from 'smol-toml';
 import { LineCounter, parseDocument } from 'yaml';
 
 import { ConfigError, indexPath, keyPath, type ConfigProblem } from './errors.js';
-import { readManifestProvider } from './kubernetes-manifests.js';
+import { readManifestProvider } from './kubernetes-manifest-files.js';
 
 export type ConfigFormat = 'yaml' | 'toml';
 
