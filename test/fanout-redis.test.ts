@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { freePort, startSluice, type SluiceProcess } from './helpers/sluice.js';
 import { get, parsePrometheus, sampleValue } from './helpers/admin.js';
-import { gripPublisher, listen, publishText, PUBLISH_KEY, startGripBackend, type GripBackend, type Listener } from './helpers/grip.js';
+import { fanoutConfig, gripPublisher, listen, publishText, startGripBackend, type GripBackend, type Listener } from './helpers/grip.js';
 import { waitFor } from './helpers/wait.js';
 
 const REDIS_SERVER = '/usr/bin/redis-server';
@@ -38,29 +38,6 @@ function stopRedis(child: ChildProcess): Promise<void> {
     child.once('exit', () => resolve());
     child.kill('SIGTERM');
   });
-}
-
-function config(backendUrl: string, publishPort: number, redisPort: number): string {
-  return `entryPoints:
-  web:
-    address: "127.0.0.1:{PORT}"
-http:
-  routers:
-    all:
-      rule: "PathPrefix(\`/\`)"
-      service: grip
-  services:
-    grip:
-      loadBalancer:
-        servers:
-          - url: "${backendUrl}"
-fanout:
-  publish:
-    address: "127.0.0.1:${publishPort}"
-    key: "${PUBLISH_KEY}"
-  redis:
-    url: "redis://127.0.0.1:${redisPort}"
-`;
 }
 
 async function metric(sluice: SluiceProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
@@ -113,7 +90,7 @@ describe('fan-out between two replicas through Redis', { skip: existsSync(REDIS_
     backend = await startGripBackend();
     for (let i = 0; i < 2; i++) {
       publishPorts.push(await freePort());
-      sluices.push(await startSluice(config(backend.url, publishPorts[i]!, redisPort), { workers: 2 }));
+      sluices.push(await startSluice(fanoutConfig(backend.url, publishPorts[i]!, `  redis:\n    url: "redis://127.0.0.1:${redisPort}"\n`), { workers: 2 }));
     }
     await bothSubscribed();
     onA = await listen(sluices[0]!.url, ['scores']);

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { freePort, startSluice, type SluiceProcess } from './helpers/sluice.js';
 import { get, parsePrometheus, sampleValue } from './helpers/admin.js';
-import { gripPublisher, listen, publishText, PUBLISH_KEY, startGripBackend, type GripBackend } from './helpers/grip.js';
+import { fanoutConfig, gripPublisher, listen, publishText, startGripBackend, type GripBackend } from './helpers/grip.js';
 import { waitFor } from './helpers/wait.js';
 
 const MESSAGES = 200;
@@ -17,32 +17,6 @@ const MESSAGE_BYTES = 256 * 1024;
  *  ends (a few MiB each on Linux) plus what Sluice held for it, at most 1.5 × slowConsumerBuffer. Without
  *  the policy it would be all 50 MiB. */
 const MAX_HELD = 16 * 1024 * 1024;
-
-function config(backendUrl: string, publishPort: number, policy: 'drop' | 'close'): string {
-  return `entryPoints:
-  web:
-    address: "127.0.0.1:{PORT}"
-http:
-  routers:
-    all:
-      rule: "PathPrefix(\`/\`)"
-      service: grip
-  services:
-    grip:
-      loadBalancer:
-        servers:
-          - url: "${backendUrl}"
-websocket:
-  clientMaxBuffer: 256MiB
-  upstreamWriteBudget: 256MiB
-fanout:
-  publish:
-    address: "127.0.0.1:${publishPort}"
-    key: "${PUBLISH_KEY}"
-  slowConsumer: ${policy}
-  slowConsumerBuffer: 512KiB
-`;
-}
 
 async function sample(adminUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
   return sampleValue(parsePrometheus((await get(`${adminUrl}/metrics`)).text), name, labels);
@@ -57,7 +31,7 @@ for (const policy of ['drop', 'close'] as const) {
     before(async () => {
       backend = await startGripBackend();
       publishPort = await freePort();
-      sluice = await startSluice(config(backend.url, publishPort, policy), { workers: 2 });
+      sluice = await startSluice(fanoutConfig(backend.url, publishPort, `  slowConsumer: ${policy}\n  slowConsumerBuffer: 512KiB\n`, 'websocket:\n  clientMaxBuffer: 256MiB\n  upstreamWriteBudget: 256MiB\n'), { workers: 2 });
     });
 
     after(async () => {

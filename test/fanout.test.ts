@@ -14,29 +14,8 @@ import { formatExtension, parseExtensions } from '../src/worker/ws-extensions.js
 import { freePort, startSluice, type SluiceProcess } from './helpers/sluice.js';
 import { startInProcess, type InProcessSluice } from './helpers/in-process.js';
 import { get, parsePrometheus, sampleValue } from './helpers/admin.js';
-import { authHeader, gripPublisher, listen, publishText, PUBLISH_KEY, startGripBackend, type GripBackend, type Listener } from './helpers/grip.js';
+import { authHeader, fanoutConfig, gripPublisher, listen, publishText, startGripBackend, type GripBackend, type Listener } from './helpers/grip.js';
 import { waitFor } from './helpers/wait.js';
-
-function fanoutConfig(backendUrl: string, publishPort: number, extra = ''): string {
-  return `entryPoints:
-  web:
-    address: "127.0.0.1:{PORT}"
-http:
-  routers:
-    all:
-      rule: "PathPrefix(\`/\`)"
-      service: grip
-  services:
-    grip:
-      loadBalancer:
-        servers:
-          - url: "${backendUrl}"
-fanout:
-  publish:
-    address: "127.0.0.1:${publishPort}"
-    key: "${PUBLISH_KEY}"
-${extra}`;
-}
 
 /** POST to the publish listener; resolves with status, headers and body. */
 function post(port: number, body: string, headers: Record<string, string> = {}, path = '/publish/'): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {

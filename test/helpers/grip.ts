@@ -111,3 +111,29 @@ export function listen(url: string, channels: readonly string[], options: { loca
     });
   });
 }
+
+/**
+ * A Sluice config for the fan-out tests: one entry point, every path to the GRIP backend, the publish
+ * listener with the test key. `fanoutExtra` goes inside `fanout:` (two-space indented lines), `topLevel`
+ * after it (other top-level sections).
+ */
+export function fanoutConfig(backendUrl: string, publishPort: number, fanoutExtra = '', topLevel = ''): string {
+  return `entryPoints:
+  web:
+    address: "127.0.0.1:{PORT}"
+http:
+  routers:
+    all:
+      rule: "PathPrefix(\`/\`)"
+      service: grip
+  services:
+    grip:
+      loadBalancer:
+        servers:
+          - url: "${backendUrl}"
+fanout:
+  publish:
+    address: "127.0.0.1:${publishPort}"
+    key: "${PUBLISH_KEY}"
+${fanoutExtra}${topLevel}`;
+}
