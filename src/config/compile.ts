@@ -11,7 +11,8 @@ import { formatDuration, formatSize } from './duration.js';
 import { Problems, indexPath, keyPath, unknownName } from './errors.js';
 import { parseRule } from './rule-parser.js';
 import type { RuleNode } from './rule-ast.js';
-import { CONFIG_SCHEMA, defaultOf, serversTransportSchema } from './schema.js';
+import { CONFIG_SCHEMA, defaultOf } from './schema.js';
+import { serversTransportSchema } from './schema-services.js';
 import {
   SNAPSHOT_VERSION,
   type LogLevel,

@@ -1,8 +1,9 @@
 /**
  * Schema of Traefik's TLS options (`tls.options.<name>`, chosen per router or entry point with
- * `tls.options: <name>`) and of Sluice's manifest provider (`providers.kubernetesManifests`), declared apart
- * from schema.ts so the TLS work stays in its own file. What the TLS library under uWebSockets.js can and
- * cannot do is decided in compile-tls.ts; here only the shapes and the keys refused outright.
+ * `tls.options: <name>`), of the `tls` key of a router or an entry point, and of Sluice's manifest provider
+ * (`providers.kubernetesManifests`), declared apart from schema.ts so the TLS work stays in its own file.
+ * What the TLS library under uWebSockets.js can and cannot do is decided in compile-tls.ts; here only the
+ * shapes and the keys refused outright.
  */
 import type { MapSchema, ObjectSchema, ScalarSchema } from './schema-types.js';
 // Declarations are `as const satisfies …` so that validate.ts's checked type (schema-types.ts Checked<>) knows
@@ -67,6 +68,16 @@ export const tlsOptionsRef = {
   defaultText: 'default',
   doc: 'Name of the TLS options (tls.options) to use; a `@file` suffix is accepted.',
 } as const satisfies ScalarSchema;
+
+/** TLS settings Traefik takes from ACME; Sluice serves the certificates of `tls.certificates`. */
+export const TLS_REFUSED = {
+  certResolver: 'ACME is not built in (expected certificates in tls.certificates)',
+  domains: 'certificate names are read from the files in tls.certificates',
+} as const;
+
+export function tlsOnRouterOrEntryPoint<const D extends string>(doc: D) {
+  return { kind: 'object', doc, acceptsBoolean: true, defaultText: 'absent (plain)', fields: { options: tlsOptionsRef }, refused: TLS_REFUSED } as const satisfies ObjectSchema;
+}
 
 export const kubernetesManifestsSchema = {
   kind: 'object',

@@ -5,13 +5,14 @@
  * Traefik keys that Sluice does not support are listed too, so they are refused by name instead of as
  * unknown keys. A new key is one declaration here (or in a section file) and the code that uses it.
  */
-import { discoverySchema, hashSchema, healthCheckSchema, passiveHealthCheckSchema, stickySchema } from './schema-balancing.js';
 import { accessLogSchema, adminSchema, logSchema } from './schema-observability.js';
-import { kubernetesManifestsSchema, tlsOptionsRef, tlsOptionsSchema } from './schema-tls.js';
+import { kubernetesManifestsSchema, TLS_REFUSED, tlsOnRouterOrEntryPoint, tlsOptionsSchema } from './schema-tls.js';
 import { middlewareSchema } from './schema-middlewares.js';
-import { backendCompressionField, entryPointWebSocketSchema, globalCompressionFields } from './schema-compression.js';
+import { globalCompressionFields } from './schema-compression.js';
 import { fanoutSchema } from './schema-fanout.js';
-import { admissionSchema, backendMaxConnections, entryPointMaxConnections, forwardedHeadersSchema, proxyProtocolSchema, respondingTimeoutsSchema, websocketLimitFields } from './schema-limits.js';
+import { admissionSchema, backendMaxConnections, websocketLimitFields } from './schema-limits.js';
+import { entryPointSchema } from './schema-entrypoints.js';
+import { serversTransportSchema, serviceSchema } from './schema-services.js';
 
 export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Schema, Documented } from './schema-types.js';
 import type { Checked, DefaultEntries, ObjectSchema, Schema } from './schema-types.js';
@@ -21,90 +22,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 /** uWebSockets.js keeps payload and backpressure limits in 32-bit integers; 1 GiB stays well inside. */
 const MAX_BUFFER_BYTES = 1024 * MiB;
-/** uWebSockets.js drops a connection whose request head passes about 100 KiB without an answer: stay below. */
-const MAX_HEADER_BYTES = 64 * KiB;
-
-/** TLS settings Traefik takes from ACME; Sluice serves the certificates of `tls.certificates`. */
-const TLS_REFUSED = {
-  certResolver: 'ACME is not built in (expected certificates in tls.certificates)',
-  domains: 'certificate names are read from the files in tls.certificates',
-} as const;
-
-function tlsOnRouterOrEntryPoint<const D extends string>(doc: D) {
-  return { kind: 'object', doc, acceptsBoolean: true, defaultText: 'absent (plain)', fields: { options: tlsOptionsRef }, refused: TLS_REFUSED } as const satisfies ObjectSchema;
-}
-
-/** Traefik's entryPoints.<name>.transport.lifeCycle: how the entry point stops on SIGTERM. */
-const lifeCycle = {
-  kind: 'object',
-  doc: "How the entry point stops on SIGTERM (Traefik's keys and meaning). `/ready` turns 503 at once.",
-  fields: {
-    requestAcceptGraceTimeout: {
-      kind: 'scalar',
-      type: 'duration',
-      defaultValue: 0,
-      doc: 'Time the entry point keeps accepting new connections after SIGTERM, so the load balancer in front sees `/ready` fail first.',
-    },
-    graceTimeOut: {
-      kind: 'scalar',
-      type: 'duration',
-      defaultValue: 10_000,
-      defaultNote: '(`shutdown.gracePeriod` when set)',
-      doc: 'Window over which its open WebSockets are then closed with 1001, spread evenly with jitter, before Sluice exits. A second signal closes what is left at once.',
-    },
-  },
-} as const satisfies ObjectSchema;
-
-const entryPoint = {
-  kind: 'object',
-  doc: 'One listener.',
-  fields: {
-    address: {
-      kind: 'scalar',
-      type: 'address',
-      required: true,
-      doc: 'Where to listen. Two entry points may not share a port on the same (or every) host.',
-    },
-    http: {
-      kind: 'object',
-      doc: 'HTTP settings of this entry point.',
-      fields: {
-        tls: tlsOnRouterOrEntryPoint('Present: this entry point terminates TLS with the certificates of `tls.certificates`.'),
-        maxHeaderBytes: {
-          kind: 'scalar',
-          type: 'size',
-          min: 1024,
-          max: MAX_HEADER_BYTES,
-          defaultValue: 32 * KiB,
-          defaultNote: '(Traefik: 1MiB)',
-          doc: 'Largest request head (request line and headers) accepted; a larger one is answered 431.',
-        },
-      },
-      refused: notYet(
-        ...['redirections', 'middlewares', 'encodeQuerySemicolons', 'sanitizePath'],
-        'encodedCharacters',
-      ),
-    },
-    transport: {
-      kind: 'object',
-      doc: 'Connection handling of this entry point.',
-      fields: { lifeCycle, respondingTimeouts: respondingTimeoutsSchema },
-      refused: notYet('keepAliveMaxRequests', 'keepAliveMaxTime'),
-    },
-    proxyProtocol: proxyProtocolSchema,
-    forwardedHeaders: forwardedHeadersSchema,
-    websocket: {
-      ...entryPointWebSocketSchema,
-      doc: "Sluice: this entry point's client-leg compression (each key defaults to the global websocket key) and connection limit.",
-      fields: { ...entryPointWebSocketSchema.fields, maxConnections: entryPointMaxConnections },
-    },
-  },
-  refused: {
-    ...notYet('http2', 'http3', 'udp', 'allowACMEByPass'),
-    ...notYet('reusePort', 'observability'),
-    asDefault: 'routers without entryPoints attach to every entry point of their kind',
-  },
-} as const satisfies ObjectSchema;
 
 const router = {
   kind: 'object',
@@ -151,181 +68,6 @@ const router = {
   refused: { observability: NOT_YET, ruleSyntax: 'Sluice reads the Traefik v3 rule syntax' },
 } as const satisfies ObjectSchema;
 
-const server = {
-  kind: 'object',
-  doc: 'One backend.',
-  fields: {
-    url: {
-      kind: 'scalar',
-      type: 'url',
-      required: true,
-      doc: '`wss`/`https` mean TLS toward the backend. A path (`ws://10.0.0.1:9000/stream`) is prefixed to every request path, as in Traefik.',
-    },
-    weight: {
-      kind: 'scalar',
-      type: 'integer',
-      min: 0,
-      max: 1_000_000,
-      defaultValue: 1,
-      doc: "Share of new connections relative to the pool's other servers: `roundrobin` hits the ratios exactly (smooth weighted round robin), `leastconn` compares connections per unit of weight, `hash` bounds each backend by its weighted share. `0`: no new connections.",
-    },
-  },
-  refused: { preservePath: NOT_YET },
-} as const satisfies ObjectSchema;
-
-const service = {
-  kind: 'object',
-  doc: 'A pool of backends; only the `loadBalancer` kind exists.',
-  fields: {
-    loadBalancer: {
-      kind: 'object',
-      required: true,
-      expects: 'a mapping with servers',
-      doc: 'The pool and how to balance over it.',
-      fields: {
-        servers: {
-          kind: 'list',
-          item: server,
-          nonEmpty: 'server',
-          required: true,
-          expects: 'a list of servers, each with a url',
-          doc: 'The backends, in order.',
-        },
-        passHostHeader: {
-          kind: 'scalar',
-          type: 'boolean',
-          defaultValue: true,
-          doc: "Forward the client's `Host` header; `false` sends the backend's host instead.",
-        },
-        serversTransport: {
-          kind: 'scalar',
-          type: 'string',
-          doc: 'Name of an entry in `http.serversTransports`.',
-          defaultText: '`default`',
-        },
-        strategy: {
-          kind: 'scalar',
-          type: 'strategy',
-          doc: "Sluice's own key. Traefik's `wrr` is read as `roundrobin`, `hrw` as `hash` (on the client IP); `p2c` is refused.",
-          defaultText: '`loadBalancer.strategy`',
-        },
-        retries: {
-          kind: 'scalar',
-          type: 'integer',
-          min: 0,
-          max: 100,
-          doc: "Sluice's own key: attempts on other backends after a failed connect, a dial or handshake timeout, or a `5xx` answer to the upgrade; never the same backend twice. The last `5xx` is relayed when no backend is left.",
-          defaultText: '`loadBalancer.retries`',
-        },
-        sticky: stickySchema,
-        healthCheck: healthCheckSchema,
-        passiveHealthCheck: passiveHealthCheckSchema,
-        hash: hashSchema,
-        slowStart: {
-          kind: 'scalar',
-          type: 'duration',
-          doc: "Sluice's own key: a backend that came up (health check, end of an ejection, new DNS address) ramps from 1% to its full weight linearly over this time, so a reconnect wave does not land on it all at once. `0s`: off.",
-          defaultText: '`loadBalancer.slowStart`',
-        },
-        drainWindow: {
-          kind: 'scalar',
-          type: 'duration',
-          min: 1,
-          doc: "Sluice's own key: the connections of a backend marked down with `onDown: drain`, whose address left DNS, or that a reload removed, are closed with 1012 one by one, evenly (with jitter) over this window.",
-          defaultText: '`loadBalancer.drainWindow`',
-        },
-        onRemove: {
-          kind: 'scalar',
-          type: 'choice',
-          choices: ['drain', 'keep'],
-          expects: "'drain' or 'keep'",
-          doc: "Sluice's own key: what a reload that removes a backend from this pool does to its open WebSockets: `drain` (1012, paced over `drainWindow`) or `keep` (they stay until they close).",
-          defaultText: '`loadBalancer.onRemove`',
-        },
-        discovery: discoverySchema,
-        maxConnections: backendMaxConnections(
-          "Sluice's own key: WebSockets each backend of this pool may hold, all workers together; a full backend is skipped for the next one, and when all are full the client gets 503 with Retry-After.",
-          { defaultText: '`loadBalancer.maxConnections`' },
-        ),
-        admission: admissionSchema("Sluice's own key: upgrade admission per backend of this pool, a token bucket shared by all workers; an upgrade finding no token tries the next backend, and when none has one the client gets 503 with a Retry-After that spreads the retries at the admitted rate."),
-      },
-      refused: notYet('responseForwarding'),
-    },
-  },
-  refused: { weighted: NOT_YET, mirroring: NOT_YET, failover: NOT_YET },
-  refusedAreKinds: true,
-} as const satisfies ObjectSchema;
-
-export const serversTransportSchema = {
-  kind: 'object',
-  doc: "How Sluice connects to a service's backends.",
-  fields: {
-    insecureSkipVerify: {
-      kind: 'scalar',
-      type: 'boolean',
-      defaultValue: false,
-      doc: 'Accept any backend certificate (for tests only).',
-    },
-    rootCAs: {
-      kind: 'list',
-      item: { kind: 'scalar', type: 'string', doc: 'PEM file path, relative to the config file.' },
-      typeText: 'list of file paths',
-      doc: 'PEM files of the CAs that sign backend certificates; each must hold a certificate.',
-      defaultText: "the system's roots",
-    },
-    serverName: {
-      kind: 'scalar',
-      type: 'string',
-      doc: 'SNI and certificate name expected from the backend.',
-      defaultText: "the backend URL's host",
-    },
-    forwardingTimeouts: {
-      kind: 'object',
-      doc: 'Timeouts toward the backend.',
-      fields: {
-        dialTimeout: {
-          kind: 'scalar',
-          type: 'duration',
-          defaultValue: 5000,
-          min: 1,
-          doc: "Time to open the TCP (and TLS) connection. **Traefik's default is 30s**; Sluice uses 5s so a dead backend is skipped (with `retries`) before the client gives up.",
-        },
-        responseHeaderTimeout: {
-          kind: 'scalar',
-          type: 'duration',
-          defaultValue: 0,
-          defaultNote: '(none)',
-          doc: "HTTP: time allowed for a backend's response head once the request is sent (504 after it); 0 waits as long as it takes.",
-        },
-        idleConnTimeout: {
-          kind: 'scalar',
-          type: 'duration',
-          min: 1,
-          defaultValue: 90_000,
-          doc: 'HTTP: how long an idle keep-alive connection to a backend stays open.',
-        },
-      },
-      refused: notYet('readIdleTimeout', 'pingTimeout'),
-    },
-    maxIdleConnsPerHost: {
-      kind: 'scalar',
-      type: 'integer',
-      min: -1,
-      max: 100_000,
-      defaultValue: 200,
-      doc: 'HTTP: idle keep-alive connections kept per backend (busy ones are not capped); 0 means 200, -1 keeps none.',
-    },
-    websocketCompression: backendCompressionField,
-    sourceAddresses: {
-      kind: 'list',
-      item: { kind: 'scalar', type: 'string', doc: 'A local IP address, or an IPv4 range `first-last` (at most 4,096 addresses).' },
-      typeText: 'list of IPs or IPv4 ranges',
-      doc: 'Local addresses WebSocket connections to the backends leave from, in turn (per worker thread), so that one backend address is not limited to the ~28,000 ephemeral ports of one source address. Each address must be configured on a local interface (all of 127.0.0.0/8 is, on Linux). A backend gets only addresses of its own family.',
-      defaultText: "the kernel's choice",
-    },
-  },
-  refused: notYet('certificates', 'disableHTTP2', 'peerCertURI', 'spiffe'),
-} as const satisfies ObjectSchema;
 
 function certificateFiles<const C extends string, const K extends string>(certDoc: C, keyDoc: K) {
   return {
@@ -360,7 +102,7 @@ export const CONFIG_SCHEMA = {
     entryPoints: {
       kind: 'map',
       entry: 'entry point',
-      value: entryPoint,
+      value: entryPointSchema,
       required: true,
       doc: 'Listeners, by name. At least one.',
     },
@@ -369,7 +111,7 @@ export const CONFIG_SCHEMA = {
       doc: "Routing (Traefik's dynamic configuration).",
       fields: {
         routers: { kind: 'map', entry: 'router', value: router, doc: 'Routers, by name.' },
-        services: { kind: 'map', entry: 'service', value: service, doc: 'Services, by name.' },
+        services: { kind: 'map', entry: 'service', value: serviceSchema, doc: 'Services, by name.' },
         serversTransports: {
           kind: 'map',
           entry: 'servers transport',
