@@ -18,8 +18,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { parseOptions } from '../loadtest/options.js';
-import { runLoad } from '../loadtest/run.js';
 import { cpuMicros, processTree } from './procstat.js';
+import { loadWithProxyCpu, median } from './paired.js';
 import { REPO_ROOT, commandExists, freePort, pinned, removeSnapshot, sluiceConfig, snapshotSluice, startBackends, stopProcess, waitForPort, type Pinning, type Running } from './targets.js';
 
 type Variant = 'on' | 'off';
@@ -78,12 +78,6 @@ function arg(name: string, fallback: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
 async function measure(target: Running, load: Load, duration: number): Promise<{ us: number; units: number }> {
   const shape =
     load === 'echo'
@@ -92,19 +86,9 @@ async function measure(target: Running, load: Load, duration: number): Promise<{
         ? ['throughput', '--connections', '50', '--in-flight', '16', '--size', '64']
         : ['churn', '--concurrency', '50'];
   const options = parseOptions([...shape, '--url', target.urls.join(','), '--warmup', '1', '--duration', String(duration), '--threads', '1', '--no-progress']);
-  let pids: number[] = [];
-  let before = 0;
-  let after = 0;
-  const report = await runLoad(options!, {
-    onPhase(phase) {
-      if (phase === 'measure') {
-        pids = processTree(target.pid!);
-        before = cpuMicros(pids);
-      } else if (phase === 'stop') after = cpuMicros(pids);
-    },
-  });
+  const { report, cpuUs } = await loadWithProxyCpu(target.pid!, options!);
   const units = load === 'churn' ? report.upgrades : report.received;
-  return { us: (after - before) / units, units };
+  return { us: cpuUs / units, units };
 }
 
 /** 50 connections each keeping 32 pings (or messages) in flight for `seconds`: Sluice µs per frame answered. */

@@ -17,8 +17,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseOptions } from '../loadtest/options.js';
-import { runLoad } from '../loadtest/run.js';
-import { cpuMicros, processTree } from './procstat.js';
+import { loadWithProxyCpu, median } from './paired.js';
 import { REPO_ROOT, commandExists, removeSnapshot, snapshotSluice, startBackends, startTarget, type Pinning, type Running } from './targets.js';
 
 interface Sample {
@@ -38,12 +37,6 @@ function argText(name: string, fallback: string): string {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1]! : fallback;
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 async function main(): Promise<void> {
   const runs = arg('--runs', 7);
@@ -71,18 +64,8 @@ async function main(): Promise<void> {
               const target = targets.get(variant)!;
               const shape = load === 'echo' ? ['--connections', '1000', '--interval', '100'] : ['--connections', '50', '--in-flight', '16'];
               const options = parseOptions([load, '--url', target.urls.join(','), '--size', '64', ...shape, '--rate', '2000', '--warmup', '1', '--duration', String(duration), '--threads', '1', '--no-progress']);
-              let pids: number[] = [];
-              let before = 0;
-              let after = 0;
-              const report = await runLoad(options!, {
-                onPhase(phase) {
-                  if (phase === 'measure') {
-                    pids = processTree(target.pid!);
-                    before = cpuMicros(pids);
-                  } else if (phase === 'stop') after = cpuMicros(pids);
-                },
-              });
-              return { variant, load, run, usPerRoundTrip: (after - before) / report.received, roundTrips: report.received, lost: report.lost } satisfies Sample;
+              const { report, cpuUs } = await loadWithProxyCpu(target.pid!, options!);
+              return { variant, load, run, usPerRoundTrip: cpuUs / report.received, roundTrips: report.received, lost: report.lost } satisfies Sample;
             }),
           );
           for (const sample of measured) {
