@@ -14,12 +14,11 @@ import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { pack } from 'msgpackr';
 import type * as hdr from 'hdr-histogram-js';
 import type { NativeLoadGen } from '../native/loadgen.js';
 import { encodeHistogram, newHistogram, recordMicros } from './histogram.js';
-import type { ControlMessage, ThreadMessage, ThreadResult, ThreadTask } from './protocol.js';
-import type { LoadOptions } from './options.js';
+import type { ControlMessage, ThreadResult, ThreadTask } from './protocol.js';
+import { ThreadRunBase, runThreadTask, sleep } from './thread-run.js';
 import { parseTarget } from './client.js';
 
 /** The addon (compiled to dist/loadtest/, its loader stays at <repo>/native/), or why it is missing. */
@@ -41,35 +40,17 @@ function errorName(status: number): string {
   return String(status);
 }
 
-class NativeThreadRun {
-  readonly options: LoadOptions;
-  attempted = 0;
-  opened = 0;
-  settled = 0;
-  peakOpen = 0;
+class NativeThreadRun extends ThreadRunBase {
   held = 0;
-  upgrades = 0;
-  failureCount = 0;
-  failures: Record<string, number> = {};
-  closedEarly: Record<string, number> = {};
-  running = false;
-  measuring = false;
-  stopping = false;
-  measureStart = Infinity;
-  measureEnd = 0;
-  private readySent = false;
   private readonly open = new Set<number>();
   private readonly hosts: { host: string; port: number; path: string; hostHeader: string }[] = [];
   readonly stats = new Float64Array(12);
   private readonly pairs = new Float64Array(2 * HIST_PAIRS);
-  readonly upgradeLatency: hdr.Histogram = newHistogram();
-  readonly recent: hdr.Histogram = newHistogram();
-
   constructor(
-    readonly task: ThreadTask,
+    task: ThreadTask,
     readonly lg: NativeLoadGen,
   ) {
-    this.options = task.options;
+    super(task);
   }
 
   async resolveTargets(): Promise<void> {
@@ -144,26 +125,7 @@ class NativeThreadRun {
   }
 
   private maybeReady(): void {
-    if (!this.readySent && this.settled >= this.task.count) {
-      this.readySent = true;
-      this.post({ type: 'ready' });
-    }
-  }
-
-  post(message: ThreadMessage): void {
-    this.task.port.postMessage(message);
-  }
-
-  rampUp(): void {
-    const perSecond = this.options.rate / this.options.threads;
-    const started = performance.now();
-    const step = (): void => {
-      if (this.stopping) return;
-      const due = Math.min(this.task.count, Math.floor(((performance.now() - started) * perSecond) / 1000) + 1);
-      while (this.attempted < due) this.connect(this.task.firstIndex + this.attempted);
-      if (this.attempted < this.task.count) setTimeout(step, 5);
-    };
-    step();
+    if (!this.readySent && this.settled >= this.task.count) this.ready();
   }
 
   control(message: ControlMessage): void {
@@ -175,9 +137,7 @@ class NativeThreadRun {
       this.measureStart = performance.now();
       this.lg.lgControl(1);
     } else if (message.type === 'stop') {
-      this.stopping = true;
-      this.running = false;
-      this.measureEnd = this.measuring ? performance.now() : this.measureStart;
+      this.markStopped();
       this.lg.lgControl(2);
     }
   }
@@ -233,7 +193,7 @@ class NativeThreadRun {
       bytesSent: s[7]!,
       bytesReceived: s[8]!,
       upgrades: this.upgrades,
-      measuredMs: Math.max(0, this.measureEnd - (Number.isFinite(this.measureStart) ? this.measureStart : this.measureEnd)),
+      measuredMs: this.measuredMs(),
       rtt: encodeHistogram(rtt),
       upgrade: encodeHistogram(this.upgradeLatency),
       lag: encodeHistogram(lag),
@@ -245,10 +205,6 @@ class NativeThreadRun {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** The piscina task for `--client native`: as thread.ts's runThread. */
 export async function runNativeThread(task: ThreadTask): Promise<Uint8Array> {
   const { loadgen, error } = await loadNativeClient();
@@ -256,17 +212,5 @@ export async function runNativeThread(task: ThreadTask): Promise<Uint8Array> {
   const run = new NativeThreadRun(task, loadgen);
   await run.resolveTargets();
   run.init();
-  const stopped = new Promise<void>((resolve) => {
-    task.port.on('message', (message: ControlMessage) => {
-      run.control(message);
-      if (message.type === 'stop') resolve();
-    });
-  });
-  const progress = setInterval(() => run.progress(), 250);
-  run.rampUp();
-  await stopped;
-  const result = await run.finish();
-  clearInterval(progress);
-  task.port.close();
-  return pack(result);
+  return runThreadTask(run);
 }

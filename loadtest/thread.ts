@@ -12,15 +12,14 @@
  * client implementation plugs in at createClient below.
  */
 import { performance } from 'node:perf_hooks';
-import { pack } from 'msgpackr';
 import type * as hdr from 'hdr-histogram-js';
 import { encodeHistogram, newHistogram, recordMicros } from './histogram.js';
-import type { ControlMessage, SlowResult, ThreadMessage, ThreadResult, ThreadTask } from './protocol.js';
+import type { ControlMessage, SlowResult, ThreadResult, ThreadTask } from './protocol.js';
 import { OPEN, parseTarget, type ClientEvents, type ClientFactory, type LoadConnection, type Target } from './client.js';
 import { createLeanWebSocket } from './ws-client.js';
 import { startChurn, startEchoTicker, startThroughput, type Traffic } from './traffic.js';
-import type { LoadOptions } from './options.js';
 import { runNativeThread } from './native-client.js';
+import { ThreadRunBase, runThreadTask, sleep } from './thread-run.js';
 
 /** The client implementation every connection is made with. */
 const createClient: ClientFactory = createLeanWebSocket;
@@ -29,26 +28,13 @@ const createClient: ClientFactory = createLeanWebSocket;
 export const SLOW = 1;
 export const EVER_BLOCKED = 2;
 
-export class ThreadRun implements ClientEvents {
-  readonly options: LoadOptions;
-  readonly task: ThreadTask;
+export class ThreadRun extends ThreadRunBase implements ClientEvents {
   readonly targets: Target[];
   readonly open = new Set<LoadConnection>();
   /** Connections in the order they were opened; traffic is scheduled over this list. */
   readonly held: LoadConnection[] = [];
 
-  running = false;
-  measuring = false;
-  stopping = false;
-  measureStart = Infinity;
-  measureEnd = 0;
 
-  attempted = 0;
-  opened = 0;
-  settled = 0;
-  peakOpen = 0;
-  failures: Record<string, number> = {};
-  closedEarly: Record<string, number> = {};
   sent = 0;
   received = 0;
   corrupt = 0;
@@ -56,10 +42,8 @@ export class ThreadRun implements ClientEvents {
   unstamped = 0;
   bytesSent = 0;
   bytesReceived = 0;
-  upgrades = 0;
   rawSent = 0;
   rawReceived = 0;
-  failureCount = 0;
   readonly slow: SlowResult = {
     connections: 0,
     sent: 0,
@@ -72,18 +56,13 @@ export class ThreadRun implements ClientEvents {
   };
 
   readonly rtt: hdr.Histogram = newHistogram();
-  readonly upgradeLatency: hdr.Histogram = newHistogram();
   readonly lag: hdr.Histogram = newHistogram();
-  /** Latencies since the last progress message; reset each second. */
-  readonly recent: hdr.Histogram = newHistogram();
 
   private traffic: Traffic | null = null;
   private churnConnectionCounter = 0;
-  private readySent = false;
 
   constructor(task: ThreadTask) {
-    this.task = task;
-    this.options = task.options;
+    super(task);
     const { hostHeader, servername } = this.options;
     this.targets = this.options.urls.map((url) => parseTarget(url, { hostHeader, servername }));
   }
@@ -190,27 +169,23 @@ export class ThreadRun implements ClientEvents {
     if (!this.readySent && this.options.scenario !== 'churn' && this.settled >= this.task.count) this.ready();
   }
 
-  private ready(): void {
-    this.readySent = true;
-    this.post({ type: 'ready' });
-  }
-
-  post(message: ThreadMessage): void {
-    this.task.port.postMessage(message);
-  }
-
-  /** Opens this thread's connections at its share of --rate; stops early if the run is stopped. */
-  rampUp(): void {
+  /** Churn opens its own connections once started: nothing to ramp up. */
+  override rampUp(): void {
     if (this.options.scenario === 'churn') return this.ready();
-    const perSecond = this.options.rate / this.options.threads;
-    const started = performance.now();
-    const step = (): void => {
-      if (this.stopping) return;
-      const due = Math.min(this.task.count, Math.floor(((performance.now() - started) * perSecond) / 1000) + 1);
-      while (this.attempted < due) this.connect(this.task.firstIndex + this.attempted);
-      if (this.attempted < this.task.count) setTimeout(step, 5);
-    };
-    step();
+    super.rampUp();
+  }
+
+  progress(): void {
+    this.post({
+      type: 'progress',
+      open: this.open.size,
+      rawSent: this.rawSent,
+      rawReceived: this.rawReceived,
+      upgrades: this.upgrades,
+      failures: this.failureCount,
+      recent: encodeHistogram(this.recent),
+    });
+    this.recent.reset();
   }
 
   control(message: ControlMessage): void {
@@ -231,9 +206,7 @@ export class ThreadRun implements ClientEvents {
         this.upgradeLatency.reset();
       }
     } else if (message.type === 'stop') {
-      this.stopping = true;
-      this.running = false;
-      this.measureEnd = this.measuring ? performance.now() : this.measureStart;
+      this.markStopped();
       this.traffic?.stop();
     }
   }
@@ -267,7 +240,7 @@ export class ThreadRun implements ClientEvents {
       bytesSent: this.bytesSent,
       bytesReceived: this.bytesReceived,
       upgrades: this.upgrades,
-      measuredMs: Math.max(0, this.measureEnd - (Number.isFinite(this.measureStart) ? this.measureStart : this.measureEnd)),
+      measuredMs: this.measuredMs(),
       rtt: encodeHistogram(this.rtt),
       upgrade: encodeHistogram(this.upgradeLatency),
       lag: encodeHistogram(this.lag),
@@ -283,37 +256,8 @@ export class ThreadRun implements ClientEvents {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** The piscina task: runs until the conductor says stop, then resolves with msgpackr-packed ThreadResult. */
 export default async function runThread(task: ThreadTask): Promise<Uint8Array> {
   if (task.options.client === 'native') return runNativeThread(task);
-  const run = new ThreadRun(task);
-  const stopped = new Promise<void>((resolve) => {
-    task.port.on('message', (message: ControlMessage) => {
-      run.control(message);
-      if (message.type === 'stop') resolve();
-    });
-  });
-  const progress = setInterval(() => {
-    run.post({
-      type: 'progress',
-      open: run.open.size,
-      rawSent: run.rawSent,
-      rawReceived: run.rawReceived,
-      upgrades: run.upgrades,
-      failures: run.failureCount,
-      recent: encodeHistogram(run.recent),
-    });
-    run.recent.reset();
-    // Four times a second, so the conductor's once-a-second line never shows a stale thread.
-  }, 250);
-  run.rampUp();
-  await stopped;
-  const result = await run.finish();
-  clearInterval(progress);
-  task.port.close();
-  return pack(result);
+  return runThreadTask(new ThreadRun(task));
 }
