@@ -5,17 +5,13 @@
  *  - request body: uWS onData → RequestBody (http-body.ts) → undici; a full buffer pauses the client's socket.
  *    Small bodies of known length (≤ 64 KiB) are collected first, so the request can be replayed on another
  *    backend when its first attempt fails before anything was sent.
- *  - response body: undici → uWS tryEnd (known length) or write (chunked); when the client cannot take more,
- *    undici is paused (its onData returns false) until uWS says the client is writable again.
+ *  - response body: streamed with backpressure by http-response-writer.ts.
+ * A failed attempt (retry, or 502/503/504) is http-failures.ts; respondingTimeouts are http-timeouts.ts.
  *
  * Picking a backend is the service's balancer fed with HTTP requests in flight per backend (a SharedArrayBuffer
  * region apart from the WebSocket counts, layout.ts), with the same health bits, sticky cookie (set on the
- * response when the request did not name this backend) and hash key as an upgrade. A failed connect is retried
- * on another backend (never one already tried) for any request whose body can be replayed; a connection that
- * fails after the request went out is retried only for idempotent methods; the last failure is answered 502
- * (refused, reset, invalid answer), 504 (dial or response-header timeout), or 503 with Retry-After when no
- * backend is up, with a short body naming the service, as for upgrades. A backend that dies in the middle of a
- * response body closes the client's connection, so the client sees a cut response, never a short 200.
+ * response when the request did not name this backend) and hash key as an upgrade. A backend that dies in the
+ * middle of a response body closes the client's connection, so the client sees a cut response, never a short 200.
  *
  * undici's handler is the legacy one (onConnect/onHeaders/onData/onComplete/onError): its raw header list keeps
  * every Set-Cookie and the order as sent, and its return values are the backpressure signal, with no parsing or
@@ -25,7 +21,7 @@ import { STATUS_CODES } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type uWS from 'uWebSockets.js';
 import type { Dispatcher } from 'undici';
-import { HttpError, HttpField, HTTP_DURATION_BUCKETS, HTTP_DURATION_STRIDE, httpBackendOffset, httpMethodIndex, httpRequestOffset, observe } from '../shared/metrics-plan.js';
+import { HttpError, HttpField, HTTP_DURATION_BUCKETS, HTTP_DURATION_STRIDE, httpBackendOffset, httpMethodIndex, httpRequestOffset, observe, LimitKind, type LimitReason } from '../shared/metrics-plan.js';
 import { ChainedExchange, type HeaderList } from '../middleware/chain.js';
 import type { HeaderPair } from '../middleware/response-headers.js';
 import { NO_KEY } from '../balancer/balancer.js';
@@ -39,19 +35,14 @@ import { readHttpRequest, type ProxyRequest } from './http-request.js';
 import { sendError } from './http-responses.js';
 import { logHttpRequest } from './access-log.js';
 import { requestHashKey } from './pick-request.js';
-import { backendFailed, Failure } from './backend-failures.js';
 import { countLimited } from './limits.js';
-import { LimitKind, type LimitReason } from '../shared/metrics-plan.js';
 import type { TrustedForwarding } from './real-client.js';
+import { endChunked, Out, sendChunk, sendHead, writeHead } from './http-response-writer.js';
+import { armDeadline } from './http-timeouts.js';
+import { attemptFailed, noBackendLeft } from './http-failures.js';
 
 /** Bodies of known length up to this size are collected before the request goes out (replayable). */
 const BUFFERED_BODY = 64 * 1024;
-
-/** Response headers that describe the hop, or that uWS writes itself (Content-Length, Date). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'date']);
-
-/** Safe to send twice (RFC 9110 §9.2.2): retried after a connection failed with the request already sent. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 const enum Body {
   None = 0,
@@ -59,17 +50,6 @@ const enum Body {
   Buffered = 1,
   /** Streamed through a RequestBody. */
   Stream = 2,
-}
-
-const enum Out {
-  /** Nothing written to the client yet. */
-  Nothing = 0,
-  /** Known length: tryEnd. */
-  Length = 1,
-  /** Unknown length: write (uWS chunks it), end at the end. */
-  Chunked = 2,
-  /** The client's response is complete (or was cut). */
-  Done = 3,
 }
 
 let inFlight = 0;
@@ -94,37 +74,8 @@ export function handleHttp(res: uWS.HttpResponse, req: uWS.HttpRequest, gen: Gen
   new HttpExchange(res, gen, routerIndex, entryPoint, head.request, head.contentLength, head.chunked).start();
 }
 
-/** Module-level target of the corked writes below: res.cork() runs its callback at once, so no closure per call. */
-let corked: HttpExchange | null = null;
-let corkedChunk: Buffer | null = null;
-
-/** Run `fn` inside res.cork with `x` as the target (uWS needs writes from outside its callbacks corked). */
-function corkOn(x: HttpExchange, res: uWS.HttpResponse, fn: () => void): void {
-  corked = x;
-  res.cork(fn);
-  corked = null;
-}
-
-function writeHeadCorked(): void {
-  corked!.writeHead();
-}
-
-function writeChunkCorked(): void {
-  corked!.writeChunk(corkedChunk!);
-}
-
-function endCorked(): void {
-  corked!.endChunked();
-}
-
-function flushPendingCorked(): void {
-  corked!.flushPending();
-}
-
-function retryPending(x: HttpExchange): void {
-  x.retryWrite();
-}
-
+/** One plain HTTP request and its response. Fields without `private` are shared with http-response-writer.ts,
+ *  http-timeouts.ts and http-failures.ts; nothing else writes them. */
 export class HttpExchange extends ChainedExchange implements Dispatcher.DispatchHandler {
   readonly kind = 'http';
   aborted = false;
@@ -133,14 +84,14 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   /** Path and query as the client sent them (middlewares may rewrite request.path). */
   private readonly originalPath: string;
   /** The Set-Cookie sent with the response (sticky), '' when none. */
-  private setCookie = '';
+  setCookie = '';
 
   // ---- request body
   private readonly bodyMode: Body;
   private bodyBuffer: Buffer | null = null;
-  private bodyStream: RequestBody | null = null;
+  bodyStream: RequestBody | null = null;
   private bodyReceived = 0;
-  private bodyDone: boolean;
+  bodyDone: boolean;
   /** The chain finished while a collected body was still arriving: go on when it is complete. */
   private waitingForBody = false;
 
@@ -148,39 +99,39 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   hashKey = NO_KEY;
   stickyBackend = -1;
   private readonly tried: Int32Array;
-  private attempts = 0;
-  private lastFailure: HttpError = HttpError.ConnectRefused;
-  private staleRetried = false;
+  attempts = 0;
+  lastFailure: HttpError = HttpError.ConnectRefused;
+  staleRetried = false;
 
   // ---- the current attempt
   backend = -1;
   private pool: BackendPool | null = null;
   private client: PooledClient | null = null;
-  private reused = false;
+  reused = false;
   private counted = false;
-  private abortUpstream: ((error?: Error) => void) | null = null;
+  abortUpstream: ((error?: Error) => void) | null = null;
   private sent = false;
-  private upstreamDone = false;
+  upstreamDone = false;
 
   // ---- the response
-  private out = Out.Nothing;
+  out = Out.Nothing;
   status = 0;
-  private statusText = '';
-  private responseHeaders_: Buffer[] | null = null;
-  private total = 0;
-  private pending: Buffer | null = null;
-  private pendingBase = 0;
-  private resumeUpstream: (() => void) | null = null;
-  private upstreamPaused = false;
-  private retryScheduled = false;
+  statusText = '';
+  responseHeaders_: Buffer[] | null = null;
+  total = 0;
+  pending: Buffer | null = null;
+  pendingBase = 0;
+  resumeUpstream: (() => void) | null = null;
+  upstreamPaused = false;
+  retryScheduled = false;
   responseBytes = 0;
-  private finished = false;
+  finished = false;
   /** respondingTimeouts (readTimeout while the body arrives, writeTimeout until the response is out). */
-  private deadline: NodeJS.Timeout | null = null;
-  private timedOut = false;
+  deadline: NodeJS.Timeout | null = null;
+  timedOut = false;
 
   constructor(
-    private readonly res: uWS.HttpResponse,
+    readonly res: uWS.HttpResponse,
     readonly gen: Generation,
     readonly router: number,
     readonly entryPoint: number,
@@ -210,7 +161,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     }
     res.onAborted(() => this.onClientAborted());
     const guard = gen.limits.entryPoints[entryPoint];
-    if (guard !== undefined && ((this.bodyMode !== Body.None && guard.readTimeoutMs > 0) || guard.writeTimeoutMs > 0)) this.armDeadline();
+    if (guard !== undefined && ((this.bodyMode !== Body.None && guard.readTimeoutMs > 0) || guard.writeTimeoutMs > 0)) armDeadline(this);
     if (this.bodyMode !== Body.None) res.onData((chunk, last) => this.onClientData(chunk, last));
   }
 
@@ -286,7 +237,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   // ---- the backend's side ------------------------------------------------------------------
 
   /** Pick a backend not tried yet and send the request there; answer 502/503/504 when none is left. */
-  private connectNext(): void {
+  connectNext(): void {
     const balancer = this.gen.httpBalancers[this.service]!;
     const tried = this.tried;
     let backend = this.attempts < tried.length ? balancer.pick(tried, this.attempts, this) : -1;
@@ -295,20 +246,15 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
       tried[this.attempts++] = backend;
       backend = this.attempts < tried.length ? balancer.pick(tried, this.attempts, this) : -1;
     }
-    const name = this.gen.service(this.service).name;
     if (backend < 0) {
-      if (this.attempts === 0) {
-        const retryAfter = String(this.gen.service(this.service).retryAfterSeconds);
-        this.answerError(503, `no backend available for service '${name}'`, [['retry-after', retryAfter]]);
-      } else if (this.lastFailure === HttpError.ConnectTimeout) this.answerError(504, `timed out connecting to a backend of service '${name}'`);
-      else this.answerError(502, `no backend of service '${name}' accepted the connection`);
+      noBackendLeft(this);
       return;
     }
     tried[this.attempts++] = backend;
     this.attempt(backend);
   }
 
-  private attempt(backend: number): void {
+  attempt(backend: number): void {
     const ctx = context();
     this.backend = backend;
     Atomics.add(ctx.shared.backendHttpActive, backend, 1);
@@ -355,61 +301,13 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     this.statusText = statusText !== '' ? statusText : STATUS_CODES[statusCode] ?? '';
     this.resumeUpstream = resume;
     this.responseHeaders_ = rawHeaders;
-    corkOn(this, this.res, writeHeadCorked);
+    sendHead(this);
     return true;
   }
 
-  /** Inside res.cork: status, headers (hop-by-hop removed, middleware edits and the sticky cookie applied), and
-   *  the whole answer when it has no body. */
+  /** Inside res.cork (http-response-writer.ts): the backend's head, with this exchange's middleware edits. */
   writeHead(): void {
-    const raw = this.responseHeaders_!;
-    this.responseHeaders_ = null;
-    const pairs: HeaderPair[] = [];
-    let length = -1;
-    let connection = '';
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = raw[i]!.toString('latin1').toLowerCase();
-      if (name === 'content-length') length = Number(raw[i + 1]!.toString('latin1'));
-      else if (name === 'connection') connection = raw[i + 1]!.toString('latin1').toLowerCase();
-      if (!HOP_BY_HOP.has(name)) pairs.push([name, raw[i + 1]!]);
-    }
-    let headers = pairs;
-    if (connection !== '' && connection !== 'keep-alive' && connection !== 'close') {
-      const named = new Set(connection.split(',').map((t) => t.trim()));
-      headers = pairs.filter(([name]) => !named.has(name));
-    }
-    const sticky = this.gen.stickies[this.service] ?? null;
-    if (sticky !== null && this.backend !== this.stickyBackend) {
-      this.setCookie = sticky.setCookieFor(this.backend);
-      if (this.setCookie !== '') headers.push(['set-cookie', this.setCookie]);
-    }
-    const edits = this.responseEdits;
-    if (edits !== null) edits.apply(headers);
-    const res = this.res;
-    res.writeStatus(`${this.status} ${this.statusText}`);
-    for (const [name, value] of headers) res.writeHeader(name, value);
-    const status = this.status;
-    if (this.request.method === 'HEAD' || status === 204 || status === 304) {
-      this.out = Out.Done;
-      if (!this.bodyDone) this.bodyStream?.detach(true);
-      // A HEAD answer reports the length a GET would have. It is written as a header: this uWS build's
-      // endWithoutBody(length) leaves the response open, and the keep-alive connection stuck behind it.
-      // endWithoutBody() writes no Content-Length (a 204 must not have one) and still closes after
-      // `Connection: close`.
-      if (this.request.method === 'HEAD' && length >= 0 && Number.isSafeInteger(length)) res.writeHeader('content-length', String(length));
-      res.endWithoutBody();
-      return;
-    }
-    if (length === 0) {
-      this.out = Out.Done;
-      endResponse(res, this.closeAfter);
-      return;
-    }
-    if (length > 0 && Number.isSafeInteger(length)) {
-      this.out = Out.Length;
-      this.total = length;
-    } else this.out = Out.Chunked;
-    res.onWritable(() => this.onClientWritable());
+    writeHead(this, this.responseEdits);
   }
 
   /** undici: a piece of the response body. Returning false pauses the backend until resumeUpstream(). */
@@ -417,76 +315,8 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     if (this.out !== Out.Length && this.out !== Out.Chunked) return !this.aborted;
     this.responseBytes += chunk.length;
     this.countBytes(HttpField.ResponseBytes, chunk.length);
-    corkedChunk = chunk;
-    corkOn(this, this.res, writeChunkCorked);
-    corkedChunk = null;
+    sendChunk(this, chunk);
     return !this.upstreamPaused;
-  }
-
-  /** Inside res.cork: one chunk to the client; on backpressure the rest waits for onWritable. */
-  writeChunk(chunk: Buffer): void {
-    if (this.out === Out.Length) {
-      const base = this.res.getWriteOffset();
-      const [ok, done] = this.res.tryEnd(chunk, this.total);
-      if (done) {
-        this.out = Out.Done;
-        this.finish();
-      } else if (!ok) {
-        this.pending = chunk;
-        this.pendingBase = base;
-        this.upstreamPaused = true;
-      }
-      return;
-    }
-    if (!this.res.write(chunk)) this.upstreamPaused = true;
-  }
-
-  /** uWS: the client can take more. */
-  private onClientWritable(): boolean {
-    if (this.out === Out.Length && this.pending !== null) {
-      const before = this.res.getWriteOffset();
-      if (this.flushPending()) return true;
-      // uWS reported the socket writable yet took nothing: it calls onWritable again only when a write of its
-      // own is left over, and with a user handler it never drains its own buffer here, so a response could
-      // stall for good. Try once more on the next turn, outside this callback.
-      if (this.res.getWriteOffset() === before && !this.retryScheduled) {
-        this.retryScheduled = true;
-        setImmediate(retryPending, this);
-      }
-      return false;
-    }
-    this.resume();
-    return true;
-  }
-
-  /** Send the rest of the chunk that met backpressure (inside a cork); true once it all went. */
-  flushPending(): boolean {
-    const [ok, done] = this.res.tryEnd(this.pending!.subarray(this.res.getWriteOffset() - this.pendingBase), this.total);
-    if (done) {
-      this.pending = null;
-      this.out = Out.Done;
-      this.resume();
-      this.finish();
-      return true;
-    }
-    if (!ok) return false;
-    this.pending = null;
-    this.resume();
-    return true;
-  }
-
-  /** The retry scheduled by onClientWritable. */
-  retryWrite(): void {
-    this.retryScheduled = false;
-    if (this.aborted || this.out !== Out.Length || this.pending === null) return;
-    corkOn(this, this.res, flushPendingCorked);
-  }
-
-  private resume(): void {
-    if (!this.upstreamPaused) return;
-    this.upstreamPaused = false;
-    const resume = this.resumeUpstream;
-    if (resume !== null && !this.upstreamDone) resume();
   }
 
   /** undici: the response is complete and the connection may serve another request. */
@@ -495,7 +325,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     this.releaseUpstream(true);
     if (this.aborted) return;
     if (this.out === Out.Chunked) {
-      corkOn(this, this.res, endCorked);
+      endChunked(this);
     } else if (this.out === Out.Length && this.pending === null) {
       // Complete, yet uWS did not see the declared length: never let the client take a short body as whole.
       this.countHttpError(HttpError.BackendLost);
@@ -505,13 +335,8 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     if (this.out === Out.Done) this.finish();
   }
 
-  endChunked(): void {
-    this.out = Out.Done;
-    endResponse(this.res, this.closeAfter);
-  }
-
   /** Close the client's connection after this response: its request body was not read to its end, or it asked. */
-  private get closeAfter(): boolean {
+  get closeAfter(): boolean {
     return !this.bodyDone || this.request.closeAfter;
   }
 
@@ -528,7 +353,6 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     this.upstreamDone = true;
     this.releaseUpstream(false);
     if (this.aborted) return;
-    const code = (error as { code?: string }).code ?? '';
     if (this.status !== 0) {
       // The response head went out: cut the client's connection so the truncation is visible.
       this.countHttpError(HttpError.BackendLost);
@@ -536,48 +360,11 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
       else this.finish();
       return;
     }
-    const reason = classify(code, sent);
-    this.countHttpError(reason);
-    this.lastFailure = reason;
-    if (reason === HttpError.ConnectRefused || reason === HttpError.ConnectTimeout || reason === HttpError.BackendReset) {
-      backendFailed(this.gen, this.backend, reason === HttpError.ConnectRefused ? Failure.ConnectRefused : reason === HttpError.ConnectTimeout ? Failure.Timeout : Failure.Reset);
-    }
-    const replayable = this.replayable();
-    if ((reason === HttpError.ConnectRefused || reason === HttpError.ConnectTimeout) && replayable) {
-      this.connectNext();
-      return;
-    }
-    if (reason === HttpError.BackendReset && replayable && IDEMPOTENT.has(this.request.method)) {
-      if (this.reused && !this.staleRetried) {
-        // A kept-alive connection the backend had just closed: one fresh try on the same backend.
-        this.staleRetried = true;
-        this.attempt(this.backend);
-        return;
-      }
-      this.connectNext();
-      return;
-    }
-    const name = this.gen.service(this.service).name;
-    switch (reason) {
-      case HttpError.ConnectTimeout:
-        this.answerError(504, `timed out connecting to a backend of service '${name}'`);
-        return;
-      case HttpError.ResponseTimeout:
-        this.answerError(504, `a backend of service '${name}' did not answer within responseHeaderTimeout`);
-        return;
-      case HttpError.InvalidResponse:
-        this.answerError(502, `a backend of service '${name}' sent an invalid response`);
-        return;
-      case HttpError.BackendReset:
-        this.answerError(502, `a backend of service '${name}' closed the connection before answering`);
-        return;
-      default:
-        this.answerError(502, `no backend of service '${name}' accepted the connection`);
-    }
+    attemptFailed(this, (error as { code?: string }).code ?? '', sent);
   }
 
   /** Close the client's connection in the middle of its response (a backend that died mid-body). */
-  private cut(): void {
+  cut(): void {
     this.out = Out.Done;
     this.aborted = true; // close() runs onAborted, and nothing may touch res after it
     this.bodyStream?.detach(false);
@@ -586,14 +373,14 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   }
 
   /** The request can go out again: no body, a collected one, or a stream nobody has read from yet. */
-  private replayable(): boolean {
+  replayable(): boolean {
     if (this.bodyMode !== Body.Stream) return true;
     const stream = this.bodyStream!;
     return !stream.destroyed && !stream.readableDidRead;
   }
 
   /** Give the backend connection back (kept for reuse after a clean response) and its in-flight count. */
-  private releaseUpstream(clean: boolean): void {
+  releaseUpstream(clean: boolean): void {
     const client = this.client;
     if (client !== null) {
       this.client = null;
@@ -611,7 +398,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
 
   // ---- answers written by Sluice ------------------------------------------------------------
 
-  private answerError(status: number, message: string, extra: HeaderList = []): void {
+  answerError(status: number, message: string, extra: HeaderList = []): void {
     if (status === 503) this.backend = -1;
     this.status = status;
     const phrase = STATUS_CODES[status] ?? '';
@@ -644,7 +431,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
 
   /** Once both the client's response and the backend's part are over (or the client left): count, log,
    *  give the generation back. */
-  private finish(): void {
+  finish(): void {
     if (this.finished || !(this.out === Out.Done && (this.upstreamDone || this.aborted))) return;
     this.finished = true;
     inFlight--;
@@ -680,78 +467,11 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     return this.bodyMode === Body.Stream ? this.bodyStream!.received : this.bodyReceived;
   }
 
-  private countHttpError(reason: HttpError): void {
+  countHttpError(reason: HttpError): void {
     if (this.backend < 0 || this.gen.plan.backendLocal[this.backend]! < 0) return;
     const g = this.gen;
     g.slab[g.slabBase + httpBackendOffset(g.plan, this.backend, HttpField.Errors + reason)]++;
   }
-
-  // ---- respondingTimeouts (Traefik's readTimeout and writeTimeout; never on upgrades) ---------
-
-  /** Arm the timer for the next deadline still ahead: readTimeout while the body is not all in, writeTimeout
-   *  while the response is not all out. */
-  private armDeadline(): void {
-    const guard = this.gen.limits.entryPoints[this.entryPoint]!;
-    const elapsed = performance.now() - this.startedAt;
-    let next = Infinity;
-    if (!this.bodyDone && guard.readTimeoutMs > 0) next = guard.readTimeoutMs;
-    if (guard.writeTimeoutMs > 0) next = Math.min(next, guard.writeTimeoutMs);
-    if (next === Infinity) return;
-    this.deadline = setTimeout(respondingTimeout, Math.max(1, next - elapsed), this);
-  }
-
-  /** A respondingTimeout may have passed: a body still arriving after readTimeout gets 408 (or the connection
-   *  is cut when an answer has started); a response not out after writeTimeout is cut. */
-  onDeadline(): void {
-    this.deadline = null;
-    if (this.finished || this.aborted) return;
-    const guard = this.gen.limits.entryPoints[this.entryPoint]!;
-    const elapsed = performance.now() - this.startedAt;
-    const readLate = !this.bodyDone && guard.readTimeoutMs > 0 && elapsed >= guard.readTimeoutMs;
-    const writeLate = this.out !== Out.Done && guard.writeTimeoutMs > 0 && elapsed >= guard.writeTimeoutMs;
-    if (!readLate && !writeLate) {
-      this.armDeadline();
-      return;
-    }
-    this.timedOut = true;
-    if (!this.upstreamDone && this.abortUpstream !== null) this.abortUpstream(new Error('respondingTimeouts'));
-    else if (!this.upstreamDone) this.releaseUpstream(false);
-    if (readLate && this.out === Out.Nothing) this.answerError(408, 'the request body did not arrive within readTimeout');
-    else this.cut();
-  }
 }
 
 const EMPTY = Buffer.alloc(0);
-
-function respondingTimeout(x: HttpExchange): void {
-  x.onDeadline();
-}
-
-/** End a response (chunked, or of length 0); `close` when the client's request body was not read to its end. */
-function endResponse(res: uWS.HttpResponse, close: boolean): void {
-  if (close) res.end('', true);
-  else res.end();
-}
-
-/** What went wrong, from undici's error code and whether the request had gone out. */
-function classify(code: string, sent: boolean): HttpError {
-  switch (code) {
-    case 'UND_ERR_CONNECT_TIMEOUT':
-      return HttpError.ConnectTimeout;
-    case 'UND_ERR_HEADERS_TIMEOUT':
-      return HttpError.ResponseTimeout;
-    case 'UND_ERR_HEADERS_OVERFLOW':
-    case 'HPE_INVALID_CONSTANT':
-    case 'HPE_INVALID_STATUS':
-    case 'HPE_INVALID_VERSION':
-    case 'HPE_INVALID_HEADER_TOKEN':
-    case 'HPE_INVALID_CONTENT_LENGTH':
-    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
-    case 'HPE_INVALID_CHUNK_SIZE':
-    case 'HPE_HEADER_OVERFLOW':
-    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
-      return HttpError.InvalidResponse;
-    default:
-      return sent ? HttpError.BackendReset : HttpError.ConnectRefused;
-  }
-}
