@@ -5,69 +5,16 @@
  * that comes back joins again; a resolver that stops answering changes nothing.
  */
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startSluice, type SluiceProcess } from './helpers/sluice.js';
 import { reachBackend, startPoolBackend, tally, type PoolBackend, type Reached } from './helpers/pool.js';
 import { waitFor } from './helpers/wait.js';
+import { TestDns } from './helpers/dns.js';
 
 const NAME = 'pool.sluice.test';
 
-/** A DNS server for one name: A records from `addresses`, nothing else; `silent` drops queries. */
-class TinyDns {
-  addresses: string[] = [];
-  silent = false;
-  queries = 0;
-  private readonly socket = dgram.createSocket('udp4');
-  port = 0;
-
-  async start(): Promise<void> {
-    this.socket.on('message', (query, peer) => {
-      this.queries++;
-      if (this.silent) return;
-      this.socket.send(this.answer(query), peer.port, peer.address);
-    });
-    await new Promise<void>((resolve) => this.socket.bind(0, '127.0.0.1', () => resolve()));
-    this.port = this.socket.address().port;
-  }
-
-  private answer(query: Buffer): Buffer {
-    // Question: labels from byte 12 to the zero byte, then QTYPE and QCLASS.
-    let at = 12;
-    const labels: string[] = [];
-    while (query[at]! !== 0) {
-      labels.push(query.toString('ascii', at + 1, at + 1 + query[at]!));
-      at += query[at]! + 1;
-    }
-    const questionEnd = at + 5;
-    const qtype = query.readUInt16BE(at + 1);
-    const known = labels.join('.').toLowerCase() === NAME;
-    const records = known && qtype === 1 ? this.addresses : [];
-    const header = Buffer.alloc(12);
-    header.writeUInt16BE(query.readUInt16BE(0), 0); // id
-    header.writeUInt16BE(known ? 0x8180 : 0x8183, 2); // response, recursion available; NXDOMAIN if unknown
-    header.writeUInt16BE(1, 4);
-    header.writeUInt16BE(records.length, 6);
-    const answers = records.map((address) => {
-      const rr = Buffer.alloc(16);
-      rr.writeUInt16BE(0xc00c, 0); // the name, by pointer to the question
-      rr.writeUInt16BE(1, 2); // A
-      rr.writeUInt16BE(1, 4); // IN
-      rr.writeUInt32BE(0, 6); // TTL
-      rr.writeUInt16BE(4, 10);
-      address.split('.').forEach((octet, i) => (rr[12 + i] = Number(octet)));
-      return rr;
-    });
-    return Buffer.concat([header, query.subarray(12, questionEnd), ...answers]);
-  }
-
-  close(): void {
-    this.socket.close();
-  }
-}
-
 describe('DNS discovery', () => {
-  const dns = new TinyDns();
+  const dns = new TestDns();
   let backends: PoolBackend[] = [];
   let sluice: SluiceProcess | undefined;
   const clients: Reached[] = [];
@@ -76,7 +23,7 @@ describe('DNS discovery', () => {
     await dns.start();
     const port = await freePort('127.0.0.2');
     backends = await Promise.all(['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((host) => startPoolBackend(host, host, port)));
-    dns.addresses = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+    dns.records.set(NAME, ['127.0.0.2', '127.0.0.3', '127.0.0.4']);
     sluice = await startSluice(`entryPoints:
   web: { address: "127.0.0.1:{PORT}" }
 http:
@@ -125,7 +72,7 @@ dns:
   test('an address that leaves DNS is drained with 1012 and gets no new connections', async () => {
     const onFour = clients.filter((c) => c.backend === '127.0.0.4' && c.ws.readyState === c.ws.OPEN);
     assert.ok(onFour.length > 0);
-    dns.addresses = ['127.0.0.2', '127.0.0.3'];
+    dns.records.set(NAME, ['127.0.0.2', '127.0.0.3']);
     const closes = await Promise.all(onFour.map((c) => c.closed));
     assert.deepEqual([...new Set(closes.map((c) => c.code))], [1012]);
     const batch = await connectMany(8);
@@ -134,7 +81,7 @@ dns:
   });
 
   test('an address that comes back joins again', async () => {
-    dns.addresses = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+    dns.records.set(NAME, ['127.0.0.2', '127.0.0.3', '127.0.0.4']);
     await waitFor('127.0.0.4 to rejoin', () => (sluice!.stderr().match(/127\.0\.0\.4 joins/g) ?? []).length >= 2);
     const batch = await connectMany(12);
     assert.ok(batch.some((c) => c.backend === '127.0.0.4'), JSON.stringify(tally(batch.map((c) => c.backend))));

@@ -1,7 +1,7 @@
 /**
  * A DNS server for tests (node:dgram on 127.0.0.1): answers A queries for the names a test gives, by exact
  * name or by suffix (`.svc.cluster.local`), NXDOMAIN for the rest, and records every name asked, so a test
- * can show which names Sluice resolved.
+ * can show which names Sluice resolved; `silent` makes it stop answering.
  */
 import dgram from 'node:dgram';
 
@@ -9,11 +9,18 @@ export class TestDns {
   /** Name (lowercase) or suffix starting with '.' → IPv4 addresses. */
   readonly records = new Map<string, string[]>();
   readonly asked: string[] = [];
+  /** Queries received, answered or not. */
+  queries = 0;
+  /** True: queries are counted and dropped (a DNS server that stopped answering). */
+  silent = false;
   port = 0;
   private readonly socket = dgram.createSocket('udp4');
 
   async start(): Promise<void> {
-    this.socket.on('message', (query, peer) => this.socket.send(this.answer(query), peer.port, peer.address));
+    this.socket.on('message', (query, peer) => {
+      this.queries++;
+      if (!this.silent) this.socket.send(this.answer(query), peer.port, peer.address);
+    });
     await new Promise<void>((resolve) => this.socket.bind(0, '127.0.0.1', () => resolve()));
     this.port = this.socket.address().port;
   }
