@@ -15,6 +15,7 @@ import { simpleConfig, startBackend, startSluice, type SluiceProcess, type TestB
 import { closeAllPeers, connect, until, UpgradeRefused, type Peer } from './helpers/peer.js';
 import { scrape } from './helpers/limits.js';
 import { sampleSum } from './helpers/admin.js';
+import { LIFETIME_JITTER, deadlineSecond } from '../src/worker/limits-lifetime.js';
 
 /** A Sluice with `websocket` settings in front of one echo backend (also recording closes it sees). */
 function withSluice(websocket: string): { sluice: () => SluiceProcess; backend: () => TestBackend; backendCloses: number[]; received: string[] } {
@@ -120,7 +121,7 @@ describe('websocket.maxLifetime', () => {
     const closed = await client.waitClose(5000);
     const lived = Date.now() - opened;
     assert.equal(closed.code, 1012);
-    // Deadlines are swept once a second: 1.8 s at the soonest, the next sweep after 2 s at the latest.
+    // Deadlines are rounded up to the next whole second and swept as it begins: 1.8 s at the soonest, 3 s at the latest.
     assert.ok(lived >= 1700 && lived <= 3500, `lived ${lived} ms`);
     await until(() => s.backendCloses.includes(1012), 5000, 'the backend connection closed with 1012');
     const again = await connect(s.sluice().url);
@@ -128,6 +129,20 @@ describe('websocket.maxLifetime', () => {
     assert.equal((await again.next()).data.toString(), 'back');
     const samples = await scrape(s.sluice().adminUrl);
     assert.equal(sampleSum(samples, 'websocket_closes_total', { side: 'proxy', code: '1012' }), 1);
+  });
+});
+
+describe('websocket.maxLifetime schedule', () => {
+  test('a connection is never due before its deadline, whatever the time within the second it opened at', () => {
+    // The sweep closes a bucket once the wall clock has reached its second: the bucket must be the second
+    // at or after the deadline, never the one it falls in (that closed connections up to 1 s early).
+    for (const opened of [10_000, 10_001, 10_500, 10_999]) {
+      for (const r of [0, 0.5, 0.999]) {
+        const deadline = opened + 2000 * (1 - LIFETIME_JITTER * r);
+        const due = deadlineSecond(opened, 2000, r) * 1000;
+        assert.ok(due >= deadline && due < deadline + 1000, `opened at ${opened}, deadline ${deadline}: due at ${due}`);
+      }
+    }
   });
 });
 

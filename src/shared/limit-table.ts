@@ -20,7 +20,7 @@
  * with no count whose bucket is fullest (the smallest tat: an entry whose bucket has refilled is the same
  * as an absent one, so nothing is lost; a partly drained bucket forgets its debt, which lets that one
  * client through sooner, never later). Slots with a count (live connections, requests in flight) are never
- * evicted. When a whole window is counted, or a lock stays taken past the spin bound, the caller is told
+ * evicted. When a whole window is counted, or a lock stays taken past the spin and ~50 ms of waits, the caller is told
  * UNTRACKED and lets the request through uncounted (counted as limits_table_full): failing open on a
  * full table, because failing closed would let whoever fills the table lock everyone else out. With
  * TABLE_SLOTS = 131,072 and at most ~9,000 connections per process (TEAM.md), a window fills only under a
@@ -40,6 +40,8 @@ export const SLOT_TIMES = 2;
 const WINDOW = 8;
 /** compareExchange attempts on a slot's lock before giving up (UNTRACKED). A holder runs a few stores. */
 const SPIN_LIMIT = 4096;
+/** Then 1 ms sleeps before UNTRACKED: a lock held this long is a holder that is not coming back soon. */
+const WAIT_STEPS = 50;
 
 const LOCK = 0;
 const KEY = 1;
@@ -274,6 +276,14 @@ export class LimitTable {
   private lock(slot: number): boolean {
     const at = slot * SLOT_WORDS + LOCK;
     for (let i = 0; i < SPIN_LIMIT; i++) if (Atomics.compareExchange(this.words, at, 0, 1) === 0) return true;
+    // Still taken after the spin: the holder lost its CPU inside its few stores (more runnable threads than
+    // cores), and runs again within a scheduler slice or so. Sleep in 1 ms steps while the lock word stays 1
+    // (unlock needs no notify: the step bounds the sleep) rather than fail open at once, which would let a
+    // client past its limit; give up only after WAIT_STEPS ms.
+    for (let i = 0; i < WAIT_STEPS; i++) {
+      Atomics.wait(this.words, at, 1, 1);
+      if (Atomics.compareExchange(this.words, at, 0, 1) === 0) return true;
+    }
     return false;
   }
 

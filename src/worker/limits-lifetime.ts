@@ -4,8 +4,8 @@
  * connection's deadline is its open time plus the lifetime less up to 10% at random, so that connections
  * opened together (a reconnect wave) are not closed together either.
  *
- * The schedule is a map from deadline second to the connections due then, swept once a second by one
- * unref'd timer that runs only while something is scheduled: O(1) to add or remove (a connection that
+ * The schedule is a map from deadline second to the connections due then, swept just after each whole second
+ * by one unref'd timer that runs only while something is scheduled: O(1) to add or remove (a connection that
  * closes first leaves its bucket at once, so nothing is kept for the lifetime of a closed connection), and
  * each connection is looked at once, when due.
  */
@@ -26,15 +26,26 @@ export function scheduleLifetime(t: Tunnel, lifetimeMs: number, nowMs = Date.now
   if (l === null || lifetimeMs <= 0) return;
   if (timer === null) swept = Math.floor(nowMs / 1000);
   // Never behind the sweep, so even a lifetime under a second is closed on the next tick.
-  const second = Math.max(swept, Math.floor((nowMs + lifetimeMs * (1 - LIFETIME_JITTER * Math.random())) / 1000));
+  const second = Math.max(swept, deadlineSecond(nowMs, lifetimeMs, Math.random()));
   let bucket = buckets.get(second);
   if (bucket === undefined) buckets.set(second, (bucket = new Set()));
   bucket.add(t);
   l.lifetimeBucket = second;
-  if (timer === null) {
-    timer = setInterval(sweep, 1000);
-    timer.unref();
-  }
+  if (timer === null) armSweep(nowMs);
+}
+
+/** The next sweep just after the next whole second, so a bucket is swept as soon as its second begins. */
+function armSweep(nowMs: number): void {
+  timer = setTimeout(sweep, 1001 - (nowMs % 1000));
+  timer.unref();
+}
+
+/**
+ * The bucket of a connection opened at `nowMs`: the first whole second at or after its deadline (lifetime less
+ * `random` × the jitter), since a bucket is swept once the clock reaches its second.
+ */
+export function deadlineSecond(nowMs: number, lifetimeMs: number, random: number): number {
+  return Math.ceil((nowMs + lifetimeMs * (1 - LIFETIME_JITTER * random)) / 1000);
 }
 
 /** Take a tunnel off the schedule (it closed first). */
@@ -50,7 +61,10 @@ export function unscheduleLifetime(t: Tunnel): void {
 }
 
 function sweep(): void {
-  sweepLifetimes(Date.now());
+  timer = null;
+  const now = Date.now();
+  sweepLifetimes(now);
+  if (buckets.size > 0) armSweep(now);
 }
 
 /** Close every connection whose deadline second has come. */
@@ -70,7 +84,7 @@ export function sweepLifetimes(nowMs: number): void {
   }
   swept = now + 1;
   if (buckets.size === 0 && timer !== null) {
-    clearInterval(timer);
+    clearTimeout(timer);
     timer = null;
   }
 }
