@@ -7,7 +7,8 @@
  *    list and room for every connection; message_rate and message_hwm lifted): the same GRIP backend and
  *    publish API;
  *  - **classic**: no fan-out proxy; the backend (`ws`) sends each message to each of its WebSockets
- *    itself, through HAProxy.
+ *    itself, through HAProxy;
+ *  - **floor** (fanout-floor.ts): no proxy, a C program writing to every socket, the kernel's share alone.
  * For each rate: deliveries per second as received, proxy CPU per delivery (for classic, HAProxy and the
  * backend together, since the backend does the fan-out), and publish-to-receive latency (the publish time
  * travels in the message). The receiver (fanout-peer.ts) runs on the load core with the backends and the
@@ -21,11 +22,17 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { cpuMicros, processTree } from './procstat.js';
+import { runFanoutFloor } from './fanout-floor.js';
 import { commandExists, freePort, haproxyConfig, pinned, REPO_ROOT, stopProcess, waitForPort, type Pinning } from './targets.js';
 
-export type FanoutTargetName = 'sluice' | 'pushpin' | 'classic';
-export const FANOUT_TARGETS: readonly FanoutTargetName[] = ['sluice', 'pushpin', 'classic'];
-const LABELS: Record<FanoutTargetName, string> = { sluice: 'Sluice 2w (GRIP)', pushpin: 'Pushpin (GRIP)', classic: 'classic: backend sends each, via HAProxy' };
+export type FanoutTargetName = 'sluice' | 'pushpin' | 'classic' | 'floor';
+export const FANOUT_TARGETS: readonly FanoutTargetName[] = ['sluice', 'pushpin', 'classic', 'floor'];
+const LABELS: Record<FanoutTargetName, string> = {
+  sluice: 'Sluice 2w (GRIP)',
+  pushpin: 'Pushpin (GRIP)',
+  classic: 'classic: backend sends each, via HAProxy',
+  floor: 'floor: write(2) to each socket, no proxy (C)',
+};
 
 export interface FanoutSettings {
   readonly subscribers: number;
@@ -420,7 +427,7 @@ export async function runFanoutBench(s: FanoutSettings, pin: Pinning, sluiceRoot
     }
     log(`fan-out · ${LABELS[target]} · ${s.subscribers} subscribers`);
     try {
-      results.push({ target, steps: await measureTarget(target, s, pin, sluiceRoot, log), error: null });
+      results.push({ target, steps: target === 'floor' ? runFanoutFloor(s, pin, log) : await measureTarget(target, s, pin, sluiceRoot, log), error: null });
     } catch (error) {
       log(`    ${LABELS[target]} failed: ${(error as Error).message}`);
       results.push({ target, steps: [], error: (error as Error).message });
@@ -433,7 +440,7 @@ export function renderFanoutMarkdown(results: readonly FanoutResult[], s: Fanout
   const lines = [
     `## Fan-out: one channel, ${s.subscribers.toLocaleString('en')} subscribers, ${PAYLOAD_BYTES} B publications`,
     '',
-    `${s.seconds} s per rate after ${s.warmupSeconds} s of warm-up. CPU per delivery: the proxy's process tree (Sluice with its workers; Pushpin's condure, zurl, proxy and handler); for the classic shape HAProxy **and** the backend, which does the fan-out (its share in brackets). Latency: publish to receive.`,
+    `${s.seconds} s per rate after ${s.warmupSeconds} s of warm-up. CPU per delivery: the proxy's process tree (Sluice with its workers; Pushpin's condure, zurl, proxy and handler); for the classic shape HAProxy **and** the backend, which does the fan-out (its share in brackets); for the floor, a C program writing each publication to every socket with write(2) and no proxy (native/tools/fanout-floor.c): the kernel's own cost of loopback fan-out on this machine, under every proxy's. Latency: publish to receive.`,
     '',
     '| Target | Rate (pub/s) | Deliveries/s | CPU per delivery (µs) | of it in the kernel | Proxy CPU (% core) | p50 (ms) | p99 (ms) | Sluice\'s own p99 (ms) | Received / expected | Receiver CPU (% core) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
