@@ -7,9 +7,10 @@
  *    idles: the proxy does the fan-out. classic: keeps every connection and, on `POST /publish` (the raw
  *    message as body), sends the message to each of them itself — the shape without a fan-out proxy.
  *
- *  --role receiver --url ws://host:port/path --connections N
- *    N WebSocket clients on raw sockets (spread over 127.0.0.2-51 as source addresses), with just enough
- *    RFC 6455 to read server frames: each message carries its publish time (Float64, ms since the epoch,
+ *  --role receiver --url ws://host:port/path --connections N [--client native|node]
+ *    N WebSocket clients (spread over 127.0.0.2-51 as source addresses) on the load generator's C client
+ *    when it is built (fanout-native-receiver.ts), else on raw Node sockets with just enough RFC 6455 to
+ *    read server frames: each message carries its publish time (Float64, ms since the epoch,
  *    performance.timeOrigin-based) in its first 8 bytes, so the receiver records publish-to-receive
  *    latency. Prints `ready N` once all are open; on stdin `reset` starts a window, `report` prints the
  *    window as one JSON line ({ received, p50, p99, p999, max } in µs). One thread, one core: at high rates
@@ -22,6 +23,8 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { newHistogram, percentiles, recordMicros } from '../loadtest/histogram.js';
+import { loadNativeClient } from '../loadtest/native-client.js';
+import { nativeReceiver, type ReceiverControl } from './fanout-native-receiver.js';
 
 function arg(name: string, fallback?: string): string {
   const at = process.argv.indexOf(`--${name}`);
@@ -188,24 +191,44 @@ async function receiver(url: URL, connections: number, subscribeSignal: boolean)
     while (subscribedCount < connections && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   }
   process.stdout.write(`ready ${subscribeSignal ? subscribedCount : conns.length}\n`);
-  createInterface({ input: process.stdin }).on('line', (line) => {
-    if (line === 'reset') {
+  serveWindows({
+    reset: () => {
       received = 0;
       histogram.destroy();
       histogram = newHistogram();
-    } else if (line === 'report') {
+    },
+    report: () => {
       const p = percentiles(histogram);
-      process.stdout.write(`${JSON.stringify({ received, p50: p.p50, p99: p.p99, p999: p.p999, max: p.max })}\n`);
-    } else if (line === 'quit') {
-      for (const c of conns) c.socket.destroy();
+      return { received, p50: p.p50, p99: p.p99, p999: p.p999, max: p.max };
+    },
+    quit: () => conns.forEach((c) => c.socket.destroy()),
+  });
+}
+
+/** The bench's commands on stdin: `reset` opens a window, `report` prints it as a JSON line, `quit`. */
+function serveWindows(control: ReceiverControl): void {
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line === 'reset') control.reset();
+    else if (line === 'report') process.stdout.write(`${JSON.stringify(control.report())}\n`);
+    else if (line === 'quit') {
+      control.quit();
       process.exit(0);
     }
   });
 }
 
+/** The receiver on the C client when it is built (unless --client node), else on Node sockets. */
+async function anyReceiver(url: URL, connections: number, subscribeSignal: boolean, client: string): Promise<void> {
+  const { loadgen } = client === 'node' ? { loadgen: null } : await loadNativeClient();
+  if (loadgen === null) return receiver(url, connections, subscribeSignal);
+  const { ready, control } = await nativeReceiver(loadgen, url, connections, subscribeSignal);
+  process.stdout.write(`ready ${ready} native\n`);
+  serveWindows(control);
+}
+
 const role = arg('role');
 if (role === 'backend') backend(arg('mode') as 'grip' | 'classic', Number(arg('port')));
-else if (role === 'receiver') void receiver(new URL(arg('url')), Number(arg('connections')), arg('signal', 'yes') === 'yes').catch((error: Error) => {
+else if (role === 'receiver') void anyReceiver(new URL(arg('url')), Number(arg('connections')), arg('signal', 'yes') === 'yes', arg('client', 'native')).catch((error: Error) => {
   process.stdout.write(`failed ${error.message}\n`);
   process.exit(1);
 });

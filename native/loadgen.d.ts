@@ -1,8 +1,10 @@
 /** Types of native/loadgen.js: the load generator's client in C (see README.md, "The load generator's client"). */
 
 export interface LoadGenOptions {
-  /** 0 connect (open and hold), 1 echo (open loop), 2 throughput (closed loop). */
-  scenario: 0 | 1 | 2;
+  /** 0 connect (open and hold), 1 echo (open loop), 2 throughput (closed loop), 3 receive (only read
+   *  pushed messages, each stamped in bytes 0-7 with its publish time as a Float64 of Unix ms: the
+   *  round-trip histogram then holds publish-to-receive latency). */
+  scenario: 0 | 1 | 2 | 3;
   /** Message size in bytes (at least 8: the send stamp rides in bytes 0-7). */
   size: number;
   inFlight: number;
@@ -29,8 +31,9 @@ export interface NativeLoadGen {
   /** Connect to an IP literal and send `request` (the upgrade) once connected; the 101 must carry
    *  `accept`. Returns the id (> 0) or a negative libuv error code (then no callback follows). */
   lgConnect(host: string, port: number, localAddress: string | null, request: Buffer, accept: string): number;
-  /** 0 start traffic, 1 start measuring (counters and round-trip histogram reset), 2 stop traffic. */
-  lgControl(what: 0 | 1 | 2): void;
+  /** 0 start traffic, 1 start measuring (counters and round-trip histogram reset), 2 stop traffic,
+   *  3 start a new measuring window even when one is open. */
+  lgControl(what: 0 | 1 | 2 | 3): void;
   /** Into `out` (12 slots): attempted, opened, open, rawSent, rawReceived, sent, received, bytesSent,
    *  bytesReceived, corrupt, outstanding (1 when a measured message is unanswered), uv_hrtime ns. */
   lgStats(out: Float64Array): void;

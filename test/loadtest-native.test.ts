@@ -1,7 +1,8 @@
 /**
  * The load generator's native client (`--client native`, native/src/loadgen.c) against the Node
  * client on the same workloads: the same counts, the same failure reasons, latencies within noise;
- * and the protocol corners it handles in C (frames split across reads, pings, a peer's close).
+ * and the protocol corners it handles in C (frames split across reads, pings, a peer's close); its receive
+ * scenario as the fan-out bench uses it.
  * Skipped when the addon is not built.
  */
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +15,7 @@ import { startEchoBackends, type EchoBackend } from '../loadtest/echo-backend.js
 import { loadNativeClient } from '../loadtest/native-client.js';
 import { parseOptions } from '../loadtest/options.js';
 import { runLoad, type LoadReport } from '../loadtest/run.js';
+import { nativeReceiver } from '../bench/fanout-native-receiver.js';
 
 const { loadgen, error } = await loadNativeClient();
 const skip = loadgen === null ? `native client unavailable (${error?.message ?? 'unknown'}); build it with npm run build:native` : false;
@@ -130,6 +132,44 @@ describe('the native load-generator client against the Node client', { skip }, (
       assert.equal(pongs, 5, 'every ping got its pong');
       assert.deepEqual(r.connections.closedEarly, { 'close 1001': 5 });
     });
+  });
+
+  test('receive (the fan-out bench receiver): stamped binary pushes are counted and timed per window; text is not', async () => {
+    // A server that greets each client with a text notice (as the bench's GRIP backend does once it has
+    // subscribed it) and then pushes binary messages stamped with a publish time 50 ms in the past.
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise((resolve) => wss.once('listening', resolve));
+    wss.on('connection', (ws) => ws.send('subscribed'));
+    const push = (count: number): void => {
+      for (const ws of wss.clients) {
+        for (let i = 0; i < count; i++) {
+          const m = Buffer.alloc(64);
+          m.writeDoubleLE(performance.timeOrigin + performance.now() - 50, 0);
+          ws.send(m, { binary: true });
+        }
+      }
+    };
+    const url = new URL(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}/?channel=x`);
+    const { ready, control } = await nativeReceiver(loadgen!, url, 20, true);
+    try {
+      assert.equal(ready, 20, 'every client got its notice');
+      push(2); // before any window: not counted
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(control.report().received, 0);
+      control.reset();
+      push(5);
+      const deadline = Date.now() + 5000;
+      while (control.report().received < 100 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const r = control.report();
+      assert.equal(r.received, 100);
+      assert.ok(r.p50 >= 50_000 && r.p50 < 1_000_000, `p50 ${r.p50} µs: the stamp is read as publish time`);
+      control.reset();
+      assert.equal(control.report().received, 0, 'a new window starts from nothing');
+    } finally {
+      control.quit();
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise((resolve) => wss.close(resolve));
+    }
   });
 
   test('the CLI refuses what the native client does not do, in one sentence', async () => {

@@ -145,7 +145,7 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   return number(env, rc < 0 ? rc : (double)id);
 }
 
-/* lgControl(0 start | 1 measure | 2 stop) */
+/* lgControl(0 start | 1 measure | 2 stop | 3 measure afresh: a new window even when already measuring) */
 static napi_value js_control(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -155,7 +155,7 @@ static napi_value js_control(napi_env env, napi_callback_info info) {
   if (lg == NULL || argc < 1 || napi_get_value_uint32(env, argv[0], &what) != napi_ok) return NULL;
   if (what == 0 && !lg->running) {
     if (!lg_start_traffic(lg)) napi_throw_error(env, "ERR_SLUICE_LOADGEN", "lgControl(start): out of memory");
-  } else if (what == 1 && !lg->measuring) {
+  } else if ((what == 1 && !lg->measuring) || what == 3) {
     lg->measuring = true;
     lg->measure_start = uv_hrtime();
     lg->sent = lg->received = lg->corrupt = lg->bytes_sent = lg->bytes_received = 0;

@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_HEAD (16 * 1024)
 
@@ -87,11 +88,31 @@ static long parse_head(loadgen *lg, conn *c, lg_conn *lc, const char *data, size
   return end - data;
 }
 
+/* A pushed message (LG_RECEIVE): its stamp is the publisher's Unix time in ms (Float64), read against
+ * this machine's real-time clock, the one the publisher's performance.timeOrigin comes from. */
+static void pushed(loadgen *lg, lg_conn *lc, uint64_t length, uint64_t now) {
+  double sent;
+  memcpy(&sent, &lc->message_stamp, sizeof sent);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  double late_us = ((double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6 - sent) * 1e3;
+  uint64_t micros = late_us > 0 && late_us < (double)LG_HIST_MAX ? (uint64_t)(late_us + 0.5) : 0;
+  lg_hist_record(lg->recent, micros);
+  if (now < lg->measure_start) return;
+  lg->received++;
+  lc->received++;
+  lg->bytes_received += length;
+  lg_hist_record(lg->rtt, micros);
+}
+
 /* A complete message: count it, record its round trip, and (closed loop) earn one more send. */
 static void message(loadgen *lg, conn *c, lg_conn *lc, uint64_t now) {
   lg->raw_received++;
   uint64_t length = lc->message_length;
-  if (lc->stamped) {
+  if (lg->scenario == LG_RECEIVE) {
+    /* Text messages are the server's own (a subscribed notice): counted in raw_received only. */
+    if (lc->stamped && lc->opcode != 0x1) pushed(lg, lc, length, now);
+  } else if (lc->stamped) {
     uint64_t stamp = lc->message_stamp;
     if (now >= stamp) lg_hist_record(lg->recent, (now - stamp + 500) / 1000);
     if (stamp >= lg->measure_start) {

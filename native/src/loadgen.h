@@ -16,7 +16,10 @@ typedef struct lg_hist {
   uint64_t total;
 } lg_hist;
 
-enum lg_scenario { LG_CONNECT = 0, LG_ECHO = 1, LG_THROUGHPUT = 2 };
+/* LG_RECEIVE: open and only read what the server pushes: binary messages whose first 8 bytes are their
+ * publish time (a Float64 of Unix milliseconds, as fan-out publishers stamp it), for publish-to-receive
+ * latency; text messages are only counted in raw_received. */
+enum lg_scenario { LG_CONNECT = 0, LG_ECHO = 1, LG_THROUGHPUT = 2, LG_RECEIVE = 3 };
 enum lg_conn_state { LG_UPGRADING = 0, LG_OPEN = 1, LG_CLOSING = 2, LG_DONE = 3 };
 /* Why a connection ended; keep in step with REASONS in loadtest/native-client.ts. */
 enum lg_reason {
