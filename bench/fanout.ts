@@ -11,7 +11,7 @@
  *  - **floor** (fanout-floor.ts): no proxy, a C program writing to every socket, the kernel's share alone.
  * For each rate: deliveries per second as received, proxy CPU per delivery (for classic, HAProxy and the
  * backend together, since the backend does the fan-out), and publish-to-receive latency (the publish time
- * travels in the message). The receiver (fanout-peer.ts) runs on the load core with the backends and the
+ * travels in the message). The receiver (fanout-peer.ts, on the C client when built) runs on the load core with the backends and the
  * publisher, so at high rates it is the limit; its own CPU is reported.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -440,7 +440,7 @@ export function renderFanoutMarkdown(results: readonly FanoutResult[], s: Fanout
   const lines = [
     `## Fan-out: one channel, ${s.subscribers.toLocaleString('en')} subscribers, ${PAYLOAD_BYTES} B publications`,
     '',
-    `${s.seconds} s per rate after ${s.warmupSeconds} s of warm-up. CPU per delivery: the proxy's process tree (Sluice with its workers; Pushpin's condure, zurl, proxy and handler); for the classic shape HAProxy **and** the backend, which does the fan-out (its share in brackets); for the floor, a C program writing each publication to every socket with write(2) and no proxy (native/tools/fanout-floor.c): the kernel's own cost of loopback fan-out on this machine, under every proxy's. Latency: publish to receive.`,
+    `${s.seconds} s per rate after ${s.warmupSeconds} s of warm-up. CPU per delivery: the proxy's process tree (Sluice with its workers; Pushpin's condure, zurl, proxy and handler); for the classic shape HAProxy **and** the backend, which does the fan-out (its share in brackets); for the floor, a C program writing each publication to every socket with write(2) and no proxy (native/tools/fanout-floor.c): the kernel's own cost of loopback fan-out on this machine, under every proxy's. Latency: publish to receive, read by the load generator's C client (the floor: its own C reader).`,
     '',
     '| Target | Rate (pub/s) | Deliveries/s | CPU per delivery (µs) | of it in the kernel | Proxy CPU (% core) | p50 (ms) | p99 (ms) | Sluice\'s own p99 (ms) | Received / expected | Receiver CPU (% core) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
