@@ -173,6 +173,12 @@ export function renderMarkdown(results: BenchResults): string {
   lines.push(`- Machine: ${Object.entries(results.machine).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   lines.push(`- Versions: ${Object.entries(results.versions).map(([k, v]) => `${k} ${v}`).join('; ')}`);
   lines.push(`- Pinning: ${results.pinning}`);
+  if (runCount === 0) {
+    // Only the extra rows ran (--only compression or fanout): no comparison tables to show empty.
+    if (results.compression !== undefined) lines.push('', ...renderCompression(results.compression));
+    lines.push('');
+    return lines.join('\n');
+  }
   lines.push(`- Load: ${Object.entries(results.settings).map(([k, v]) => `${k} ${String(v)}`).join(', ')}`);
   lines.push('');
   lines.push(`## Results (median of ${runCount} run${runCount === 1 ? '' : 's'}, min–max in brackets)`, '');
