@@ -53,7 +53,8 @@ export class GripSession {
   /** Unsubscribed from its topics by the drop policy until it drains; channel → publishes seen then. */
   lagging: Map<string, number> | null = null;
   keepAlive: KeepAlive | null = null;
-  /** Coarse time (sweep clock) of the last message sent to the client by the backend or a keep-alive. */
+  /** Time of the last message sent to the client by the backend or a keep-alive: exact where a keep-alive
+   *  is set (a keep-alive is never sent early), the sweep's coarse clock otherwise. */
   lastSentAt: number;
   /** In `sessions` (has channels or a keep-alive). */
   active = false;
@@ -147,7 +148,9 @@ function leave(s: GripSession, channel: string): void {
 
 export function setKeepAlive(s: GripSession, keepAlive: KeepAlive | null): void {
   s.keepAlive = keepAlive;
-  s.lastSentAt = coarseNow;
+  // The exact time, not the sweep's: a mark up to a sweep old (longer when the worker is starved of CPU)
+  // would send the first keep-alive that much early.
+  s.lastSentAt = Date.now();
   if (keepAlive !== null) activate(s);
 }
 
@@ -181,7 +184,7 @@ export function deliverBatch(bytes: Uint8Array): void {
     counters[base + FanoutCounter.Handled]!++;
     if (entry === undefined) continue; // nobody listens here
     entry.publishes++;
-    entry.lastPublishAt = coarseNow;
+    entry.lastPublishAt = Date.now(); // once per publication and channel, not per subscriber
     const kind = flat[i + Field.Kind] as FanoutKind;
     const payload = flat[i + Field.Payload] as Uint8Array;
     bytesSinceSweep += payload.byteLength;

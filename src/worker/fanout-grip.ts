@@ -80,7 +80,8 @@ export function gripFilter(t: Tunnel, opcode: number, fin: boolean, payload: Uin
     s.skipping = !fin;
     return null;
   }
-  s.lastSentAt = coarseNow;
+  // Only a session with a keep-alive needs the exact time (the next keep-alive is due from it).
+  s.lastSentAt = s.keepAlive === null ? coarseNow : Date.now();
   return prefix.length === 0 ? payload : payload.subarray(prefix.length);
 }
 
