@@ -235,7 +235,15 @@ async function measureEcho(url: string, proxyPid: number, s: CompressionSettings
   let received = 0;
   let sent = 0;
   let measuring = false;
-  for (const ws of clients) ws.on('message', () => measuring && received++);
+  // Lost is counted over the whole run, after the replies still in flight have had a second to arrive: the
+  // window's own counts differ by the messages in flight at its edges, which are not losses.
+  let receivedAll = 0;
+  for (const ws of clients) {
+    ws.on('message', () => {
+      receivedAll++;
+      if (measuring) received++;
+    });
+  }
   let seq = 0;
   const timers = clients.map((ws, i) =>
     setTimeout(() => {
@@ -258,12 +266,13 @@ async function measureEcho(url: string, proxyPid: number, s: CompressionSettings
   const written = clients.reduce((a, ws) => a + socketOf(ws).bytesWritten, 0) - written0;
   for (const t of timers) clearInterval(t);
   await sleep(1000);
+  const lost = seq - receivedAll;
   await closeClients(clients);
   return {
     bytesToClient: received > 0 ? read / received : null,
     bytesFromClient: sent > 0 ? written / sent : null,
     cpuPerRoundTrip: received > 0 ? cpu / received : null,
-    lost: Math.max(0, sent - received),
+    lost,
   };
 }
 
