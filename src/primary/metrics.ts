@@ -138,7 +138,7 @@ export function createRegistry(store: MetricsStore, sources: RegistrySources): O
     return Array.from({ length: store.shared.workerSlots }, (_, w) => ({ labels: { worker: String(w) }, value: store.workerLag(w, now) }));
   });
   add('sluice_limited_total', 'Upgrades (kind="websocket") and plain HTTP requests (kind="http") refused by a limit, by reason: in_flight (inFlightReq, 429), rate_limit (rateLimit, 429), ip_not_allowed (ipAllowList), origin_not_allowed (websocket.allowedOrigins, 403), entrypoint_max_connections, backend_max_connections, backend_admission (503). Refused upgrades also count in websocket_connections_total{outcome="limited"}.', 'counter', () => plain('sluice_limited_total'));
-  add('sluice_limits_untracked_total', 'Requests a per-client limit let through uncounted because the shared limits table had no room for their key (a flood of distinct clients or header values).', 'counter', () => [{ labels: {}, value: view.totals[Total.LimitsUntracked]! }]);
+  add('sluice_limits_untracked_total', 'Requests a per-client limit let through uncounted because the shared limits table had no room for their key (a flood of distinct clients or header values), or a worker held its slot past 50 ms.', 'counter', () => [{ labels: {}, value: view.totals[Total.LimitsUntracked]! }]);
   add('sluice_unrouted_requests_total', 'Requests no router matched (answered 404), by the entry point they came in on.', 'counter', () => plain('sluice_unrouted_requests_total'));
 
   return {
