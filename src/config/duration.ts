@@ -83,15 +83,19 @@ export function formatDuration(ms: number): string {
 
 const SIZE_EXPECTED = '(expected a number of bytes, or a size like "64KiB", "16MiB" or "1MB")';
 
+/** Sizes in bytes, for defaults and bounds written in code (the schema's). */
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+
 /** Bytes per unit; the IEC units are powers of two, the SI ones powers of ten, as everywhere else. */
 const SIZE_UNITS: Readonly<Record<string, number>> = {
   b: 1,
   kb: 1e3,
   mb: 1e6,
   gb: 1e9,
-  kib: 1024,
-  mib: 1024 ** 2,
-  gib: 1024 ** 3,
+  kib: KiB,
+  mib: MiB,
+  gib: 1024 * MiB,
 };
 
 /** Parses a byte size: a non-negative integer number of bytes, or a number with a unit. Returns whole bytes. */

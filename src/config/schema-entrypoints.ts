@@ -7,9 +7,9 @@ import type { ObjectSchema } from './schema-types.js';
 import { notYet } from './schema-types.js';
 import { tlsOnRouterOrEntryPoint } from './schema-tls.js';
 import { entryPointWebSocketSchema } from './schema-compression.js';
+import { KiB } from './duration.js';
 import { entryPointMaxConnections, forwardedHeadersSchema, proxyProtocolSchema, respondingTimeoutsSchema } from './schema-limits.js';
 
-const KiB = 1024;
 /** uWebSockets.js drops a connection whose request head passes about 100 KiB without an answer: stay below. */
 const MAX_HEADER_BYTES = 64 * KiB;
 

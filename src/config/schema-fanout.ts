@@ -4,8 +4,8 @@
  * between replicas. Absent means off: no publish listener, no grip extension offered to backends.
  */
 import type { ObjectSchema } from './schema-types.js';
+import { MiB } from './duration.js';
 
-const MiB = 1024 * 1024;
 
 export const fanoutSchema = {
   kind: 'object',

@@ -10,6 +10,7 @@ import { kubernetesManifestsSchema, TLS_REFUSED, tlsOnRouterOrEntryPoint, tlsOpt
 import { middlewareSchema } from './schema-middlewares.js';
 import { globalCompressionFields } from './schema-compression.js';
 import { fanoutSchema } from './schema-fanout.js';
+import { KiB, MiB } from './duration.js';
 import { admissionSchema, backendMaxConnections, websocketLimitFields } from './schema-limits.js';
 import { entryPointSchema } from './schema-entrypoints.js';
 import { serversTransportSchema, serviceSchema } from './schema-services.js';
@@ -18,8 +19,6 @@ export type { ScalarType, ScalarSchema, ObjectSchema, MapSchema, ListSchema, Sch
 import type { Checked, DefaultEntries, ObjectSchema, Schema } from './schema-types.js';
 import { NOT_YET, notYet } from './schema-types.js';
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
 /** uWebSockets.js keeps payload and backpressure limits in 32-bit integers; 1 GiB stays well inside. */
 const MAX_BUFFER_BYTES = 1024 * MiB;
 
