@@ -12,7 +12,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Auth, createWebSocketControlMessage, Publisher, WebSocketMessageFormat } from '@fanoutio/grip';
 import { WebSocket } from 'ws';
-import { startBackend, type TestBackend } from './sluice.js';
+import { simpleConfig, startBackend, type TestBackend } from './sluice.js';
 
 export const PUBLISH_KEY = 'fan-out test key';
 
@@ -118,22 +118,5 @@ export function listen(url: string, channels: readonly string[], options: { loca
  * after it (other top-level sections).
  */
 export function fanoutConfig(backendUrl: string, publishPort: number, fanoutExtra = '', topLevel = ''): string {
-  return `entryPoints:
-  web:
-    address: "127.0.0.1:{PORT}"
-http:
-  routers:
-    all:
-      rule: "PathPrefix(\`/\`)"
-      service: grip
-  services:
-    grip:
-      loadBalancer:
-        servers:
-          - url: "${backendUrl}"
-fanout:
-  publish:
-    address: "127.0.0.1:${publishPort}"
-    key: "${PUBLISH_KEY}"
-${fanoutExtra}${topLevel}`;
+  return simpleConfig([backendUrl], `fanout:\n  publish:\n    address: "127.0.0.1:${publishPort}"\n    key: "${PUBLISH_KEY}"\n${fanoutExtra}${topLevel}`);
 }
