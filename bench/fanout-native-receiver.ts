@@ -8,12 +8,10 @@
  * took it ~60 ms, and its own queue was most of the latency the bench reported. In C a message costs
  * little more than the kernel's read.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import type { NativeLoadGen } from '../native/loadgen.js';
 import { newHistogram, percentiles } from '../loadtest/histogram.js';
+import { copyNativeHistogram, nativeUpgrade, newHistogramPairs } from '../loadtest/native-client.js';
 
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-const HIST_PAIRS = 23_552;
 /** Upgrades in flight at once during the ramp. */
 const CONNECT_CONCURRENCY = 100;
 /** Attempts per subscriber: a proxy may refuse upgrades while a burst is in flight (Pushpin's 502). */
@@ -37,16 +35,10 @@ export function nativeReceiver(lg: NativeLoadGen, url: URL, connections: number,
     let failed: Error | null = null;
     let done = false;
     const stats = new Float64Array(12);
-    const pairs = new Float64Array(2 * HIST_PAIRS);
+    const pairs = newHistogramPairs();
 
     const connect = (index: number): void => {
-      const key = randomBytes(16).toString('base64');
-      const accept = createHash('sha1').update(key + GUID).digest('base64');
-      const request = Buffer.from(
-        `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-        'latin1',
-      );
+      const { request, accept } = nativeUpgrade(`${url.pathname}${url.search}`, url.host);
       attempts[index]!++;
       pending++;
       const id = lg.lgConnect(url.hostname, Number(url.port), `127.0.0.${2 + (index % 50)}`, request, accept);
@@ -85,9 +77,7 @@ export function nativeReceiver(lg: NativeLoadGen, url: URL, connections: number,
       reset: () => lg.lgControl(3),
       report: () => {
         lg.lgStats(stats);
-        const h = newHistogram();
-        const n = lg.lgHistogram(0, pairs, false);
-        for (let i = 0; i < n; i++) h.recordValueWithCount(Math.max(1, Math.min(pairs[2 * i]!, 3_600_000_000)), pairs[2 * i + 1]!);
+        const h = copyNativeHistogram(lg, 0, pairs, newHistogram(), false);
         const p = percentiles(h);
         h.destroy();
         return { received: stats[6]!, p50: p.p50, p99: p.p99, p999: p.p999, max: p.max };

@@ -35,6 +35,27 @@ const REASONS = ['', 'refused', 'reset', 'timeout', 'closed', 'bad response', 's
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const HIST_PAIRS = 23_552;
 
+/** The upgrade request the C client sends for `path` on `host`, and the Sec-WebSocket-Accept it must get. */
+export function nativeUpgrade(path: string, host: string): { request: Buffer; accept: string } {
+  const key = randomBytes(16).toString('base64');
+  const accept = createHash('sha1').update(key + GUID).digest('base64');
+  const request = Buffer.from(
+    `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    'latin1',
+  );
+  return { request, accept };
+}
+
+/** A reusable buffer for copyNativeHistogram. */
+export const newHistogramPairs = (): Float64Array => new Float64Array(2 * HIST_PAIRS);
+
+/** Copies one of the C client's histograms into an hdr one (the bucket floors are hdr's own at 3 significant digits). */
+export function copyNativeHistogram(lg: NativeLoadGen, which: 0 | 1 | 2, pairs: Float64Array, into: hdr.Histogram, reset: boolean): hdr.Histogram {
+  const n = lg.lgHistogram(which, pairs, reset);
+  for (let i = 0; i < n; i++) into.recordValueWithCount(Math.min(pairs[2 * i]!, 3_600_000_000), pairs[2 * i + 1]!);
+  return into;
+}
+
 function errorName(status: number): string {
   for (const [name, value] of Object.entries(constants.errno)) if (value === -status) return name;
   return String(status);
@@ -45,7 +66,7 @@ class NativeThreadRun extends ThreadRunBase {
   private readonly open = new Set<number>();
   private readonly hosts: { host: string; port: number; path: string; hostHeader: string }[] = [];
   readonly stats = new Float64Array(12);
-  private readonly pairs = new Float64Array(2 * HIST_PAIRS);
+  private readonly pairs = newHistogramPairs();
   constructor(
     task: ThreadTask,
     readonly lg: NativeLoadGen,
@@ -81,13 +102,7 @@ class NativeThreadRun extends ThreadRunBase {
   connect(index: number): void {
     const target = this.hosts[index % this.hosts.length]!;
     const addrs = this.options.localAddresses;
-    const key = randomBytes(16).toString('base64');
-    const accept = createHash('sha1').update(key + GUID).digest('base64');
-    const request = Buffer.from(
-      `GET ${target.path} HTTP/1.1\r\nHost: ${target.hostHeader}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-      'latin1',
-    );
+    const { request, accept } = nativeUpgrade(target.path, target.hostHeader);
     this.attempted++;
     const id = this.lg.lgConnect(target.host, target.port, addrs.length > 0 ? addrs[index % addrs.length]! : null, request, accept);
     if (id < 0) this.onClose(0, 9, id, false, 0); // could not even start (bad address, no file descriptors)
@@ -142,11 +157,8 @@ class NativeThreadRun extends ThreadRunBase {
     }
   }
 
-  /** Copies a C histogram into an hdr one (the bucket floors are hdr's own at 3 significant digits). */
   histogram(which: 0 | 1 | 2, into: hdr.Histogram, reset: boolean): hdr.Histogram {
-    const n = this.lg.lgHistogram(which, this.pairs, reset);
-    for (let i = 0; i < n; i++) into.recordValueWithCount(Math.min(this.pairs[2 * i]!, 3_600_000_000), this.pairs[2 * i + 1]!);
-    return into;
+    return copyNativeHistogram(this.lg, which, this.pairs, into, reset);
   }
 
   progress(): void {
