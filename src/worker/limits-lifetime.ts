@@ -60,15 +60,10 @@ export function unscheduleLifetime(t: Tunnel): void {
   if (bucket.size === 0) buckets.delete(second);
 }
 
+/** Close every connection whose deadline second has come; run again while any are scheduled. */
 function sweep(): void {
   timer = null;
-  const now = Date.now();
-  sweepLifetimes(now);
-  if (buckets.size > 0) armSweep(now);
-}
-
-/** Close every connection whose deadline second has come. */
-export function sweepLifetimes(nowMs: number): void {
+  const nowMs = Date.now();
   const now = Math.floor(nowMs / 1000);
   for (let second = swept; second <= now; second++) {
     const bucket = buckets.get(second);
@@ -83,15 +78,5 @@ export function sweepLifetimes(nowMs: number): void {
     }
   }
   swept = now + 1;
-  if (buckets.size === 0 && timer !== null) {
-    clearTimeout(timer);
-    timer = null;
-  }
-}
-
-/** Connections on the schedule (tests). */
-export function scheduledLifetimes(): number {
-  let n = 0;
-  for (const bucket of buckets.values()) n += bucket.size;
-  return n;
+  if (buckets.size > 0) armSweep(nowMs);
 }
