@@ -75,17 +75,11 @@ function classify(code: string, sent: boolean): HttpError {
     case 'UND_ERR_HEADERS_TIMEOUT':
       return HttpError.ResponseTimeout;
     case 'UND_ERR_HEADERS_OVERFLOW':
-    case 'HPE_INVALID_CONSTANT':
-    case 'HPE_INVALID_STATUS':
-    case 'HPE_INVALID_VERSION':
-    case 'HPE_INVALID_HEADER_TOKEN':
-    case 'HPE_INVALID_CONTENT_LENGTH':
-    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
-    case 'HPE_INVALID_CHUNK_SIZE':
-    case 'HPE_HEADER_OVERFLOW':
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
       return HttpError.InvalidResponse;
     default:
+      // Any parser error (llhttp's HPE_* codes, which the native client uses too).
+      if (code.startsWith('HPE_')) return HttpError.InvalidResponse;
       return sent ? HttpError.BackendReset : HttpError.ConnectRefused;
   }
 }

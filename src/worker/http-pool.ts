@@ -8,21 +8,39 @@
  * Connecting follows the servers transport: dialTimeout, and for https:// backends rootCAs,
  * insecureSkipVerify and serverName (default: the backend URL's host name, none for an address).
  * A DNS discovery slot whose address changes gets fresh connections to the new address.
+ *
+ * Two kinds of connection carry the requests: on the native leg (the addon built, SLUICE_NATIVE not 0) a plain
+ * backend addressed by IP gets http-native-client.ts's connections for every request whose body is absent or
+ * already collected; undici carries TLS backends, backends named by host name, and request bodies streamed
+ * from the client. Each kind has its own idle stack; maxIdleConnsPerHost caps the two together.
  */
 import net from 'node:net';
 import { Client } from 'undici';
 import type { BackendSpec, TransportSpec } from '../config/snapshot.js';
 import { bracketHost } from '../shared/address.js';
+import { MAX_RESPONSE_HEAD, NativeHttpConnection } from './http-native-client.js';
+import { nativeAvailable } from './native-leg.js';
 
-/** A backend's response head larger than this is refused (502, reason invalid_response). */
-const MAX_RESPONSE_HEAD = 64 * 1024;
+/** One keep-alive connection: an undici Client with pipelining 1, or a native one. */
+export type PooledClient = Client | NativeHttpConnection;
 
-/** One keep-alive connection (an undici Client with pipelining 1). */
-export type PooledClient = Client;
+function closeClient(client: PooledClient): void {
+  if (client instanceof NativeHttpConnection) client.close();
+  else client.close().catch(() => undefined);
+}
+
+function destroyClient(client: PooledClient): void {
+  if (client instanceof NativeHttpConnection) client.destroy();
+  else client.destroy().catch(() => undefined);
+}
 
 export class BackendPool {
-  private readonly idle: PooledClient[] = [];
+  private readonly idle: Client[] = [];
+  private readonly idleNative: NativeHttpConnection[] = [];
   private readonly all = new Set<PooledClient>();
+  /** Native connections may serve this backend (plain, and the addon is in use). */
+  private readonly native: boolean;
+  private readonly forgetFn = (c: NativeHttpConnection): void => this.forget(c);
   private host = '';
   private closed = false;
   private readonly options: Client.Options;
@@ -31,6 +49,7 @@ export class BackendPool {
     private readonly spec: BackendSpec,
     private readonly transport: TransportSpec,
   ) {
+    this.native = nativeAvailable && !spec.tls;
     const servername = transport.serverName !== '' ? transport.serverName : net.isIP(spec.host) === 0 ? spec.host : undefined;
     this.options = {
       pipelining: 1,
@@ -61,11 +80,22 @@ export class BackendPool {
   /**
    * A connection to `host` (the slot's address now): the newest idle one, or a new one. `reused` tells the
    * caller whether it served a request before (a stale keep-alive connection may then fail at once).
+   * `streamed`: the request body will be streamed from the client (undici carries those).
    */
-  acquire(host: string): { client: PooledClient; reused: boolean } {
+  acquire(host: string, streamed: boolean): { client: PooledClient; reused: boolean } {
     if (host !== this.host) {
       this.dropIdle();
       this.host = host;
+    }
+    if (this.native && !streamed && net.isIP(host) !== 0) {
+      for (let client = this.idleNative.pop(); client !== undefined; client = this.idleNative.pop()) {
+        if (!client.closed) return { client, reused: true };
+        this.all.delete(client);
+      }
+      const t = this.transport;
+      const client = new NativeHttpConnection(host, this.spec.port, t.dialTimeoutMs, t.responseHeaderTimeoutMs, t.idleConnTimeoutMs, this.forgetFn);
+      this.all.add(client);
+      return { client, reused: false };
     }
     for (let client = this.idle.pop(); client !== undefined; client = this.idle.pop()) {
       if (!client.closed && !client.destroyed) return { client, reused: true };
@@ -80,44 +110,53 @@ export class BackendPool {
 
   /** The request on `client` is over: keep it idle when it may be reused, else close it. */
   release(client: PooledClient, reusable: boolean): void {
-    if (reusable && !this.closed && this.idle.length < this.transport.maxIdleConnsPerHost && !client.closed && !client.destroyed) {
-      this.idle.push(client);
+    if (reusable && !this.closed && this.idle.length + this.idleNative.length < this.transport.maxIdleConnsPerHost && !client.closed && !client.destroyed) {
+      if (client instanceof NativeHttpConnection) this.idleNative.push(client);
+      else this.idle.push(client);
       return;
     }
     this.all.delete(client);
-    client.close().catch(() => undefined);
+    closeClient(client);
   }
 
   /** The request on `client` failed: its connection is not trusted again. */
   discard(client: PooledClient): void {
     this.all.delete(client);
-    const at = this.idle.indexOf(client);
-    if (at >= 0) this.idle.splice(at, 1);
-    client.destroy().catch(() => undefined);
+    this.unidle(client);
+    destroyClient(client);
   }
 
   /** The generation is done (no request of it is in flight): close every connection. */
   close(): void {
     this.closed = true;
-    for (const client of this.all) client.destroy().catch(() => undefined);
+    for (const client of this.all) destroyClient(client);
     this.all.clear();
     this.idle.length = 0;
+    this.idleNative.length = 0;
   }
 
   /** An idle connection that the backend (or its idle timeout) closed is not kept as idle. */
   private forget(client: PooledClient): void {
-    const at = this.idle.indexOf(client);
-    if (at < 0) return;
-    this.idle.splice(at, 1);
+    if (!this.unidle(client)) return;
     this.all.delete(client);
-    client.destroy().catch(() => undefined);
+    destroyClient(client);
+  }
+
+  /** Take `client` off its idle stack; false when it was not idle. */
+  private unidle(client: PooledClient): boolean {
+    const stack: PooledClient[] = client instanceof NativeHttpConnection ? this.idleNative : this.idle;
+    const at = stack.indexOf(client);
+    if (at < 0) return false;
+    stack.splice(at, 1);
+    return true;
   }
 
   private dropIdle(): void {
-    for (const client of this.idle) {
+    for (const client of [...this.idle, ...this.idleNative]) {
       this.all.delete(client);
-      client.close().catch(() => undefined);
+      closeClient(client);
     }
     this.idle.length = 0;
+    this.idleNative.length = 0;
   }
 }

@@ -117,7 +117,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   out = Out.Nothing;
   status = 0;
   statusText = '';
-  responseHeaders_: Buffer[] | null = null;
+  responseHeaders_: (Buffer | string)[] | null = null;
   total = 0;
   pending: Buffer | null = null;
   pendingBase = 0;
@@ -262,7 +262,7 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     this.counted = true;
     const spec = this.gen.backend(backend);
     const pool = this.gen.httpPool(backend);
-    const { client, reused } = pool.acquire(hostOf(backend));
+    const { client, reused } = pool.acquire(hostOf(backend), this.bodyMode === Body.Stream);
     this.pool = pool;
     this.client = client;
     this.reused = reused;
@@ -291,6 +291,13 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
     }
     this.sent = true;
     this.abortUpstream = abort;
+  }
+
+  /** The native client (http-native-client.ts): one read of the backend's answer is handed over inside one
+   *  cork, so that its head and body reach the client in one write. */
+  cork(run: () => void): void {
+    if (this.aborted) run();
+    else this.res.cork(run);
   }
 
   /** undici: the backend's status line and headers. */
@@ -360,7 +367,10 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
       else this.finish();
       return;
     }
-    attemptFailed(this, (error as { code?: string }).code ?? '', sent);
+    // undici's parser errors often carry no code (HTTPParserError with code undefined): they are still an
+    // invalid answer, not a connection the backend reset.
+    const code = (error as { code?: string }).code ?? (error.name === 'HTTPParserError' ? 'HPE_' : '');
+    attemptFailed(this, code, sent);
   }
 
   /** Close the client's connection in the middle of its response (a backend that died mid-body). */

@@ -86,7 +86,9 @@ export function writeHead(x: HttpExchange, edits: ResponseHeaders | null): void 
   let length = -1;
   let connection = '';
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1').toLowerCase();
+    // Names come as Buffers from undici, as lowercase strings from the native client.
+    const n = raw[i]!;
+    const name = typeof n === 'string' ? n : n.toString('latin1').toLowerCase();
     if (name === 'content-length') length = Number(raw[i + 1]!.toString('latin1'));
     else if (name === 'connection') connection = raw[i + 1]!.toString('latin1').toLowerCase();
     if (!HOP_BY_HOP.has(name)) pairs.push([name, raw[i + 1]!]);
@@ -139,8 +141,11 @@ function writeChunk(x: HttpExchange, chunk: Buffer): void {
       x.out = Out.Done;
       x.finish();
     } else if (!ok) {
-      x.pending = chunk;
-      x.pendingBase = base;
+      // The rest waits for onWritable, as a copy: a native client's chunk is a view of the thread's read
+      // buffer, valid only during this call.
+      const taken = res.getWriteOffset() - base;
+      x.pending = Buffer.from(chunk.subarray(taken));
+      x.pendingBase = base + taken;
       x.upstreamPaused = true;
     }
     return;

@@ -192,17 +192,36 @@ export const nativeLeg: BackendLeg = {
 
 // ---- events from the addon ----------------------------------------------------------------------------
 
+/** The addon has one set of callbacks per thread; connections that carry plain HTTP (http-native-client.ts)
+ *  get the events no tunnel owns. */
+export interface NativeHttpEvents {
+  onOpen(id: number, status: number): void;
+  onRaw(id: number, length: number): void;
+  onClose(id: number, kind: number, status: number): void;
+}
+
+let httpEvents: NativeHttpEvents | null = null;
+
+export function setNativeHttpEvents(events: NativeHttpEvents): void {
+  httpEvents = events;
+}
+
 const views = nativeAvailable ? nativeUpstream!.init({ onOpen, onRaw, onFrames, onClose }) : null;
 const readBuffer = views?.readBuffer ?? new Uint8Array(0);
 const frames = views?.frames ?? new Uint32Array(0);
 /** The same bytes as readBuffer, as a Buffer for the handshake parser (made once). */
 const readBytes = Buffer.from(readBuffer.buffer, readBuffer.byteOffset, readBuffer.byteLength);
+/** The thread's read buffer as a Buffer: onRaw's bytes for http-native-client.ts, valid only during the call. */
+export const nativeReadBytes = readBytes;
 /** Views on readBuffer by frame position, reused (view-cache.ts). */
 const readViews = new ViewCache(readBuffer);
 
 function onOpen(id: number, status: number): void {
   const t = tunnelOf(id) as HandshakeTunnel | undefined;
-  if (t === undefined) return;
+  if (t === undefined) {
+    httpEvents?.onOpen(id, status);
+    return;
+  }
   if (status === 0) {
     if (t.handshake !== null) nativeUpstream!.setDeadline(id, t.gen.websocket.handshakeTimeoutMs);
     return;
@@ -215,6 +234,7 @@ function onOpen(id: number, status: number): void {
 function onRaw(id: number, length: number): void {
   const t = tunnelOf(id) as HandshakeTunnel | undefined;
   if (t !== undefined) handshakeData(t, readBytes, length);
+  else httpEvents?.onRaw(id, length);
 }
 
 // One read's frames reach the client inside one ws.cork(): module-level state, so that the cork
@@ -249,7 +269,10 @@ function onFrames(id: number, count: number, block: ArrayBuffer | undefined): vo
 
 function onClose(id: number, code: number, reason: Buffer, kind: number, status: number): void {
   const t = tunnelOf(id);
-  if (t === undefined) return;
+  if (t === undefined) {
+    httpEvents?.onClose(id, kind, status);
+    return;
+  }
   unbind(t);
   if (t.state === TunnelState.Upgrading) {
     handshakeSocketClosed(t as HandshakeTunnel, kind === CloseKind.Timeout || status === UV_ETIMEDOUT);
