@@ -1,6 +1,7 @@
 /**
  * Plain HTTP on a router: the request runs through the router's middlewares (src/middleware/chain.ts), then
- * goes to a backend of its service over a keep-alive connection (http-pool.ts, undici), and the response is
+ * goes to a backend of its service over a keep-alive connection (http-pool.ts: the native client of
+ * http-native-client.ts for plain backends by IP, undici otherwise), and the response is
  * streamed back with backpressure both ways, never a whole body in memory:
  *  - request body: uWS onData → RequestBody (http-body.ts) → undici; a full buffer pauses the client's socket.
  *    Small bodies of known length (≤ 64 KiB) are collected first, so the request can be replayed on another
@@ -15,7 +16,8 @@
  *
  * undici's handler is the legacy one (onConnect/onHeaders/onData/onComplete/onError): its raw header list keeps
  * every Set-Cookie and the order as sent, and its return values are the backpressure signal, with no parsing or
- * wrapper object per response. undici is pinned to one version (package.json), so this interface cannot move.
+ * wrapper object per response. undici is pinned to one version (package.json), so this interface cannot move;
+ * the native client calls the same five methods (and cork(), to hand one read over in one cork).
  */
 import { STATUS_CODES } from 'node:http';
 import { performance } from 'node:perf_hooks';
