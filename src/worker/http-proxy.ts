@@ -126,6 +126,8 @@ export class HttpExchange extends ChainedExchange implements Dispatcher.Dispatch
   resumeUpstream: (() => void) | null = null;
   upstreamPaused = false;
   retryScheduled = false;
+  /** res.onWritable is set (http-response-writer.ts watchWritable). */
+  watchingWritable = false;
   responseBytes = 0;
   finished = false;
   /** respondingTimeouts (readTimeout while the body arrives, writeTimeout until the response is out). */

@@ -128,7 +128,14 @@ export function writeHead(x: HttpExchange, edits: ResponseHeaders | null): void 
     x.out = Out.Length;
     x.total = length;
   } else x.out = Out.Chunked;
-  res.onWritable(() => onClientWritable(x));
+}
+
+/** Hear from uWS when the client can take more: set only once a write met backpressure, since the handler
+ *  is a closure and a persistent handle in uWS, which most small answers never need. */
+function watchWritable(x: HttpExchange): void {
+  if (x.watchingWritable) return;
+  x.watchingWritable = true;
+  x.res.onWritable(() => onClientWritable(x));
 }
 
 /** Inside res.cork: one chunk to the client; on backpressure the rest waits for onWritable. */
@@ -147,10 +154,14 @@ function writeChunk(x: HttpExchange, chunk: Buffer): void {
       x.pending = Buffer.from(chunk.subarray(taken));
       x.pendingBase = base + taken;
       x.upstreamPaused = true;
+      watchWritable(x);
     }
     return;
   }
-  if (!res.write(chunk)) x.upstreamPaused = true;
+  if (!res.write(chunk)) {
+    x.upstreamPaused = true;
+    watchWritable(x);
+  }
 }
 
 /** uWS: the client can take more. */
