@@ -27,8 +27,9 @@ export interface UpstreamCallbacks {
   /** Connect result: 0, or a negative libuv error code (ECONNREFUSED -111, ETIMEDOUT -110 on Linux).
    *  After a failure the id is gone. */
   onOpen(id: number, status: number): void;
-  /** `length` bytes read before startFraming() (the HTTP answer to the upgrade), at the start of
-   *  `readBuffer` (init's result). Valid only during the call. */
+  /** `length` bytes read before startFraming() (the HTTP answer to the upgrade; on a connection that never
+   *  frames, such as plain HTTP, every read), at the start of `readBuffer` (init's result). Valid only during
+   *  the call. */
   onRaw(id: number, length: number): void;
   /** The data frames of one read (or of the bytes given to startFraming), in one call: `count` entries of
    *  three numbers in `frames` (init's result): flags (opcode 1 text, 2 binary, 0 continuation, in the low
