@@ -61,7 +61,12 @@ function parseArgs(argv: readonly string[]): BenchArgs | null {
     if (arg === '--quick') a.quick = true;
     else if (arg === '--no-pin') a.pin = false;
     else if (arg === '--no-install') a.install = false;
-    else if (arg === '--http-only') a.httpOnly = true;
+    else if (arg === '--http-only') {
+      // Only the HTTP figures: the compression and fan-out rows are left out too.
+      a.httpOnly = true;
+      a.compression = false;
+      a.fanout = false;
+    }
     else if (arg === '--no-compression') a.compression = false;
     else if (arg === '--no-fanout') a.fanout = false;
     else if (arg === '--help' || arg === '-h') return null;
