@@ -360,7 +360,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init((char *)c->partial + c->partial_length, c->partial_need - c->partial_length);
     return;
   }
-  *buf = uv_buf_init((char *)e->read_buffer, READ_BUFFER_SIZE);
+  *buf = uv_buf_init((char *)e->read_buffer, c->state == CONN_FRAMING ? FRAME_READ_SIZE : READ_BUFFER_SIZE);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
