@@ -274,4 +274,23 @@ http:
     await fetchRaw(`http://127.0.0.1:${sluice.port}/reuse`);
     assert.equal(pool.connections, opened, 'the next request reused an idle connection');
   });
+
+  test('connections leave from serversTransport.sourceAddresses in turn, as for WebSockets', async () => {
+    const pool = await backend('spread');
+    const sluice = await sluiceWith(`entryPoints: { web: { address: "127.0.0.1:{PORT}" } }
+http:
+  routers: { r: { rule: "PathPrefix(\`/\`)", service: s } }
+  services: { s: { loadBalancer: { servers: [ { url: "${pool.url}" } ], serversTransport: spread } } }
+  serversTransports:
+    spread: { maxIdleConnsPerHost: -1, sourceAddresses: ["127.0.0.2-127.0.0.4", "127.0.0.5"] }
+`);
+    // No idle connection is kept, so each request opens one: GETs (the native client on the native leg) and
+    // POSTs with a streamed body (undici on both legs).
+    for (let i = 0; i < 4; i++) assert.equal((await fetchRaw(`http://127.0.0.1:${sluice.port}/get`)).status, 200);
+    for (let i = 0; i < 4; i++) {
+      const body = Buffer.alloc(100 * 1024, 1);
+      assert.equal((await fetchRaw(`http://127.0.0.1:${sluice.port}/post`, { method: 'POST', body, headers: { 'content-length': String(body.length) } })).status, 200);
+    }
+    assert.deepEqual(pool.peers.map((p) => p.replace(/^::ffff:/, '')), ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']);
+  });
 });

@@ -178,7 +178,7 @@ export const serversTransportSchema = {
       kind: 'list',
       item: { kind: 'scalar', type: 'string', doc: 'A local IP address, or an IPv4 range `first-last` (at most 4,096 addresses).' },
       typeText: 'list of IPs or IPv4 ranges',
-      doc: 'Local addresses WebSocket connections to the backends leave from, in turn (per worker thread), so that one backend address is not limited to the ~28,000 ephemeral ports of one source address. Each address must be configured on a local interface (all of 127.0.0.0/8 is, on Linux). A backend gets only addresses of its own family.',
+      doc: 'Local addresses connections to the backends (WebSocket and plain HTTP) leave from, in turn (per worker thread), so that one backend address is not limited to the ~28,000 ephemeral ports of one source address. Each address must be configured on a local interface (all of 127.0.0.0/8 is, on Linux). A backend gets only addresses of its own family.',
       defaultText: "the kernel's choice",
     },
   },

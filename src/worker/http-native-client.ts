@@ -133,13 +133,15 @@ export class NativeHttpConnection {
   constructor(
     address: string,
     port: number,
+    /** serversTransport.sourceAddresses' turn, '' for the kernel's choice. */
+    localAddress: string,
     dialTimeoutMs: number,
     private readonly responseHeaderTimeoutMs: number,
     private readonly idleTimeoutMs: number,
     /** Called once when the connection is over for good (the pool forgets it). */
     private readonly onGone: (c: NativeHttpConnection) => void,
   ) {
-    const id = nativeUpstream!.connect(address, port, dialTimeoutMs);
+    const id = localAddress === '' ? nativeUpstream!.connect(address, port, dialTimeoutMs) : nativeUpstream!.connect(address, port, dialTimeoutMs, localAddress);
     if (id <= 0) {
       this.closed = true;
       this.destroyed = true;

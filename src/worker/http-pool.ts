@@ -5,7 +5,7 @@
  * serversTransport.maxIdleConnsPerHost (default 200) and close after idleConnTimeout. The newest idle
  * connection is reused first, so a quiet period lets the oldest time out.
  *
- * Connecting follows the servers transport: dialTimeout, and for https:// backends rootCAs,
+ * Connecting follows the servers transport: dialTimeout, sourceAddresses (in turn, as for WebSockets), and for https:// backends rootCAs,
  * insecureSkipVerify and serverName (default: the backend URL's host name, none for an address).
  * A DNS discovery slot whose address changes gets fresh connections to the new address.
  *
@@ -20,6 +20,7 @@ import type { BackendSpec, TransportSpec } from '../config/snapshot.js';
 import { bracketHost } from '../shared/address.js';
 import { MAX_RESPONSE_HEAD, NativeHttpConnection } from './http-native-client.js';
 import { nativeAvailable } from './native-leg.js';
+import { sourceAddressFor } from './backend-leg.js';
 
 /** One keep-alive connection: an undici Client with pipelining 1, or a native one. */
 export type PooledClient = Client | NativeHttpConnection;
@@ -93,7 +94,7 @@ export class BackendPool {
         this.all.delete(client);
       }
       const t = this.transport;
-      const client = new NativeHttpConnection(host, this.spec.port, t.dialTimeoutMs, t.responseHeaderTimeoutMs, t.idleConnTimeoutMs, this.forgetFn);
+      const client = new NativeHttpConnection(host, this.spec.port, sourceAddressFor(t, host), t.dialTimeoutMs, t.responseHeaderTimeoutMs, t.idleConnTimeoutMs, this.forgetFn);
       this.all.add(client);
       return { client, reused: false };
     }
@@ -101,7 +102,9 @@ export class BackendPool {
       if (!client.closed && !client.destroyed) return { client, reused: true };
       this.all.delete(client);
     }
-    const client = new Client(`${this.spec.tls ? 'https' : 'http'}://${bracketHost(host)}:${this.spec.port}`, this.options);
+    const localAddress = sourceAddressFor(this.transport, host);
+    const options = localAddress === '' ? this.options : { ...this.options, localAddress };
+    const client = new Client(`${this.spec.tls ? 'https' : 'http'}://${bracketHost(host)}:${this.spec.port}`, options);
     client.on('disconnect', () => this.forget(client));
     client.on('connectionError', () => undefined);
     this.all.add(client);

@@ -32,6 +32,8 @@ export interface HttpBackend {
   /** TCP connections accepted so far, and open now. */
   connections: number;
   readonly open: Set<Socket>;
+  /** The peer address of each accepted connection, in order. */
+  readonly peers: string[];
   /** Requests being answered now. */
   active: number;
   /** Refuse upgrades, and answer /health with this (200 by default). */
@@ -79,6 +81,7 @@ export async function startHttpBackend(
     requests,
     connections: 0,
     open,
+    peers: [],
     active: 0,
     healthStatus: 200,
     close: async () => {
@@ -124,6 +127,7 @@ export async function startHttpBackend(
   server.keepAliveTimeout = 60_000;
   server.on('connection', (socket: Socket) => {
     backend.connections++;
+    backend.peers.push(socket.remoteAddress ?? '');
     open.add(socket);
     socket.on('close', () => open.delete(socket));
   });
