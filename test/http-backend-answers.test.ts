@@ -205,3 +205,35 @@ http:
     await assert.rejects(fetchRaw(`${base}/bad-chunk`));
   });
 });
+
+describe('a plain HTTP backend named by a host name', () => {
+  let sluice: SluiceProcess | undefined;
+  let backend: Awaited<ReturnType<typeof scriptedBackend>> | undefined;
+  before(async () => {
+    backend = await scriptedBackend();
+    sluice = await startSluice(`entryPoints:
+  web: { address: "127.0.0.1:{PORT}" }
+http:
+  routers:
+    app: { rule: "PathPrefix(\`/\`)", service: app }
+  services:
+    app:
+      loadBalancer:
+        servers: [ { url: "http://localhost:${backend.port}" } ]
+`);
+  });
+  after(async () => {
+    await sluice?.stop();
+    await backend?.close();
+  });
+
+  test('is answered before and after its address is known (undici first, then the native client on that leg)', async () => {
+    const base = `http://127.0.0.1:${sluice!.port}`;
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(Array.from({ length: 5 }, () => fetchRaw(`${base}/chunked-split`)));
+      for (const a of answers) assert.equal(a.text(), 'hello, world and more!');
+      assert.equal((await fetchRaw(`${base}/head-split`)).text(), 'body');
+    }
+    assert.equal(backend!.served.length, 18);
+  });
+});

@@ -10,16 +10,17 @@
  * A DNS discovery slot whose address changes gets fresh connections to the new address.
  *
  * Two kinds of connection carry the requests: on the native leg (the addon built, SLUICE_NATIVE not 0) a plain
- * backend addressed by IP gets http-native-client.ts's connections for every request whose body is absent or
- * already collected; undici carries TLS backends, backends named by host name, and request bodies streamed
- * from the client. Each kind has its own idle stack; maxIdleConnsPerHost caps the two together.
+ * backend gets http-native-client.ts's connections for every request whose body is absent or already
+ * collected (a backend named by host name once its address is known: native-leg.ts resolves and keeps it);
+ * undici carries TLS backends, request bodies streamed from the client, and a host name's first requests.
+ * Each kind has its own idle stack; maxIdleConnsPerHost caps the two together.
  */
 import net from 'node:net';
 import { Client } from 'undici';
 import type { BackendSpec, TransportSpec } from '../config/snapshot.js';
 import { bracketHost } from '../shared/address.js';
 import { MAX_RESPONSE_HEAD, NativeHttpConnection } from './http-native-client.js';
-import { nativeAvailable } from './native-leg.js';
+import { nativeAvailable, resolvedAddress } from './native-leg.js';
 import { sourceAddressFor } from './backend-leg.js';
 
 /** One keep-alive connection: an undici Client with pipelining 1, or a native one. */
@@ -88,13 +89,18 @@ export class BackendPool {
       this.dropIdle();
       this.host = host;
     }
-    if (this.native && !streamed && net.isIP(host) !== 0) {
+    if (this.native && !streamed) {
       for (let client = this.idleNative.pop(); client !== undefined; client = this.idleNative.pop()) {
         if (!client.closed) return { client, reused: true };
         this.all.delete(client);
       }
+    }
+    // A host name is connected to natively once an address for it is known (the first requests go through
+    // undici while the lookup runs).
+    const address = !this.native || streamed ? '' : net.isIP(host) !== 0 ? host : resolvedAddress(host);
+    if (address !== '') {
       const t = this.transport;
-      const client = new NativeHttpConnection(host, this.spec.port, sourceAddressFor(t, host), t.dialTimeoutMs, t.responseHeaderTimeoutMs, t.idleConnTimeoutMs, this.forgetFn);
+      const client = new NativeHttpConnection(address, this.spec.port, sourceAddressFor(t, address), t.dialTimeoutMs, t.responseHeaderTimeoutMs, t.idleConnTimeoutMs, this.forgetFn);
       this.all.add(client);
       return { client, reused: false };
     }

@@ -126,11 +126,36 @@ function connectByName(t: HandshakeTunnel, target: BackendTarget): void {
       handshakeSocketClosed(t, false);
       return;
     }
-    // IPv4 first, as most backends listen there (Node's sockets try both; this leg takes one).
-    const address = (addresses.find((a) => a.family === 4) ?? addresses[0]!).address;
-    resolved.set(target.host, { address, until: Date.now() + RESOLVED_FOR_MS });
-    connectTo(t, address, target);
+    connectTo(t, remember(target.host, addresses), target);
   });
+}
+
+/** Keep the address a lookup of `host` found (IPv4 first, as most backends listen there; Node's sockets try
+ *  both, this leg takes one) for RESOLVED_FOR_MS, and return it. */
+function remember(host: string, addresses: readonly dns.LookupAddress[]): string {
+  const address = (addresses.find((a) => a.family === 4) ?? addresses[0]!).address;
+  resolved.set(host, { address, until: Date.now() + RESOLVED_FOR_MS });
+  return address;
+}
+
+const refreshing = new Set<string>();
+
+/**
+ * For plain HTTP (http-pool.ts), which does not wait for a lookup: the address `host` last resolved to, or ''
+ * when it never was. A lookup starts when there is none or it is older than RESOLVED_FOR_MS, so a later
+ * request finds a fresh one (meanwhile the last one serves: no request falls back for a refresh).
+ */
+export function resolvedAddress(host: string): string {
+  const cached = resolved.get(host);
+  if (cached !== undefined && cached.until > Date.now()) return cached.address;
+  if (!refreshing.has(host)) {
+    refreshing.add(host);
+    dns.lookup(host, { all: true }, (error, addresses) => {
+      refreshing.delete(host);
+      if (error === null && addresses.length > 0) remember(host, addresses);
+    });
+  }
+  return cached?.address ?? '';
 }
 
 function connectTo(t: HandshakeTunnel, address: string, target: BackendTarget): void {
