@@ -38,6 +38,7 @@ const SCRIPTS: Record<string, Script> = {
   },
   '/head-split': { pieces: ['HTTP/1.', '1 200 OK\r\nx-a: ', 'one\r\ncontent-len', 'gth: 4\r\n\r', '\nbody'] },
   '/until-close': { pieces: ['HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nfirst part, ', 'second part'], close: true },
+  '/no-reason': { pieces: ['HTTP/1.1 201\r\ncontent-length: 2\r\n\r\nok'] },
   '/http10': { pieces: ['HTTP/1.0 200 OK\r\ncontent-length: 6\r\n\r\nold ok'] },
   '/http10-keepalive': { pieces: ['HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 6\r\n\r\nkept10'] },
   '/early-hints': { pieces: ['HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n', 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nafter'] },
@@ -158,6 +159,12 @@ http:
     const kept = connectionOf('/http10-keepalive');
     assert.equal((await fetchRaw(`${base}/empty`)).status, 200);
     assert.equal(connectionOf('/empty'), kept);
+  });
+
+  test('a status line without a reason phrase (nor the space before it) is taken', async () => {
+    const a = await fetchRaw(`${base}/no-reason`);
+    assert.equal(a.status, 201);
+    assert.equal(a.text(), 'ok');
   });
 
   test('a 103 before the answer is passed over; the answer arrives', async () => {

@@ -331,9 +331,9 @@ export class NativeHttpConnection {
   /** Status line and header fields of a complete head `b[start, end)` (end is after the blank line); false when
    *  the attempt failed or was aborted meanwhile. */
   private parseHead(b: Buffer, start: number, end: number): boolean {
-    // Status line: HTTP/1.x NNN[ reason]
+    // Status line: HTTP/1.x NNN[ reason] (the space before an empty reason may be missing, as llhttp allows)
     const lineEnd = b.indexOf(LF, start);
-    if (lineEnd - start < 14 || b[lineEnd - 1] !== CR || HTTP_1_.compare(b, start, start + 7) !== 0 || b[start + 8] !== 32) return this.invalid('HPE_INVALID_CONSTANT');
+    if (lineEnd - start < 13 || b[lineEnd - 1] !== CR || HTTP_1_.compare(b, start, start + 7) !== 0 || b[start + 8] !== 32) return this.invalid('HPE_INVALID_CONSTANT');
     const minor = b[start + 7]!;
     if (minor !== 0x30 && minor !== 0x31) return this.invalid('HPE_INVALID_VERSION');
     const d0 = b[start + 9]! - 0x30;
