@@ -100,13 +100,9 @@ async function scriptedBackend(): Promise<{ port: number; served: { path: string
   };
 }
 
-describe('what a backend answers, and what the client gets', () => {
-  let sluice: SluiceProcess | undefined;
-  let backend: Awaited<ReturnType<typeof scriptedBackend>> | undefined;
-  let base = '';
-  before(async () => {
-    backend = await scriptedBackend();
-    sluice = await startSluice(`entryPoints:
+/** Sluice with one router sending everything to the backend at `url`. */
+function sluiceInFront(url: string): Promise<SluiceProcess> {
+  return startSluice(`entryPoints:
   web: { address: "127.0.0.1:{PORT}" }
 http:
   routers:
@@ -114,8 +110,17 @@ http:
   services:
     app:
       loadBalancer:
-        servers: [ { url: "http://127.0.0.1:${backend.port}" } ]
+        servers: [ { url: "${url}" } ]
 `);
+}
+
+describe('what a backend answers, and what the client gets', () => {
+  let sluice: SluiceProcess | undefined;
+  let backend: Awaited<ReturnType<typeof scriptedBackend>> | undefined;
+  let base = '';
+  before(async () => {
+    backend = await scriptedBackend();
+    sluice = await sluiceInFront(`http://127.0.0.1:${backend.port}`);
     base = `http://127.0.0.1:${sluice.port}`;
   });
   after(async () => {
@@ -218,16 +223,7 @@ describe('a plain HTTP backend named by a host name', () => {
   let backend: Awaited<ReturnType<typeof scriptedBackend>> | undefined;
   before(async () => {
     backend = await scriptedBackend();
-    sluice = await startSluice(`entryPoints:
-  web: { address: "127.0.0.1:{PORT}" }
-http:
-  routers:
-    app: { rule: "PathPrefix(\`/\`)", service: app }
-  services:
-    app:
-      loadBalancer:
-        servers: [ { url: "http://localhost:${backend.port}" } ]
-`);
+    sluice = await sluiceInFront(`http://localhost:${backend.port}`);
   });
   after(async () => {
     await sluice?.stop();
