@@ -3,7 +3,7 @@
  * backends on loopback. Every test that starts something stops it in its `after`/`finally`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,8 +14,34 @@ import type { IncomingMessage } from 'node:http';
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const SLUICE_BIN = path.join(REPO, 'bin/sluice.js');
 
-/** A port that was free a moment ago (the kernel picks it). */
-export function freePort(host = '127.0.0.1'): Promise<number> {
+/**
+ * Free ports are looked for below the kernel's ephemeral range (ip_local_port_range). A port from listen(0)
+ * comes from that range, and between the moment it was found free and the moment Sluice listened on it, an
+ * outgoing connection (the test's, Sluice's to a backend, anything on the machine) could take it as its source
+ * port: a CI run failed once with "cannot listen on quiet (127.0.0.1:45653): address in use". No outgoing
+ * connection takes a port below the range.
+ */
+const PORT_FLOOR = 10_000;
+const EPHEMERAL_START = ((): number => {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(first) ? first : 0;
+  } catch {
+    return 0;
+  }
+})();
+/** Ports handed out lately: a test that asks for three before starting anything gets three different ones. */
+const recent: number[] = [];
+
+function canListen(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
+function kernelPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -24,6 +50,20 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** A port that was free a moment ago, below the ephemeral range when there is room there. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  if (EPHEMERAL_START - PORT_FLOOR >= 1000) {
+    for (let i = 0; i < 100; i++) {
+      const port = PORT_FLOOR + Math.floor(Math.random() * (EPHEMERAL_START - PORT_FLOOR));
+      if (recent.includes(port) || !(await canListen(port, host))) continue;
+      recent.push(port);
+      if (recent.length > 64) recent.shift();
+      return port;
+    }
+  }
+  return kernelPort(host);
 }
 
 export interface SluiceProcess {
