@@ -8,6 +8,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
 import { WebSocketServer, type WebSocket, type ServerOptions } from 'ws';
 import type { IncomingMessage } from 'node:http';
 
@@ -209,6 +210,16 @@ export interface TestBackend {
   close(): Promise<void>;
 }
 
+/**
+ * Backends not closed yet. Whatever a test left open is closed when its file's tests are over: a test whose
+ * Sluice failed to start threw before its `finally`, and the backend it had started kept the file's process,
+ * and the test runner waiting on it, alive for good (a CI run hung so).
+ */
+const openBackends = new Set<TestBackend>();
+after(async () => {
+  for (const backend of [...openBackends]) await backend.close();
+});
+
 /** A `ws` backend on a free port; by default it echoes every message as it came. */
 export async function startBackend(
   onConnection?: (ws: WebSocket, req: IncomingMessage) => void,
@@ -227,7 +238,7 @@ export async function startBackend(
     else ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
   });
   const port = (server.address() as AddressInfo).port;
-  return {
+  const backend: TestBackend = {
     server,
     port,
     url: `ws://127.0.0.1:${port}`,
@@ -235,8 +246,11 @@ export async function startBackend(
     sockets,
     close: () =>
       new Promise<void>((resolve) => {
+        openBackends.delete(backend);
         for (const ws of sockets) ws.terminate();
         server.close(() => resolve());
       }),
   };
+  openBackends.add(backend);
+  return backend;
 }
