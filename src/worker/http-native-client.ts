@@ -13,19 +13,17 @@
  * undici stays for everything this does not cover: TLS backends, backends named by host name, and request
  * bodies streamed from the client (http-pool.ts picks).
  *
- * The parser takes what RFC 9112 allows a server to send and no more: CRLF line ends, a status line
- * `HTTP/1.x NNN reason`, Content-Length (one value), chunked transfer coding (extensions and trailers read
- * and dropped), a body until close when neither is given, no body for HEAD, 1xx, 204 and 304. Anything else
- * fails the attempt as an invalid response (502), as undici's parser would.
+ * What it takes from a backend is RFC 9112's and no more: the head is parsed by http-response-head.ts, a
+ * chunked body decoded by http-chunked.ts; a body ends by Content-Length, chunked coding or the backend's
+ * close, HEAD, 1xx, 204 and 304 have none. Anything else fails the attempt as an invalid response (502),
+ * as undici's parser would.
  */
 import nativeUpstream, { CloseKind } from '#native';
 import type { Dispatcher } from 'undici';
-import { nativeReadBytes, setNativeHttpEvents } from './native-leg.js';
+import { ID_INDEX_MASK, nativeReadBytes, setNativeHttpEvents, UV_ETIMEDOUT } from './native-leg.js';
+import { findHeadEnd, parseResponseHead, responseHead } from './http-response-head.js';
+import { ChunkedDecoder } from './http-chunked.js';
 
-/** ETIMEDOUT as libuv reports it on Linux. */
-const UV_ETIMEDOUT = -110;
-/** Low bits of an addon id: its slot (native/src/upstream.h ID_INDEX_BITS). */
-const ID_INDEX_MASK = 0xfffff;
 
 const enum Phase {
   /** Between requests (kept alive), or not yet used. */
@@ -40,18 +38,6 @@ const enum Phase {
   UntilClose = 4,
   /** Gone: closed, destroyed or failed. */
   Gone = 5,
-}
-
-const enum Chunk {
-  Size = 0,
-  Extension = 1,
-  SizeLf = 2,
-  Data = 3,
-  DataCr = 4,
-  DataLf = 5,
-  TrailerStart = 6,
-  TrailerLine = 7,
-  EndLf = 8,
 }
 
 /** What the connection is given per request: undici's dispatch options, of which these fields are read. */
@@ -89,9 +75,6 @@ function corkRead(c: NativeHttpConnection, h: Handler, length: number): void {
 /** Bytes of a response head past which the answer is refused (as undici's maxHeaderSize). */
 export const MAX_RESPONSE_HEAD = 64 * 1024;
 
-const HTTP_1_ = Buffer.from('HTTP/1.');
-const CR = 13;
-const LF = 10;
 /** Header values may not carry these into the request head. */
 const UNSAFE_VALUE = /[\r\n\0]/;
 
@@ -109,18 +92,15 @@ function connectionOf(id: number): NativeHttpConnection | undefined {
 
 export class NativeHttpConnection {
   id = 0;
-  closed = false;
-  destroyed = false;
   private connected = false;
   private phase = Phase.Idle;
   private handler: Handler | null = null;
   /** The request is a HEAD: its answer has no body whatever its headers say. */
   private headRequest = false;
   private reusable = true;
-  /** Body bytes still to come (Length), or of the current chunk (Chunked). */
+  /** Body bytes still to come (Length). */
   private left = 0;
-  private chunk = Chunk.Size;
-  private chunkDigits = 0;
+  private readonly chunked = new ChunkedDecoder();
   /** The start of a response head that did not come in one read (a copy). */
   private partialHead: Buffer | null = null;
   /** The rest of a read that came while the client could not take more (a copy), replayed on resume. */
@@ -129,6 +109,8 @@ export class NativeHttpConnection {
   /** Made once per connection: handed to every request's handler. */
   private readonly abortFn = (error?: Error): void => this.abort(error);
   private readonly resumeFn = (): void => this.resume();
+  /** A connect that could not even start (negative libuv code), reported at the first dispatch. */
+  private startError = 0;
 
   constructor(
     address: string,
@@ -143,8 +125,6 @@ export class NativeHttpConnection {
   ) {
     const id = localAddress === '' ? nativeUpstream!.connect(address, port, dialTimeoutMs) : nativeUpstream!.connect(address, port, dialTimeoutMs, localAddress);
     if (id <= 0) {
-      this.closed = true;
-      this.destroyed = true;
       this.phase = Phase.Gone;
       this.startError = id;
       return;
@@ -153,8 +133,14 @@ export class NativeHttpConnection {
     bySlot[id & ID_INDEX_MASK] = this;
   }
 
-  /** A connect that could not even start (negative libuv code), reported at the first dispatch. */
-  private startError = 0;
+  /** Over for good (undici's Client has both; here they are one state). */
+  get closed(): boolean {
+    return this.phase === Phase.Gone;
+  }
+
+  get destroyed(): boolean {
+    return this.phase === Phase.Gone;
+  }
 
   dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const h = handler as Handler;
@@ -286,8 +272,24 @@ export class NativeHttpConnection {
           return;
         }
         case Phase.Chunked: {
-          const next = this.readChunked(b, at, end);
-          if (next < 0) return;
+          const d = this.chunked;
+          const next = d.step(b, at, end);
+          if (d.error !== '') {
+            this.invalid(d.error);
+            return;
+          }
+          if (d.dataLength > 0) {
+            const more = h!.onData(b.subarray(d.dataStart, next));
+            if (this.handler !== h) return;
+            if (!more) {
+              this.pauseWith(b, next, end);
+              return;
+            }
+          } else if (d.done) {
+            if (next < end) this.reusable = false; // bytes past the response: not a connection to trust
+            this.complete();
+            return;
+          }
           at = next;
           break;
         }
@@ -328,59 +330,17 @@ export class NativeHttpConnection {
     return buf === b ? headEnd : end - (stop - headEnd);
   }
 
-  /** Status line and header fields of a complete head `b[start, end)` (end is after the blank line); false when
-   *  the attempt failed or was aborted meanwhile. */
+  /** Act on a complete head `b[start, end)` (end is after the blank line), parsed by http-response-head.ts;
+   *  false when the attempt failed or was aborted meanwhile. */
   private parseHead(b: Buffer, start: number, end: number): boolean {
-    // Status line: HTTP/1.x NNN[ reason] (the space before an empty reason may be missing, as llhttp allows)
-    const lineEnd = b.indexOf(LF, start);
-    if (lineEnd - start < 13 || b[lineEnd - 1] !== CR || HTTP_1_.compare(b, start, start + 7) !== 0 || b[start + 8] !== 32) return this.invalid('HPE_INVALID_CONSTANT');
-    const minor = b[start + 7]!;
-    if (minor !== 0x30 && minor !== 0x31) return this.invalid('HPE_INVALID_VERSION');
-    const d0 = b[start + 9]! - 0x30;
-    const d1 = b[start + 10]! - 0x30;
-    const d2 = b[start + 11]! - 0x30;
-    if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9 || (b[start + 12] !== 32 && start + 12 !== lineEnd - 1)) return this.invalid('HPE_INVALID_STATUS');
-    const status = d0 * 100 + d1 * 10 + d2;
-    const statusText = start + 13 < lineEnd - 1 ? b.toString('latin1', start + 13, lineEnd - 1) : '';
-    let keepAlive = minor === 0x31;
-    let length = -1;
-    let chunked = false;
-    let encoded = false;
-    const raw: (string | Buffer)[] = [];
-    let p = lineEnd + 1;
-    while (p < end - 2) {
-      const lf = b.indexOf(LF, p);
-      if (b[lf - 1] !== CR) return this.invalid('HPE_LF_EXPECTED');
-      const colon = b.indexOf(58, p);
-      if (colon < 0 || colon > lf || colon === p || b[colon - 1] === 32 || b[p] === 32 || b[p] === 9) return this.invalid('HPE_INVALID_HEADER_TOKEN');
-      const name = b.toString('latin1', p, colon).toLowerCase();
-      let v = colon + 1;
-      let vEnd = lf - 1;
-      while (v < vEnd && (b[v] === 32 || b[v] === 9)) v++;
-      while (vEnd > v && (b[vEnd - 1] === 32 || b[vEnd - 1] === 9)) vEnd--;
-      const value = b.subarray(v, vEnd);
-      raw.push(name, value);
-      p = lf + 1;
-      if (name.length === 14 && name === 'content-length') {
-        const text = value.toString('latin1');
-        if (!/^\d{1,15}$/.test(text) || (length >= 0 && Number(text) !== length)) return this.invalid('HPE_INVALID_CONTENT_LENGTH');
-        length = Number(text);
-      } else if (name.length === 17 && name === 'transfer-encoding') {
-        encoded = true;
-        chunked = /(^|,)\s*chunked\s*$/i.test(value.toString('latin1'));
-      } else if (name.length === 10 && name === 'connection') {
-        const tokens = value.toString('latin1').toLowerCase();
-        if (/(^|,)\s*close\s*(,|$)/.test(tokens)) keepAlive = false;
-        else if (minor === 0x30 && /(^|,)\s*keep-alive\s*(,|$)/.test(tokens)) keepAlive = true;
-      }
-    }
-    if (!keepAlive) this.reusable = false;
+    const problem = parseResponseHead(b, start, end);
+    if (problem !== '') return this.invalid(problem);
+    const { status, length, chunked, encoded } = responseHead;
     if (status < 200) {
       // 101 was not asked for; 100 and 103 are dropped, as undici does, and the real answer follows.
-      if (status === 101) return this.invalid('HPE_INVALID_STATUS');
-      this.reusable = true;
-      return true;
+      return status === 101 ? this.invalid('HPE_INVALID_STATUS') : true;
     }
+    if (!responseHead.keepAlive) this.reusable = false;
     nativeUpstream!.setDeadline(this.id, 0);
     const h = this.handler!;
     const noBody = this.headRequest || status === 204 || status === 304;
@@ -389,9 +349,7 @@ export class NativeHttpConnection {
       if (length >= 0) this.reusable = false; // both: the coding wins, and the connection is not trusted again
       if (chunked) {
         this.phase = Phase.Chunked;
-        this.chunk = Chunk.Size;
-        this.left = 0;
-        this.chunkDigits = 0;
+        this.chunked.reset();
       } else {
         this.phase = Phase.UntilClose;
         this.reusable = false;
@@ -403,83 +361,13 @@ export class NativeHttpConnection {
       this.phase = Phase.UntilClose;
       this.reusable = false;
     }
-    h.onHeaders(status, raw as Buffer[], this.resumeFn, statusText);
+    h.onHeaders(status, responseHead.raw as Buffer[], this.resumeFn, responseHead.statusText);
     if (this.handler !== h) return false;
     if (noBody || (this.phase === Phase.Length && this.left === 0)) {
       this.left = 0;
       this.complete();
     }
     return true;
-  }
-
-  /** Chunked body bytes from `b[at, end)`; the offset to go on from, or -1 when done here. */
-  private readChunked(b: Buffer, at: number, end: number): number {
-    while (at < end) {
-      const c = b[at]!;
-      switch (this.chunk) {
-        case Chunk.Size: {
-          const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
-          if (digit >= 0) {
-            if (++this.chunkDigits > 12) return this.invalidAt('HPE_INVALID_CHUNK_SIZE');
-            this.left = this.left * 16 + digit;
-          } else if (this.chunkDigits === 0) return this.invalidAt('HPE_INVALID_CHUNK_SIZE');
-          else if (c === CR) this.chunk = Chunk.SizeLf;
-          else if (c === 59 || c === 32 || c === 9) this.chunk = Chunk.Extension;
-          else return this.invalidAt('HPE_INVALID_CHUNK_SIZE');
-          at++;
-          break;
-        }
-        case Chunk.Extension:
-          if (c === CR) this.chunk = Chunk.SizeLf;
-          at++;
-          break;
-        case Chunk.SizeLf:
-          if (c !== LF) return this.invalidAt('HPE_LF_EXPECTED');
-          this.chunkDigits = 0;
-          this.chunk = this.left === 0 ? Chunk.TrailerStart : Chunk.Data;
-          at++;
-          break;
-        case Chunk.Data: {
-          const h = this.handler!;
-          const n = Math.min(this.left, end - at);
-          this.left -= n;
-          const more = h.onData(b.subarray(at, at + n));
-          at += n;
-          if (this.handler !== h) return -1;
-          if (this.left === 0) this.chunk = Chunk.DataCr;
-          if (!more) {
-            this.pauseWith(b, at, end);
-            return -1;
-          }
-          break;
-        }
-        case Chunk.DataCr:
-          if (c !== CR) return this.invalidAt('HPE_STRICT');
-          this.chunk = Chunk.DataLf;
-          at++;
-          break;
-        case Chunk.DataLf:
-          if (c !== LF) return this.invalidAt('HPE_LF_EXPECTED');
-          this.chunk = Chunk.Size;
-          at++;
-          break;
-        case Chunk.TrailerStart:
-          this.chunk = c === CR ? Chunk.EndLf : Chunk.TrailerLine;
-          at++;
-          break;
-        case Chunk.TrailerLine:
-          if (c === LF) this.chunk = Chunk.TrailerStart;
-          at++;
-          break;
-        case Chunk.EndLf:
-          if (c !== LF) return this.invalidAt('HPE_LF_EXPECTED');
-          at++;
-          if (at < end) this.reusable = false;
-          this.complete();
-          return -1;
-      }
-    }
-    return at;
   }
 
   // ---- the request's end ----------------------------------------------------------------------------
@@ -505,11 +393,6 @@ export class NativeHttpConnection {
     return false;
   }
 
-  private invalidAt(code: string): -1 {
-    this.fail(failure(code, 'the backend sent an invalid response'));
-    return -1;
-  }
-
   /** The request failed (or was aborted): the connection is dropped and the handler hears why. */
   private fail(error: Error, live = true): void {
     const h = this.handler;
@@ -528,8 +411,6 @@ export class NativeHttpConnection {
   private gone(): void {
     if (this.phase === Phase.Gone) return;
     this.phase = Phase.Gone;
-    this.closed = true;
-    this.destroyed = true;
     this.held = null;
     this.partialHead = null;
     if (bySlot[this.id & ID_INDEX_MASK] === this) bySlot[this.id & ID_INDEX_MASK] = undefined;
@@ -564,18 +445,6 @@ export class NativeHttpConnection {
       this.consume(held, 0, held.length);
     }
     if (!this.paused && !this.destroyed) nativeUpstream!.resume(this.id);
-  }
-}
-
-/** The offset just after the blank line ending a head in `b[start, end)`, or -1 when it has not come yet. */
-function findHeadEnd(b: Buffer, start: number, end: number): number {
-  let p = start;
-  for (;;) {
-    const lf = b.indexOf(LF, p);
-    if (lf < 0 || lf >= end) return -1;
-    // A line that is just CRLF (after the status line) ends the head.
-    if (lf > start && b[lf - 1] === CR && lf - 2 >= start && b[lf - 2] === LF) return lf + 1;
-    p = lf + 1;
   }
 }
 

@@ -36,9 +36,9 @@ import { closeStartedBy, Side } from './metrics.js';
 import { ViewCache } from './view-cache.js';
 
 /** ETIMEDOUT as libuv reports it on Linux. */
-const UV_ETIMEDOUT = -110;
+export const UV_ETIMEDOUT = -110;
 /** Low bits of an addon id: its slot (native/src/upstream.h ID_INDEX_BITS). */
-const ID_INDEX_MASK = 0xfffff;
+export const ID_INDEX_MASK = 0xfffff;
 
 /**
  * The default for plain backends whenever the addon is built; SLUICE_NATIVE=0 is the escape hatch to the
