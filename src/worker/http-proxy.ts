@@ -1,7 +1,7 @@
 /**
  * Plain HTTP on a router: the request runs through the router's middlewares (src/middleware/chain.ts), then
  * goes to a backend of its service over a keep-alive connection (http-pool.ts: the native client of
- * http-native-client.ts for plain backends by IP, undici otherwise), and the response is
+ * http-native-client.ts for plain backends, undici for TLS ones and streamed request bodies), and the response is
  * streamed back with backpressure both ways, never a whole body in memory:
  *  - request body: uWS onData → RequestBody (http-body.ts) → undici; a full buffer pauses the client's socket.
  *    Small bodies of known length (≤ 64 KiB) are collected first, so the request can be replayed on another
