@@ -6,11 +6,13 @@
  *   node dist/bench/http-backend.js --ports 9101,9102,9103
  */
 import uWS from 'uWebSockets.js';
+import { pathToFileURL } from 'node:url';
 
 const SMALL = Buffer.from('hello, world\n');
 const ONE_MIB = Buffer.alloc(1024 * 1024, 'x');
 
-function listen(port: number): Promise<number> {
+/** One more port of these backends in this process (bench/uws-alone.ts uses it too); resolves to the bound port. */
+export function listenHttpBackend(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const app = uWS.App();
     app.get('/http/small', (res) => {
@@ -39,6 +41,8 @@ function listen(port: number): Promise<number> {
   });
 }
 
-const at = process.argv.indexOf('--ports');
-const ports = at < 0 ? [0] : (process.argv[at + 1] ?? '0').split(',').map(Number);
-for (const port of ports) await listen(port);
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const at = process.argv.indexOf('--ports');
+  const ports = at < 0 ? [0] : (process.argv[at + 1] ?? '0').split(',').map(Number);
+  for (const port of ports) await listenHttpBackend(port);
+}

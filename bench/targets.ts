@@ -17,10 +17,11 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-export type TargetName = 'direct' | 'sluice-1' | 'sluice-2' | 'nginx' | 'haproxy';
-export const TARGETS: readonly TargetName[] = ['direct', 'sluice-1', 'sluice-2', 'nginx', 'haproxy'];
+export type TargetName = 'direct' | 'uws' | 'sluice-1' | 'sluice-2' | 'nginx' | 'haproxy';
+export const TARGETS: readonly TargetName[] = ['direct', 'uws', 'sluice-1', 'sluice-2', 'nginx', 'haproxy'];
 export const TARGET_LABELS: Record<TargetName, string> = {
   direct: 'direct',
+  uws: 'uWS.js alone',
   'sluice-1': 'Sluice 1w',
   'sluice-2': 'Sluice 2w',
   nginx: 'NGINX',
@@ -383,6 +384,7 @@ export async function startTarget(
     };
   }
   const port = await freePort();
+  if (name === 'uws') return startUwsAlone(port, await freePort(), pin);
   const dir = mkdtempSync(join(tmpdir(), `sluice-bench-${name}-`));
   let child: ChildProcess;
   if (name === 'nginx') {
@@ -459,5 +461,27 @@ export function versions(): Record<string, string> {
     'uWebSockets.js': uws,
     nginx: nginx.replace(/^nginx version: /, ''),
     haproxy: commandExists('haproxy') ? run('haproxy', ['-v']) : 'not installed',
+  };
+}
+
+/** uWS.js answering every row itself (bench/uws-alone.ts) where the proxy would run: the runtime's floor. */
+async function startUwsAlone(wsPort: number, httpPort: number, pin: Pinning): Promise<Running> {
+  const script = join(REPO_ROOT, 'dist/bench/uws-alone.js');
+  const [cmd, args] = pinned(pin.proxyCpu, process.execPath, [script, String(wsPort), String(httpPort)]);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const why = tail(child);
+  try {
+    await waitForPort(wsPort, 10_000, child);
+    await waitForPort(httpPort, 10_000, child);
+  } catch (err) {
+    await stopProcess(child);
+    throw new Error(`${TARGET_LABELS.uws} did not start: ${(err as Error).message} ${why()}`.trim());
+  }
+  return {
+    urls: [`ws://127.0.0.1:${wsPort}/`],
+    throughputUrls: [`ws://127.0.0.1:${wsPort}/c/`],
+    httpUrl: `http://127.0.0.1:${httpPort}`,
+    pid: child.pid as number,
+    stop: () => stopProcess(child),
   };
 }
