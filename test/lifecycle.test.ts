@@ -12,6 +12,7 @@ import { closed, connect, roundTrip, terminateAll, tryUpgrade, type CloseEvent }
 import { backendIndexes, countsAgree, describeCounts, startInProcess, workerHolds, type InProcessSluice } from './helpers/in-process.js';
 import { freePort, simpleConfig, startBackend, startSluice, type SluiceProcess, type TestBackend } from './helpers/sluice.js';
 import { waitFor } from './helpers/wait.js';
+import { WORKER_YOUNG_GENERATION_MB, workerResourceLimits } from '../src/primary/supervisor.js';
 
 const localAddress = (i: number): string => `127.0.0.${2 + (i % 8)}`;
 
@@ -287,4 +288,14 @@ describe('an entry point that cannot listen', () => {
       assert.match(result.stderr, inUse());
     },
   );
+});
+
+describe("a worker's heap", () => {
+  test('gets a bounded young generation, unless the operator sizes it with --max-semi-space-size', () => {
+    const bounded = { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB };
+    assert.deepEqual(workerResourceLimits([], ''), bounded);
+    assert.deepEqual(workerResourceLimits(['--enable-source-maps'], '--max-old-space-size=2048'), bounded);
+    assert.deepEqual(workerResourceLimits(['--max-semi-space-size=8'], ''), {});
+    assert.deepEqual(workerResourceLimits([], '--enable-source-maps --max_semi_space_size=32'), {});
+  });
 });

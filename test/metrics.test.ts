@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { WebSocket } from 'ws';
 import { TOTALS, Total } from '../src/shared/layout.js';
+import { WORKER_YOUNG_GENERATION_MB } from '../src/primary/supervisor.js';
 import { REPO, freePort, simpleConfig, startBackend, type TestBackend } from './helpers/sluice.js';
 import { connect, tryUpgrade, closed, terminateAll } from './helpers/clients.js';
 import { workerHolds } from './helpers/in-process.js';
@@ -218,9 +219,11 @@ http:
       routers.map((r) => [r.name, r.service, r.entryPoints]).sort(),
       [['dead', 'dead', ['web']], ['down', 'down', ['web']], ['echo', 'echo', ['web']], ['fragile', 'fragile', ['web']], ['reject', 'reject', ['web']]],
     );
-    const overview = (await json('/api/overview')) as Counted & { ready: boolean; workers: { running: boolean }[] };
+    const overview = (await json('/api/overview')) as Counted & { ready: boolean; workers: { running: boolean; youngGenerationMb: number | null }[] };
     assert.equal(overview.ready, true);
     assert.deepEqual(overview.workers.map((w) => w.running), [true, true]);
+    // Sluice sizes each worker's young generation (supervisor.ts) unless NODE_OPTIONS does.
+    assert.deepEqual(overview.workers.map((w) => w.youngGenerationMb), [WORKER_YOUNG_GENERATION_MB, WORKER_YOUNG_GENERATION_MB]);
     assert.equal(overview.connections.upgraded, echoA.requests.length + echoB.requests.length + 1);
     const missing = await get(`${s.adminUrl}/api/nothing`);
     assert.equal(missing.status, 404);
