@@ -195,6 +195,10 @@ static void on_write(uv_write_t *req, int status);
 
 static void conn_flush(conn *c) {
   if (c->in_flight != NULL || c->pending_length == 0 || (c->flags & F_HANDLE_CLOSING)) return;
+  /* Still connecting: libuv would queue the bytes as a write request (one malloc) and keep POLLOUT
+   * watched after the connect for it, one more epoll_ctl and one more wake-up per connection.
+   * on_connect flushes them instead, in the same loop turn. */
+  if (c->state == CONN_CONNECTING) return;
   upstream_env *e = c->owner;
   uv_buf_t buf = uv_buf_init((char *)c->pending, c->pending_length);
   int written = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
@@ -406,16 +410,19 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   js_leave(e, scope, handles);
 }
 
+/* A connection reads from the start of its connect (see conn_connect) until it is paused or closes. */
+static bool conn_reads(const conn *c) { return c->state == CONN_CONNECTING || c->state == CONN_RAW || c->state == CONN_FRAMING; }
+
 void conn_pause(conn *c) {
   if (c->flags & F_PAUSED) return;
   c->flags |= F_PAUSED;
-  if (c->state == CONN_RAW || c->state == CONN_FRAMING) uv_read_stop((uv_stream_t *)&c->tcp);
+  if (conn_reads(c)) uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 void conn_resume(conn *c) {
   if (!(c->flags & F_PAUSED)) return;
   c->flags &= ~F_PAUSED;
-  if (c->state == CONN_RAW || c->state == CONN_FRAMING) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (conn_reads(c)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* ---- connecting and deadlines ------------------------------------------------------------ */
@@ -502,7 +509,9 @@ static void on_connect(uv_connect_t *req, int status) {
     close_handle(c);
   } else {
     set_state(c, CONN_RAW);
-    if (!(c->flags & F_PAUSED)) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    /* What was written while connecting (an upgrade request, an HTTP request head) goes out in this
+     * loop turn's check phase, with anything onOpen adds. */
+    if (c->pending_length > 0) conn_mark_dirty(c);
     js_on_open(c, 0);
   }
   js_leave(e, scope, handles);
@@ -543,6 +552,9 @@ int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_time
       c->connect_req = NULL;
     }
   }
+  /* Reading starts with the connect: libuv reports the connect before any read, and the socket is then
+   * registered once for both (POLLIN|POLLOUT, then POLLIN once connected) instead of three times. */
+  if (rc == 0) rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (rc == 0 && !slot_claim(e, c)) rc = UV_ENOMEM;
   if (rc < 0) {
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
