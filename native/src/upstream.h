@@ -4,7 +4,7 @@
  * libuv loop. Nothing here is shared between threads.
  *
  * Memory per connection is the point of this addon: a `conn` is the uv_tcp_t plus ~100 bytes of
- * state. There is no per-connection read buffer (one 64 KiB buffer per thread); a reassembly
+ * state. There is no per-connection read buffer (one 256 KiB buffer per thread); a reassembly
  * buffer exists only while a frame is split across reads, a write buffer only while bytes wait.
  */
 #ifndef SLUICE_UPSTREAM_H
