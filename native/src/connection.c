@@ -1,7 +1,8 @@
 /*
  * Backend connections on the calling thread's libuv loop: connect with a dial deadline, read into
  * the thread's one static buffer, a write queue flushed once per loop phase, deadlines on one timer,
- * and closing that never leaves a handle behind.
+ * and closing that never leaves a handle behind. Ids and write blocks come from tables.c; the thread's
+ * own handles (the flush pair, the timers) are env.c's.
  *
  * Writes are batched: sendMessage only appends to the connection's pending block and marks it
  * dirty; a prepare handle (before the loop blocks in poll) and a check handle (right after poll)
@@ -14,105 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- ids --------------------------------------------------------------------------------- */
-
-static bool slots_grow(upstream_env *e) {
-  uint32_t old_count = e->slot_count;
-  uint32_t count = old_count == 0 ? 1024 : old_count * 2;
-  if (count > ID_INDEX_MASK + 1) count = ID_INDEX_MASK + 1;
-  if (count == old_count) return false;
-  conn **slots = realloc(e->slots, count * sizeof *slots);
-  if (slots == NULL) return false;
-  e->slots = slots;
-  uint16_t *generations = realloc(e->generations, count * sizeof *generations);
-  if (generations == NULL) return false;
-  e->generations = generations;
-  uint32_t *ring = malloc(count * sizeof *ring);
-  if (ring == NULL) return false;
-  uint32_t n = 0;
-  for (uint32_t i = 0; i < e->free_count; i++) ring[n++] = e->free_slots[(e->free_head + i) % e->free_capacity];
-  for (uint32_t i = old_count; i < count; i++) {
-    slots[i] = NULL;
-    generations[i] = 1;
-    ring[n++] = i;
-  }
-  free(e->free_slots);
-  e->free_slots = ring;
-  e->free_head = 0;
-  e->free_count = n;
-  e->free_capacity = count;
-  e->slot_count = count;
-  return true;
-}
-
-static bool slot_claim(upstream_env *e, conn *c) {
-  if (e->free_count == 0 && !slots_grow(e)) return false;
-  uint32_t index = e->free_slots[e->free_head];
-  e->free_head = (e->free_head + 1) % e->free_capacity;
-  e->free_count--;
-  e->slots[index] = c;
-  c->id = ((uint32_t)e->generations[index] << ID_INDEX_BITS) | index;
-  e->stats.connections++;
-  return true;
-}
-
-static void slot_release(conn *c) {
-  upstream_env *e = c->owner;
-  liveness_unwatch(c);
-  if (c->id == 0) return;
-  uint32_t index = c->id & ID_INDEX_MASK;
-  e->slots[index] = NULL;
-  uint16_t generation = (uint16_t)((e->generations[index] + 1) & ID_GENERATION_MASK);
-  e->generations[index] = generation == 0 ? 1 : generation;
-  e->free_slots[(e->free_head + e->free_count) % e->free_capacity] = index;
-  e->free_count++;
-  e->stats.connections--;
-  c->id = 0;
-}
-
-conn *conn_lookup(upstream_env *e, uint32_t id) {
-  uint32_t index = id & ID_INDEX_MASK;
-  if (id == 0 || index >= e->slot_count) return NULL;
-  conn *c = e->slots[index];
-  return c != NULL && c->id == id ? c : NULL;
-}
-
 static void set_state(conn *c, enum conn_state state) {
   upstream_env *e = c->owner;
   if (c->state == CONN_CONNECTING) e->stats.connecting--;
   if (c->state == CONN_FRAMING) e->stats.framing--;
   c->state = (uint8_t)state;
   if (state == CONN_FRAMING) e->stats.framing++;
-}
-
-/* ---- write blocks ------------------------------------------------------------------------ */
-
-static uint8_t *block_get(upstream_env *e, size_t size, uint32_t *capacity) {
-  if (size <= WRITE_BLOCK_SIZE) {
-    *capacity = WRITE_BLOCK_SIZE;
-    if (e->block_pool_count > 0) return e->block_pool[--e->block_pool_count];
-    return malloc(WRITE_BLOCK_SIZE);
-  }
-  if (size <= LARGE_BLOCK_SIZE) {
-    *capacity = LARGE_BLOCK_SIZE;
-    if (e->large_pool_count > 0) return e->large_pool[--e->large_pool_count];
-    return malloc(LARGE_BLOCK_SIZE);
-  }
-  *capacity = (uint32_t)size;
-  return malloc(size);
-}
-
-void block_release(upstream_env *e, uint8_t *block, uint32_t capacity) {
-  if (block == NULL) return;
-  if (capacity == WRITE_BLOCK_SIZE && e->block_pool_count < WRITE_BLOCK_POOL_MAX) {
-    e->block_pool[e->block_pool_count++] = block;
-    return;
-  }
-  if (capacity == LARGE_BLOCK_SIZE && e->large_pool_count < LARGE_BLOCK_POOL_MAX) {
-    e->large_pool[e->large_pool_count++] = block;
-    return;
-  }
-  free(block);
 }
 
 /* ---- closing ----------------------------------------------------------------------------- */
@@ -125,8 +33,6 @@ static void deadline_remove(conn *c) {
   c->deadline_prev = c->deadline_next = NULL;
   c->in_deadline_list = 0;
 }
-
-static void env_handle_closed(upstream_env *e);
 
 static void on_conn_closed(uv_handle_t *handle) {
   conn *c = (conn *)handle;
@@ -567,53 +473,7 @@ int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_time
   return 0;
 }
 
-/* ---- the env's own handles --------------------------------------------------------------- */
-
-/* The state outlives whichever comes last: its napi_env (finalizer) or its last open handle. */
-void env_free_if_done(upstream_env *e) {
-  if (e->env_gone && e->open_handles == 0) {
-    loadgen_free(e);
-    free(e->slots);
-    free(e->generations);
-    free(e->free_slots);
-    for (uint32_t i = 0; i < e->block_pool_count; i++) free(e->block_pool[i]);
-    for (uint32_t i = 0; i < e->large_pool_count; i++) free(e->large_pool[i]);
-    free(e->block_pool);
-    free(e->read_buffer);
-    free(e->frame_table);
-    free(e);
-  }
-}
-
-static void env_handle_closed(upstream_env *e) {
-  if (--e->open_handles > 0 || !e->tearing_down) return;
-  if (e->cleanup_handle != NULL) {
-    napi_async_cleanup_hook_handle handle = e->cleanup_handle;
-    e->cleanup_handle = NULL;
-    napi_remove_async_cleanup_hook(handle);
-  }
-  env_free_if_done(e);
-}
-
-static void on_env_handle_closed(uv_handle_t *handle) { env_handle_closed(handle->data); }
-
-/* Close one of the env's own handles (counted in open_handles) at teardown. */
-void env_close_handle(upstream_env *e, uv_handle_t *handle) {
-  handle->data = e;
-  uv_close(handle, on_env_handle_closed);
-}
-
-void env_start(upstream_env *e) {
-  uv_prepare_init(e->loop, &e->flush_before_poll);
-  uv_check_init(e->loop, &e->flush_after_poll);
-  uv_timer_init(e->loop, &e->deadline_timer);
-  uv_timer_init(e->loop, &e->liveness_timer);
-  e->flush_before_poll.data = e->flush_after_poll.data = e->deadline_timer.data = e->liveness_timer.data = e;
-  /* Deadlines and pings never keep a thread alive by themselves: a dial or a close holds its own handle. */
-  uv_unref((uv_handle_t *)&e->deadline_timer);
-  uv_unref((uv_handle_t *)&e->liveness_timer);
-  e->open_handles += 4;
-}
+/* ---- teardown ---------------------------------------------------------------------------- */
 
 /* Environment teardown (thread exit): close every handle without calling JavaScript. */
 void env_close_all(upstream_env *e) {
@@ -628,8 +488,8 @@ void env_close_all(upstream_env *e) {
   }
   for (conn *c = e->dirty; c != NULL; c = c->next_dirty) close_handle(c);
   if (e->loadgen != NULL) loadgen_teardown(e);
-  uv_close((uv_handle_t *)&e->flush_before_poll, on_env_handle_closed);
-  uv_close((uv_handle_t *)&e->flush_after_poll, on_env_handle_closed);
-  uv_close((uv_handle_t *)&e->deadline_timer, on_env_handle_closed);
-  uv_close((uv_handle_t *)&e->liveness_timer, on_env_handle_closed);
+  env_close_handle(e, (uv_handle_t *)&e->flush_before_poll);
+  env_close_handle(e, (uv_handle_t *)&e->flush_after_poll);
+  env_close_handle(e, (uv_handle_t *)&e->deadline_timer);
+  env_close_handle(e, (uv_handle_t *)&e->liveness_timer);
 }

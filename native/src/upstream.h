@@ -198,10 +198,22 @@ struct upstream_env {
   } stats;
 };
 
+/* tables.c */
+bool slot_claim(upstream_env *e, conn *c);
+void slot_release(conn *c);
+conn *conn_lookup(upstream_env *e, uint32_t id);
+uint8_t *block_get(upstream_env *e, size_t size, uint32_t *capacity);
+void block_release(upstream_env *e, uint8_t *block, uint32_t capacity);
+
+/* env.c */
+void env_start(upstream_env *e);
+void env_free_if_done(upstream_env *e);
+void env_handle_closed(upstream_env *e);
+void env_close_handle(upstream_env *e, uv_handle_t *handle);
+
 /* connection.c */
 /* `extra` bytes of zeroed state follow the conn in the same allocation (loadgen.c keeps its per-connection state there). */
 int conn_connect(upstream_env *e, const char *host, int port, uint32_t dial_timeout_ms, const char *local_address, size_t extra, uint32_t *id_out);
-conn *conn_lookup(upstream_env *e, uint32_t id);
 void conn_write_raw(conn *c, const uint8_t *data, size_t length);
 uint8_t *conn_reserve(conn *c, size_t length);
 void conn_mark_dirty(conn *c);
@@ -209,17 +221,13 @@ uint64_t conn_queued_bytes(const conn *c);
 void conn_pause(conn *c);
 void conn_resume(conn *c);
 void conn_set_deadline(conn *c, uint32_t ms);
+void conn_destroy(conn *c);
+void conn_finish(conn *c, bool flush_first);
+void env_close_all(upstream_env *e);
 
 /* liveness.c */
 void conn_watch_liveness(conn *c, uint32_t ping_interval_ms, uint32_t pong_timeout_ms);
 void liveness_unwatch(conn *c);
-void conn_destroy(conn *c);
-void conn_finish(conn *c, bool flush_first);
-void env_start(upstream_env *e);
-void env_close_all(upstream_env *e);
-void env_free_if_done(upstream_env *e);
-void env_close_handle(upstream_env *e, uv_handle_t *handle);
-void block_release(upstream_env *e, uint8_t *block, uint32_t capacity);
 
 /* frames.c */
 void frames_parse(conn *c, source *src, size_t offset, size_t end);
