@@ -46,7 +46,6 @@ interface Slot {
   startedAt: number;
   backoffMs: number;
   restartTimer: NodeJS.Timeout | null;
-  youngGenerationMb: number | null;
 }
 
 /** What the admin listener reads about one worker (health, /api/overview). */
@@ -56,7 +55,8 @@ export interface WorkerStatus {
   readonly listening: boolean;
   readonly startedAt: number;
   /** The young generation limit Sluice gave the worker's V8 heap, in MB; null when the operator's
-   *  `--max-semi-space-size` sizes it (worker.resourceLimits would then report V8's default, not the flag). */
+   *  `--max-semi-space-size` sizes it (worker.resourceLimits would then report V8's default, not the flag),
+   *  or when the worker is not running. */
   readonly youngGenerationMb: number | null;
 }
 
@@ -96,6 +96,9 @@ export class Supervisor {
   private current: GenerationInit;
   private readonly installs = new Map<number, { waiting: Set<number>; pauses: number[]; failed: string[]; done: (report: InstallReport) => void }>();
 
+  /** The same for every worker: node's arguments and NODE_OPTIONS do not change while it runs. */
+  private readonly resourceLimits = workerResourceLimits();
+
   constructor(
     first: GenerationInit,
     private readonly shared: SharedViews,
@@ -109,7 +112,7 @@ export class Supervisor {
     return new Promise((resolve, reject) => {
       this.firstStart = { resolve, reject };
       for (let i = 0; i < this.workerCount_; i++) {
-        this.slots.push({ worker: null, listening: false, startedAt: 0, backoffMs: FIRST_BACKOFF_MS, restartTimer: null, youngGenerationMb: null });
+        this.slots.push({ worker: null, listening: false, startedAt: 0, backoffMs: FIRST_BACKOFF_MS, restartTimer: null });
         this.spawn(i);
       }
     });
@@ -131,7 +134,7 @@ export class Supervisor {
       running: s.worker !== null,
       listening: s.listening,
       startedAt: s.startedAt,
-      youngGenerationMb: s.youngGenerationMb,
+      youngGenerationMb: s.worker === null ? null : (this.resourceLimits.maxYoungGenerationSizeMb ?? null),
     }));
   }
 
@@ -164,9 +167,7 @@ export class Supervisor {
       workerSlots: this.shared.workerSlots,
       generation: this.current,
     };
-    const resourceLimits = workerResourceLimits();
-    const worker = new Worker(WORKER_URL, { workerData: init, name: `sluice-worker-${index}`, resourceLimits });
-    slot.youngGenerationMb = resourceLimits.maxYoungGenerationSizeMb ?? null;
+    const worker = new Worker(WORKER_URL, { workerData: init, name: `sluice-worker-${index}`, resourceLimits: this.resourceLimits });
     slot.worker = worker;
     slot.listening = false;
     slot.startedAt = Date.now();
