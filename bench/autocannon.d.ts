@@ -24,6 +24,7 @@ declare module 'autocannon' {
     '2xx': number;
     duration: number;
   }
+  export type { Result };
   function autocannon(options: Options): Promise<Result>;
   export default autocannon;
 }

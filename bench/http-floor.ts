@@ -16,15 +16,14 @@
  *   npx tsc -p . && node dist/bench/http-floor.js [--runs 3] [--seconds 5] [--connections 50]
  *   (the floor proxy alone: node dist/bench/http-floor.js --serve PORT BACKEND_PORT[,PORT...])
  */
-import { spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
 import uWS from 'uWebSockets.js';
 import nativeUpstream from '#native';
-import { cpuMicros, processTree } from './procstat.js';
+import { httpWindow } from './measure.js';
+import { summarize } from './report.js';
 import { REPO_ROOT, commandExists, freePort, pinned, startHttpBackends, startTarget, stopProcess, versions, waitForPort, type Pinning, type Running } from './targets.js';
 
 // ---- the floor proxy (--serve) -------------------------------------------------------------------
@@ -140,20 +139,12 @@ async function startFloor(backends: readonly number[], pin: Pinning): Promise<Ru
 
 async function measure(target: Running, seconds: number, connections: number): Promise<[rps: number, cpuPerRequest: number]> {
   const url = `${target.httpUrl}/http/small`;
-  await autocannon({ url, connections, duration: 1, timeout: 10 });
-  const pids = processTree(target.pid!);
-  const before = cpuMicros(pids);
-  const result = await autocannon({ url, connections, duration: seconds, timeout: 10 });
-  const cpu = cpuMicros(pids) - before;
-  const requests = result['2xx'];
+  const { result, requestsPerSecond, cpuPerRequest } = await httpWindow(target, url, connections, 1, seconds);
   if (result.non2xx + result.errors + result.timeouts > 0) throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts`);
-  return [requests / result.duration, cpu / requests];
+  return [requestsPerSecond, cpuPerRequest!];
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
+const median = (values: number[]): number => summarize(values)!.median;
 
 async function compare(runs: number, seconds: number, connections: number): Promise<void> {
   const canPin = availableParallelism() >= 2 && commandExists('taskset');

@@ -3,7 +3,7 @@
  * window is also the window over which the proxy's CPU is read from /proc: the phase hooks sample
  * the proxy when measuring starts and when it stops, so ramp-up, warm-up and drain stay out.
  */
-import autocannon from 'autocannon';
+import autocannon, { type Result as AutocannonResult } from 'autocannon';
 import { parseOptions } from '../loadtest/options.js';
 import { runLoad, type LoadReport } from '../loadtest/run.js';
 import { performance } from 'node:perf_hooks';
@@ -230,20 +230,32 @@ async function measureHttp(target: Running, s: BenchSettings, figures: Figures, 
     ['1m', '/http/1mib', s.httpLargeConnections],
   ];
   for (const [tag, path, connections] of runs) {
-    const url = `${target.httpUrl}${path}`;
-    await autocannon({ url, connections, duration: Math.max(1, Math.round(s.warmup)), timeout: 10 });
-    const pids = target.pid === null ? [] : processTree(target.pid);
-    const before = target.pid === null ? 0 : cpuMicros(pids);
-    const result = await autocannon({ url, connections, duration: s.duration, timeout: 10 });
-    const cpu = target.pid === null ? null : cpuMicros(pids) - before;
-    const requests = result['2xx'];
-    figures[`httpRps${tag}`] = requests / result.duration;
-    figures[`httpCpu${tag}`] = cpu === null || requests === 0 ? null : cpu / requests;
+    const { result, requestsPerSecond, cpuPerRequest } = await httpWindow(target, `${target.httpUrl}${path}`, connections, s.warmup, s.duration);
+    figures[`httpRps${tag}`] = requestsPerSecond;
+    figures[`httpCpu${tag}`] = cpuPerRequest;
     const bad = result.errors + result.timeouts + result.non2xx;
     if (bad > 0) notes.push(`HTTP ${path}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx answers`);
-    log(`    HTTP ${path}: ${Math.round(requests / result.duration)} req/s, proxy ${fmt(figures[`httpCpu${tag}`])} µs per request, p99 ${result.latency.p99} ms`);
+    log(`    HTTP ${path}: ${Math.round(requestsPerSecond)} req/s, proxy ${fmt(figures[`httpCpu${tag}`])} µs per request, p99 ${result.latency.p99} ms`);
     await sleep(300);
   }
+}
+
+/** Autocannon against `url` for `seconds` after a warm-up, with the CPU µs the target's process tree spent per
+ *  2xx answer in that window (null for direct). bench/http-floor.ts measures with it too. */
+export async function httpWindow(
+  target: Running,
+  url: string,
+  connections: number,
+  warmupSeconds: number,
+  seconds: number,
+): Promise<{ result: AutocannonResult; requestsPerSecond: number; cpuPerRequest: number | null }> {
+  await autocannon({ url, connections, duration: Math.max(1, Math.round(warmupSeconds)), timeout: 10 });
+  const pids = target.pid === null ? [] : processTree(target.pid);
+  const before = target.pid === null ? 0 : cpuMicros(pids);
+  const result = await autocannon({ url, connections, duration: seconds, timeout: 10 });
+  const cpu = target.pid === null ? null : cpuMicros(pids) - before;
+  const requests = result['2xx'];
+  return { result, requestsPerSecond: requests / result.duration, cpuPerRequest: cpu === null || requests === 0 ? null : cpu / requests };
 }
 
 function fmt(n: number | null | undefined): string {

@@ -70,7 +70,7 @@ export interface BenchResults {
   readonly compression?: CompressionResults | undefined;
 }
 
-function summarize(values: readonly number[]): Summary | null {
+export function summarize(values: readonly number[]): Summary | null {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
