@@ -123,7 +123,7 @@ export class NativeHttpConnection {
     /** Called once when the connection is over for good (the pool forgets it). */
     private readonly onGone: (c: NativeHttpConnection) => void,
   ) {
-    const id = localAddress === '' ? nativeUpstream!.connect(address, port, dialTimeoutMs) : nativeUpstream!.connect(address, port, dialTimeoutMs, localAddress);
+    const id = nativeUpstream!.connect(address, port, dialTimeoutMs, localAddress === '' ? undefined : localAddress);
     if (id <= 0) {
       this.phase = Phase.Gone;
       this.startError = id;
